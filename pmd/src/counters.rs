@@ -1,0 +1,170 @@
+//! Per-port counters and drop reasons.
+//!
+//! Each counter has one writer, the PMD thread that owns the port, which
+//! adds with a relaxed load and store (no locked instruction); the control
+//! side reads them whenever it likes. A port's counters sit in their own
+//! cache lines, so two threads never write the same line.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a frame was dropped. Every drop in podswitch has one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// The pool had no free buffer for a received frame.
+    NoBuffer,
+    /// The transmit ring or socket was full.
+    TxFull,
+    /// The kernel refused the frame on transmit.
+    TxError,
+    /// Shorter than an Ethernet header (14 bytes).
+    Runt,
+    /// An EtherType below 0x0600 (an 802.3 length field) or one the switch
+    /// does not carry.
+    BadEtherType,
+    /// An L3/L4 header shorter than it claims, or a total length beyond the
+    /// frame.
+    Truncated,
+    /// A header with impossible values (IPv4 version, IHL, ARP lengths).
+    Malformed,
+    /// A source MAC that is multicast or zero.
+    BadSourceMac,
+    /// The destination is on another network, or the frame would go back
+    /// out of the port it came in on.
+    Filtered,
+    /// Larger than the output port's MTU, and not segmentable.
+    TooBig,
+    /// No route or neighbour for the destination.
+    NoRoute,
+    /// A frame for the gateway that it does not answer (not ARP or echo).
+    NotForUs,
+    /// The frame could not be segmented or checksummed in software.
+    OffloadError,
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 13;
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::NoBuffer,
+        DropReason::TxFull,
+        DropReason::TxError,
+        DropReason::Runt,
+        DropReason::BadEtherType,
+        DropReason::Truncated,
+        DropReason::Malformed,
+        DropReason::BadSourceMac,
+        DropReason::Filtered,
+        DropReason::TooBig,
+        DropReason::NoRoute,
+        DropReason::NotForUs,
+        DropReason::OffloadError,
+    ];
+
+    /// A short name for stats output.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::NoBuffer => "no_buffer",
+            DropReason::TxFull => "tx_full",
+            DropReason::TxError => "tx_error",
+            DropReason::Runt => "runt",
+            DropReason::BadEtherType => "bad_ethertype",
+            DropReason::Truncated => "truncated",
+            DropReason::Malformed => "malformed",
+            DropReason::BadSourceMac => "bad_source_mac",
+            DropReason::Filtered => "filtered",
+            DropReason::TooBig => "too_big",
+            DropReason::NoRoute => "no_route",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::OffloadError => "offload_error",
+        }
+    }
+}
+
+/// A counter with a single writer.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning thread calls this.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        // One writer: load + store is exact and avoids a locked add.
+        self.0
+            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// The current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one port, on their own cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct PortCounters {
+    /// Frames received.
+    pub rx_packets: Counter,
+    /// Bytes received.
+    pub rx_bytes: Counter,
+    /// Frames transmitted.
+    pub tx_packets: Counter,
+    /// Bytes transmitted.
+    pub tx_bytes: Counter,
+    /// Frames dropped, by reason (received here or meant to leave here).
+    pub drops: [Counter; DropReason::COUNT],
+}
+
+impl PortCounters {
+    /// Counts one dropped frame.
+    #[inline]
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops[reason as usize].add(1);
+    }
+
+    /// Total drops over all reasons.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().map(Counter::get).sum()
+    }
+
+    /// A snapshot for reporting.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            rx_packets: self.rx_packets.get(),
+            rx_bytes: self.rx_bytes.get(),
+            tx_packets: self.tx_packets.get(),
+            tx_bytes: self.tx_bytes.get(),
+            drops: DropReason::ALL.map(|r| self.drops[r as usize].get()),
+        }
+    }
+}
+
+/// Plain values of a port's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames transmitted.
+    pub tx_packets: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Drops by reason, in [`DropReason::ALL`] order.
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl CounterSnapshot {
+    /// Drops for one reason.
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// Total drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}

@@ -1,0 +1,25 @@
+//! The poll-mode engine of podswitch.
+//!
+//! It owns frames and their buffer pools, the [`Port`] abstraction with burst
+//! receive and transmit (AF_XDP, TAP and in-memory ports), the pinned PMD
+//! threads that poll them, and the packet views and checksum helpers every
+//! crate shares ([`wire`], [`meta`]). It knows nothing of networks, NAT or
+//! VXLAN: `switch` composes those on top through [`thread::Pipeline`].
+
+pub mod afxdp;
+pub mod counters;
+pub mod frame;
+pub mod gso;
+pub mod memport;
+pub mod meta;
+pub mod netns;
+pub mod pool;
+pub mod port;
+pub mod tap;
+pub mod thread;
+pub mod wire;
+
+pub use counters::{DropReason, PortCounters};
+pub use frame::{Frame, Offload};
+pub use pool::{Pool, PoolConfig, PoolError};
+pub use port::{Port, PortId, MAX_BURST};

@@ -1,0 +1,438 @@
+//! One buffer pool per PMD thread.
+//!
+//! Small buffers are fixed-size chunks of one memory region. When the thread
+//! has AF_XDP ports the region is the UMEM that all of its sockets share, so
+//! a frame received on one AF_XDP port is transmitted on another by handing
+//! its descriptor over. Otherwise the region is plain heap memory with the
+//! same layout, so every code path sees the same frames.
+//!
+//! Chunk layout: `[0, DATA_OFFSET)` is headroom (the kernel's XDP headroom in
+//! UMEM chunks), the packet normally starts at `DATA_OFFSET`. xsk-rs fixes
+//! the transmit address of a descriptor at `DATA_OFFSET`, so a frame whose
+//! packet was moved (encapsulation) is moved back before an AF_XDP transmit;
+//! see [`Pool::align_for_xsk`].
+//!
+//! Large buffers (64 KB + headroom) hold TSO/GSO segments from TAP ports with
+//! offloads; there are few of them (DESIGN.md, data path 2).
+
+use std::num::NonZeroU32;
+use std::ptr::NonNull;
+
+use crate::frame::{Buf, Frame, Offload};
+use crate::port::PortId;
+
+/// Bytes per small chunk (one UMEM frame).
+pub const CHUNK_SIZE: usize = 4096;
+/// Where a packet starts inside a chunk: the kernel's XDP_PACKET_HEADROOM,
+/// which is also the headroom every frame keeps for encapsulation.
+pub const DATA_OFFSET: usize = 256;
+/// Largest packet a small chunk holds.
+pub const CHUNK_DATA: usize = CHUNK_SIZE - DATA_OFFSET;
+/// Headroom kept in front of packets in large buffers.
+pub const LARGE_HEADROOM: usize = 256;
+/// Bytes per large buffer: a 64 KB GSO segment plus its Ethernet header.
+pub const LARGE_SIZE: usize = LARGE_HEADROOM + 65536 + 64;
+
+/// How a pool is sized and backed.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Number of small chunks.
+    pub chunks: u32,
+    /// Number of large buffers.
+    pub large: u32,
+    /// Back the small chunks with an AF_XDP UMEM (needs CAP_NET_RAW and
+    /// CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK).
+    pub umem: bool,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            chunks: 8192,
+            large: 64,
+            umem: false,
+        }
+    }
+}
+
+/// Errors creating a pool.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The UMEM could not be created or registered with the kernel.
+    #[error("creating a UMEM of {chunks} frames: {reason} (need root, or CAP_NET_RAW with CAP_IPC_LOCK)")]
+    Umem {
+        /// Frames asked for.
+        chunks: u32,
+        /// What xsk-rs reported.
+        reason: String,
+    },
+    /// A pool of zero chunks was asked for.
+    #[error("a pool needs at least one chunk")]
+    Empty,
+}
+
+enum Region {
+    Umem {
+        umem: xsk_rs::Umem,
+        /// Descriptor of each chunk as xsk-rs created it, by chunk index.
+        descs: Vec<xsk_rs::FrameDesc>,
+    },
+    Heap,
+}
+
+/// A per-thread buffer pool. Not `Sync`: only its PMD thread touches it.
+pub struct Pool {
+    region: Region,
+    /// Start of the chunk region (UMEM or heap).
+    base: NonNull<u8>,
+    chunks: u32,
+    free: Vec<u32>,
+    /// Owns the heap chunks (heap pools) and the large buffers; the raw
+    /// pointers `base` and `large_base` point into these.
+    _heap: Vec<u8>,
+    _large_mem: Vec<u8>,
+    large_base: NonNull<u8>,
+    large: u32,
+    large_free: Vec<u32>,
+}
+
+// SAFETY: the pool owns its region exclusively (the raw `base` pointer points
+// into memory the pool keeps alive); moving the pool to another thread moves
+// that ownership with it.
+unsafe impl Send for Pool {}
+
+impl Pool {
+    /// Creates a pool; with `config.umem` the chunks are a registered UMEM.
+    pub fn new(config: PoolConfig) -> Result<Pool, PoolError> {
+        let chunks = NonZeroU32::new(config.chunks).ok_or(PoolError::Empty)?;
+        let mut heap = Vec::new();
+        let (region, base) = if config.umem {
+            let umem_err = |reason: String| PoolError::Umem {
+                chunks: config.chunks,
+                reason,
+            };
+            let qsize = xsk_rs::config::QueueSize::new(
+                (config.chunks / 2).next_power_of_two().clamp(64, 4096),
+            )
+            .map_err(|e| umem_err(e.to_string()))?;
+            let ucfg = xsk_rs::config::UmemConfig::builder()
+                .frame_size(
+                    xsk_rs::config::FrameSize::new(CHUNK_SIZE as u32)
+                        .map_err(|e| umem_err(e.to_string()))?,
+                )
+                .fill_queue_size(qsize)
+                .comp_queue_size(qsize)
+                .frame_headroom(0)
+                .build()
+                .map_err(|e| umem_err(e.to_string()))?;
+            let (umem, descs) =
+                xsk_rs::Umem::new(ucfg, chunks, false).map_err(|e| umem_err(e.to_string()))?;
+            // xsk-rs puts the packet of chunk i at i * CHUNK_SIZE + 256;
+            // the pool's layout depends on it.
+            debug_assert_eq!(descs[0].addr(), DATA_OFFSET);
+            // SAFETY: descs[0] belongs to this UMEM and nothing else holds
+            // it; the headroom slice (empty, headroom 0) starts at the first
+            // byte of chunk 0, which is the start of the region.
+            let start = unsafe { umem.headroom(&descs[0]).contents().as_ptr() as *mut u8 };
+            let base = NonNull::new(start).ok_or_else(|| umem_err("null UMEM".into()))?;
+            (Region::Umem { umem, descs }, base)
+        } else {
+            heap = vec![0u8; chunks.get() as usize * CHUNK_SIZE];
+            let base = NonNull::new(heap.as_mut_ptr()).ok_or(PoolError::Empty)?;
+            (Region::Heap, base)
+        };
+        let mut large_mem = vec![0u8; config.large.max(1) as usize * LARGE_SIZE];
+        let large_base = NonNull::new(large_mem.as_mut_ptr()).ok_or(PoolError::Empty)?;
+        Ok(Pool {
+            region,
+            base,
+            chunks: config.chunks,
+            free: (0..config.chunks).rev().collect(),
+            _heap: heap,
+            _large_mem: large_mem,
+            large_base,
+            large: config.large,
+            large_free: (0..config.large).rev().collect(),
+        })
+    }
+
+    /// A handle for other threads to read frames this pool lends them.
+    pub fn reader(&self) -> PoolReader {
+        PoolReader {
+            base: self.base,
+            large_base: self.large_base,
+        }
+    }
+
+    /// The UMEM behind the small chunks, when the pool has one.
+    pub fn umem(&self) -> Option<&xsk_rs::Umem> {
+        match &self.region {
+            Region::Umem { umem, .. } => Some(umem),
+            Region::Heap => None,
+        }
+    }
+
+    /// Total small chunks.
+    pub fn chunks(&self) -> u32 {
+        self.chunks
+    }
+
+    /// Small chunks currently free in the pool (not held by a frame, a port
+    /// or a kernel ring).
+    pub fn free_chunks(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Large buffers currently free.
+    pub fn free_large(&self) -> usize {
+        self.large_free.len()
+    }
+
+    /// Frames out of the pool: held by ports, kernel rings or the pipeline.
+    /// A count that grows without traffic is a leak.
+    pub fn in_flight(&self) -> usize {
+        self.chunks as usize - self.free.len() + self.large as usize - self.large_free.len()
+    }
+
+    /// Takes an empty small frame (packet at `DATA_OFFSET`), or `None` when
+    /// the pool is exhausted.
+    #[inline]
+    pub fn alloc(&mut self) -> Option<Frame> {
+        let idx = self.free.pop()?;
+        Some(Frame {
+            buf: Buf::Chunk(idx),
+            head: DATA_OFFSET as u32,
+            len: 0,
+            in_port: PortId(0),
+            offload: Offload::default(),
+        })
+    }
+
+    /// Takes an empty large frame, or `None` when none is free.
+    #[inline]
+    pub fn alloc_large(&mut self) -> Option<Frame> {
+        let idx = self.large_free.pop()?;
+        Some(Frame {
+            buf: Buf::Large(idx),
+            head: LARGE_HEADROOM as u32,
+            len: 0,
+            in_port: PortId(0),
+            offload: Offload::default(),
+        })
+    }
+
+    /// Takes a frame that holds `len` bytes: small when they fit, else large.
+    #[inline]
+    pub fn alloc_for(&mut self, len: usize) -> Option<Frame> {
+        if len <= CHUNK_DATA {
+            self.alloc()
+        } else if len <= LARGE_SIZE - LARGE_HEADROOM {
+            self.alloc_large()
+        } else {
+            None
+        }
+    }
+
+    /// Returns a frame to the pool.
+    #[inline]
+    pub fn free(&mut self, frame: Frame) {
+        match frame.buf {
+            Buf::Chunk(idx) => self.free.push(idx),
+            Buf::Large(idx) => self.large_free.push(idx),
+        }
+    }
+
+    /// Bytes of the packet.
+    #[inline]
+    pub fn data(&self, frame: &Frame) -> &[u8] {
+        let (ptr, _) = self.buf_ptr(frame);
+        // SAFETY: `head + len` never exceeds the buffer (set_len and
+        // set_head check it), and the frame's owner holds the only handle
+        // to this buffer, so no mutable alias exists while `&self` is held.
+        unsafe { std::slice::from_raw_parts(ptr.add(frame.head as usize), frame.len as usize) }
+    }
+
+    /// Bytes of the packet, writable.
+    #[inline]
+    pub fn data_mut(&mut self, frame: &mut Frame) -> &mut [u8] {
+        let (ptr, _) = self.buf_ptr(frame);
+        // SAFETY: as in `data`; `&mut Frame` proves exclusive ownership of
+        // the buffer, and the pool is borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(ptr.add(frame.head as usize), frame.len as usize) }
+    }
+
+    /// Everything from the packet start to the end of the buffer, for a
+    /// port or generator to write a packet into; follow with `set_len`.
+    #[inline]
+    pub fn room_mut(&mut self, frame: &mut Frame) -> &mut [u8] {
+        let (ptr, cap) = self.buf_ptr(frame);
+        // SAFETY: `head <= cap` always holds; exclusive as in `data_mut`.
+        unsafe {
+            std::slice::from_raw_parts_mut(ptr.add(frame.head as usize), cap - frame.head as usize)
+        }
+    }
+
+    /// Capacity from the packet start to the end of the buffer.
+    #[inline]
+    pub fn room(&self, frame: &Frame) -> usize {
+        self.buf_ptr(frame).1 - frame.head as usize
+    }
+
+    /// Sets the packet length; false (and no change) when it does not fit.
+    #[inline]
+    pub fn set_len(&self, frame: &mut Frame, len: usize) -> bool {
+        if len > self.room(frame) {
+            return false;
+        }
+        frame.len = len as u32;
+        true
+    }
+
+    /// Grows the packet at the front by `n` bytes (for a header), returning
+    /// the new packet bytes; `None` when the headroom is too small.
+    #[inline]
+    pub fn push_front<'a>(&'a mut self, frame: &'a mut Frame, n: usize) -> Option<&'a mut [u8]> {
+        if n > frame.head as usize {
+            return None;
+        }
+        frame.head -= n as u32;
+        frame.len += n as u32;
+        Some(self.data_mut(frame))
+    }
+
+    /// Drops `n` bytes from the front of the packet (decapsulation).
+    #[inline]
+    pub fn pull_front(&self, frame: &mut Frame, n: usize) -> bool {
+        if n > frame.len as usize {
+            return false;
+        }
+        frame.head += n as u32;
+        frame.len -= n as u32;
+        true
+    }
+
+    /// Copies a packet into a new frame of this pool (for frames arriving
+    /// from another thread's pool, or tests).
+    pub fn alloc_copy(&mut self, bytes: &[u8]) -> Option<Frame> {
+        let mut frame = self.alloc_for(bytes.len())?;
+        self.room_mut(&mut frame)[..bytes.len()].copy_from_slice(bytes);
+        frame.len = bytes.len() as u32;
+        Some(frame)
+    }
+
+    /// Moves a small frame's packet back to `DATA_OFFSET`, where xsk-rs
+    /// transmits it from, and returns its descriptor with the length set.
+    /// `None` for large frames (they must be segmented first) or a pool
+    /// without UMEM.
+    pub(crate) fn align_for_xsk(&mut self, frame: &mut Frame) -> Option<xsk_rs::FrameDesc> {
+        let Buf::Chunk(idx) = frame.buf else {
+            return None;
+        };
+        if frame.head as usize != DATA_OFFSET {
+            let (ptr, _) = self.buf_ptr(frame);
+            // SAFETY: both ranges lie inside this frame's chunk (len fits
+            // CHUNK_DATA because small frames never exceed it); copy handles
+            // the overlap.
+            unsafe {
+                std::ptr::copy(
+                    ptr.add(frame.head as usize),
+                    ptr.add(DATA_OFFSET),
+                    frame.len as usize,
+                )
+            };
+            frame.head = DATA_OFFSET as u32;
+        }
+        let Region::Umem { umem, descs } = &self.region else {
+            return None;
+        };
+        let mut desc = descs[idx as usize];
+        // SAFETY: the descriptor belongs to this UMEM and the frame is owned
+        // by the caller, not by a kernel ring.
+        unsafe { umem.data_mut(&mut desc).cursor().set_pos(frame.len as usize) };
+        Some(desc)
+    }
+
+    /// Wraps a descriptor the kernel handed back (RX or completion ring)
+    /// into a frame of this pool.
+    #[inline]
+    pub(crate) fn frame_from_desc(&self, desc: &xsk_rs::FrameDesc, in_port: PortId) -> Frame {
+        let chunk_start = chunk_index(desc.addr()) as usize * CHUNK_SIZE;
+        Frame {
+            buf: Buf::Chunk(chunk_index(desc.addr())),
+            head: (desc.addr() - chunk_start) as u32,
+            len: desc.lengths().data() as u32,
+            in_port,
+            offload: Offload::default(),
+        }
+    }
+
+    /// Takes a free chunk's descriptor for a kernel ring (fill queue).
+    #[inline]
+    pub(crate) fn alloc_desc(&mut self) -> Option<xsk_rs::FrameDesc> {
+        let Region::Umem { descs, .. } = &self.region else {
+            return None;
+        };
+        self.free.pop().map(|i| descs[i as usize])
+    }
+
+    /// Returns a chunk the kernel gave back (completion ring) to the pool.
+    #[inline]
+    pub(crate) fn free_desc(&mut self, desc: &xsk_rs::FrameDesc) {
+        self.free.push(chunk_index(desc.addr()));
+    }
+
+    #[inline]
+    fn buf_ptr(&self, frame: &Frame) -> (*mut u8, usize) {
+        match frame.buf {
+            Buf::Chunk(idx) => {
+                // SAFETY: every chunk index this pool hands out is below
+                // `chunks`, so the chunk lies inside the region.
+                let ptr = unsafe { self.base.as_ptr().add(idx as usize * CHUNK_SIZE) };
+                (ptr, CHUNK_SIZE)
+            }
+            Buf::Large(idx) => {
+                // SAFETY: large indices are below `large`, inside large_mem.
+                let ptr = unsafe { self.large_base.as_ptr().add(idx as usize * LARGE_SIZE) };
+                (ptr, LARGE_SIZE)
+            }
+        }
+    }
+}
+
+/// Read access to a pool's memory from another thread, for frames that
+/// cross threads (see `thread`).
+#[derive(Clone, Copy)]
+pub struct PoolReader {
+    base: NonNull<u8>,
+    large_base: NonNull<u8>,
+}
+
+// SAFETY: a reader only reads buffers whose frames the owning thread has
+// handed over (see `data`); the memory lives as long as the engine, which
+// joins every thread before pools are dropped.
+unsafe impl Send for PoolReader {}
+// SAFETY: as above; reads never race with writes to the same buffer.
+unsafe impl Sync for PoolReader {}
+
+impl PoolReader {
+    /// The bytes of a frame of the pool this reader came from.
+    ///
+    /// # Safety
+    /// `frame` must belong to that pool, the pool must still be alive, and
+    /// its owner must not touch the buffer until the frame is given back.
+    pub unsafe fn data(&self, frame: &Frame) -> &[u8] {
+        let start = match frame.buf {
+            // SAFETY: in-range offsets, by the caller's contract.
+            Buf::Chunk(idx) => unsafe { self.base.as_ptr().add(idx as usize * CHUNK_SIZE) },
+            // SAFETY: as above.
+            Buf::Large(idx) => unsafe { self.large_base.as_ptr().add(idx as usize * LARGE_SIZE) },
+        };
+        // SAFETY: head + len lies inside the buffer (pool invariant).
+        unsafe { std::slice::from_raw_parts(start.add(frame.head as usize), frame.len as usize) }
+    }
+}
+
+#[inline]
+fn chunk_index(addr: usize) -> u32 {
+    (addr / CHUNK_SIZE) as u32
+}

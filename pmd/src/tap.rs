@@ -1,0 +1,1 @@
+//! TAP ports with virtio-net headers and offloads.

@@ -1,0 +1,1 @@
+//! The config file: TOML, the keys of DESIGN.md's contract.

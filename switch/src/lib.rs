@@ -1,0 +1,10 @@
+//! The virtual switches of podswitch and everything around them.
+//!
+//! One virtual switch per `[[network]]` (as Windows HNS does): MAC learning
+//! with aging, flooding within the network only, and a gateway the switch
+//! owns (ARP and ICMP echo). The pipeline implements `pmd::thread::Pipeline`
+//! and composes `nat` and `overlay`. Around it: the config model and its
+//! checker, endpoint setup (TAPs moved into namespaces), the lab, the
+//! daemon, and the `podswitch` binary. Called by the binary and by `bench`.
+
+pub mod config;

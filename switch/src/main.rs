@@ -1,0 +1,2 @@
+//! The `podswitch` binary.
+fn main() {}
