@@ -320,6 +320,29 @@ impl Pool {
         Some(frame)
     }
 
+    /// A copy of `frame` in a new buffer of this pool (for flooding), with
+    /// the same input port and offload state; `None` when the pool is out
+    /// of buffers.
+    pub fn clone_frame(&mut self, frame: &Frame) -> Option<Frame> {
+        let mut copy = self.alloc_for(frame.len())?;
+        let (src, _) = self.buf_ptr(frame);
+        let (dst, _) = self.buf_ptr(&copy);
+        // SAFETY: two distinct buffers (the copy was just taken from the
+        // free list while `frame` is held), both in range by the pool's
+        // invariants; `alloc_for` chose a buffer with room for `len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.add(frame.head as usize),
+                dst.add(copy.head as usize),
+                frame.len as usize,
+            )
+        };
+        copy.len = frame.len;
+        copy.in_port = frame.in_port;
+        copy.offload = frame.offload;
+        Some(copy)
+    }
+
     /// Moves a small frame's packet back to `DATA_OFFSET`, where xsk-rs
     /// transmits it from, and returns its descriptor with the length set.
     /// `None` for large frames (they must be segmented first) or a pool
@@ -348,7 +371,11 @@ impl Pool {
         let mut desc = descs[idx as usize];
         // SAFETY: the descriptor belongs to this UMEM and the frame is owned
         // by the caller, not by a kernel ring.
-        unsafe { umem.data_mut(&mut desc).cursor().set_pos(frame.len as usize) };
+        unsafe {
+            umem.data_mut(&mut desc)
+                .cursor()
+                .set_pos(frame.len as usize)
+        };
         Some(desc)
     }
 

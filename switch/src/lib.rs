@@ -8,3 +8,9 @@
 //! daemon, and the `podswitch` binary. Called by the binary and by `bench`.
 
 pub mod config;
+pub mod dataplane;
+pub mod fdb;
+pub mod gateway;
+pub mod pipeline;
+pub mod stats;
+pub mod topology;

@@ -1,0 +1,130 @@
+//! A running data plane: PMD threads with their ports and pipelines, plus
+//! the handles the control side reads (counters, FDB dumps) and writes
+//! (topology swaps).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam::channel::{self, Sender};
+use pmd::counters::{CounterSnapshot, PortCounters};
+use pmd::thread::{Engine, PmdThread, PollMode, ThreadReport};
+use pmd::{Pool, Port, PortId};
+
+use crate::pipeline::{Control, FdbRow, LearnBus, SwitchPipeline, SwitchSettings};
+use crate::stats::{NetCounters, NetSnapshot};
+use crate::topology::Topology;
+
+/// One PMD thread to start: its core, pool and ports.
+pub struct ThreadSpec {
+    /// Core to pin to.
+    pub core: Option<usize>,
+    /// Poll mode.
+    pub mode: PollMode,
+    /// The thread's pool (its UMEM when it has AF_XDP ports).
+    pub pool: Pool,
+    /// Ports with their ids in the topology.
+    pub ports: Vec<(PortId, Box<dyn Port>)>,
+}
+
+/// Running PMD threads and the control side's handles on them.
+pub struct Dataplane {
+    engine: Engine,
+    topo: Arc<Topology>,
+    port_counters: Vec<Arc<PortCounters>>,
+    net_counters: Vec<Vec<Arc<NetCounters>>>,
+    controls: Vec<Sender<Control>>,
+}
+
+impl Dataplane {
+    /// Starts one PMD thread per spec, switching per `topo`.
+    pub fn start(
+        topo: Topology,
+        settings: SwitchSettings,
+        threads: Vec<ThreadSpec>,
+    ) -> std::io::Result<Dataplane> {
+        let topo = Arc::new(topo);
+        let mut port_counters: Vec<Arc<PortCounters>> =
+            (0..topo.ports.len()).map(|_| Arc::default()).collect();
+        for t in &threads {
+            for (id, port) in &t.ports {
+                port_counters[id.0 as usize] = port.counters().clone();
+            }
+        }
+        let bus = LearnBus::new(threads.len());
+        let mut net_counters = Vec::new();
+        let mut controls = Vec::new();
+        let mut pmd_threads = Vec::new();
+        for (i, t) in threads.into_iter().enumerate() {
+            let counters: Vec<Arc<NetCounters>> =
+                topo.networks.iter().map(|_| Arc::default()).collect();
+            let (tx, rx) = channel::unbounded();
+            let pipeline =
+                SwitchPipeline::new(i, topo.clone(), settings, counters.clone(), bus.clone(), rx);
+            net_counters.push(counters);
+            controls.push(tx);
+            pmd_threads.push(PmdThread {
+                core: t.core,
+                mode: t.mode,
+                pool: t.pool,
+                ports: t.ports,
+                pipeline: Box::new(pipeline),
+            });
+        }
+        let engine = Engine::start(pmd_threads, port_counters.clone())?;
+        Ok(Dataplane {
+            engine,
+            topo,
+            port_counters,
+            net_counters,
+            controls,
+        })
+    }
+
+    /// The topology in force.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    /// Counters of every port, by `PortId`.
+    pub fn port_stats(&self) -> Vec<CounterSnapshot> {
+        self.port_counters.iter().map(|c| c.snapshot()).collect()
+    }
+
+    /// Counters of every network summed over threads, by `NetId`.
+    pub fn net_stats(&self) -> Vec<NetSnapshot> {
+        let mut out = vec![NetSnapshot::default(); self.topo.networks.len()];
+        for per_thread in &self.net_counters {
+            for (i, c) in per_thread.iter().enumerate() {
+                c.add_to(&mut out[i]);
+            }
+        }
+        out
+    }
+
+    /// Every live FDB entry, merged over threads (newest wins).
+    pub fn fdb(&self) -> Vec<FdbRow> {
+        let mut rows: Vec<FdbRow> = Vec::new();
+        for c in &self.controls {
+            let (tx, rx) = channel::bounded(1);
+            if c.send(Control::DumpFdb(tx)).is_err() {
+                continue;
+            }
+            self.engine.wake();
+            if let Ok(mut r) = rx.recv_timeout(Duration::from_secs(2)) {
+                rows.append(&mut r);
+            }
+        }
+        rows.sort_by(|a, b| {
+            (a.network.as_str(), a.mac)
+                .cmp(&(b.network.as_str(), b.mac))
+                .then(a.age_secs.total_cmp(&b.age_secs))
+        });
+        rows.dedup_by(|b, a| a.network == b.network && a.mac == b.mac);
+        rows
+    }
+
+    /// Stops the threads; reports say whether any frame leaked.
+    pub fn stop(self) -> Vec<ThreadReport> {
+        self.engine.stop()
+    }
+}

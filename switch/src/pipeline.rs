@@ -1,0 +1,305 @@
+//! The switching pipeline run by every PMD thread: parse once, learn the
+//! source, answer for the gateway, forward to the learned port or flood
+//! within the network. Frames never leave their network here; NAT and the
+//! overlay will hang off the gateway and uplink stages.
+
+use std::sync::Arc;
+
+use crossbeam::channel::{Receiver, Sender};
+use crossbeam::queue::ArrayQueue;
+use pmd::meta::{self, PacketMeta};
+use pmd::thread::{Ctx, Pipeline};
+use pmd::wire::{self, MacAddr};
+use pmd::{DropReason, Frame, PortId};
+
+use crate::fdb::{Fdb, FdbEntry, Learned};
+use crate::gateway::GatewayVerdict;
+use crate::stats::NetCounters;
+use crate::topology::{NetId, Topology};
+
+/// Settings of the switching stage.
+#[derive(Debug, Clone, Copy)]
+pub struct SwitchSettings {
+    /// MAC aging time in seconds.
+    pub mac_aging_secs: u32,
+    /// FDB entries per network.
+    pub fdb_size: u32,
+}
+
+impl Default for SwitchSettings {
+    fn default() -> Self {
+        SwitchSettings {
+            mac_aging_secs: 300,
+            fdb_size: 65536,
+        }
+    }
+}
+
+/// A learned MAC shared with the other PMD threads, so each thread's FDB
+/// knows ports it does not poll, without a lock on the hot path.
+#[derive(Debug, Clone, Copy)]
+struct LearnEvent {
+    net: NetId,
+    mac: MacAddr,
+    port: PortId,
+    seen_ns: u64,
+}
+
+/// The rings that carry learn events between threads.
+pub struct LearnBus {
+    inboxes: Vec<ArrayQueue<LearnEvent>>,
+}
+
+impl LearnBus {
+    /// A bus for `threads` PMD threads.
+    pub fn new(threads: usize) -> Arc<LearnBus> {
+        Arc::new(LearnBus {
+            inboxes: (0..threads).map(|_| ArrayQueue::new(4096)).collect(),
+        })
+    }
+}
+
+/// One row of a dumped FDB.
+#[derive(Debug, Clone)]
+pub struct FdbRow {
+    /// Network name.
+    pub network: String,
+    /// The MAC.
+    pub mac: MacAddr,
+    /// Where it was learned.
+    pub port: PortId,
+    /// Seconds since last seen.
+    pub age_secs: f64,
+}
+
+/// Messages from the control side, handled between bursts.
+pub enum Control {
+    /// Send back every live FDB entry of this thread.
+    DumpFdb(Sender<Vec<FdbRow>>),
+    /// Replace the topology (reload); learned state is kept for networks
+    /// that still exist.
+    Swap(Arc<Topology>),
+}
+
+/// The per-thread switching pipeline.
+pub struct SwitchPipeline {
+    thread: usize,
+    topo: Arc<Topology>,
+    fdbs: Vec<Fdb>,
+    settings: SwitchSettings,
+    counters: Vec<Arc<NetCounters>>,
+    bus: Arc<LearnBus>,
+    control: Receiver<Control>,
+    last_sweep_ns: u64,
+}
+
+impl SwitchPipeline {
+    /// A pipeline for PMD thread `thread`. `counters` has one entry per
+    /// network of `topo`, owned by this thread.
+    pub fn new(
+        thread: usize,
+        topo: Arc<Topology>,
+        settings: SwitchSettings,
+        counters: Vec<Arc<NetCounters>>,
+        bus: Arc<LearnBus>,
+        control: Receiver<Control>,
+    ) -> SwitchPipeline {
+        let fdbs = topo
+            .networks
+            .iter()
+            .map(|_| Fdb::new(settings.fdb_size as usize, settings.mac_aging_secs))
+            .collect();
+        SwitchPipeline {
+            thread,
+            topo,
+            fdbs,
+            settings,
+            counters,
+            bus,
+            control,
+            last_sweep_ns: 0,
+        }
+    }
+
+    #[inline]
+    fn learn(&mut self, net: NetId, mac: MacAddr, port: PortId, now_ns: u64) {
+        let fdb = &mut self.fdbs[net.0 as usize];
+        match fdb.learn(mac, port, now_ns) {
+            Learned::Refreshed => {}
+            Learned::New => self.counters[net.0 as usize].learned.add(1),
+            Learned::TableFull => {
+                self.counters[net.0 as usize].fdb_full.add(1);
+                return;
+            }
+        }
+        if self.bus.inboxes.len() > 1 && fdb.announce_due(mac, now_ns) {
+            let ev = LearnEvent {
+                net,
+                mac,
+                port,
+                seen_ns: now_ns,
+            };
+            for (t, inbox) in self.bus.inboxes.iter().enumerate() {
+                if t != self.thread {
+                    // A full inbox loses an announcement; the next one (at
+                    // half the aging time) or a flood repairs it.
+                    let _ = inbox.push(ev);
+                }
+            }
+        }
+    }
+
+    fn take_learn_events(&mut self) {
+        let Some(inbox) = self.bus.inboxes.get(self.thread) else {
+            return;
+        };
+        while let Some(ev) = inbox.pop() {
+            if let Some(fdb) = self.fdbs.get_mut(ev.net.0 as usize) {
+                fdb.apply(ev.mac, ev.port, ev.seen_ns);
+            }
+        }
+    }
+
+    /// Sends a copy of `frame` to every member of `net` except the port it
+    /// came in on; the original goes to the last one.
+    fn flood(&mut self, ctx: &mut Ctx<'_>, net: NetId, frame: Frame) {
+        let in_port = frame.in_port;
+        let members = &self.topo.network(net).members;
+        let mut outs = members.iter().copied().filter(|p| *p != in_port);
+        let Some(mut prev) = outs.next() else {
+            ctx.drop_frame(frame, DropReason::Filtered);
+            return;
+        };
+        self.counters[net.0 as usize].flooded.add(1);
+        for next in outs {
+            match ctx.pool.clone_frame(&frame) {
+                Some(copy) => ctx.send(prev, copy),
+                None => ctx.tx.count_drop(prev, DropReason::NoBuffer),
+            }
+            prev = next;
+        }
+        ctx.send(prev, frame);
+    }
+
+    #[inline]
+    fn switch_one(&mut self, ctx: &mut Ctx<'_>, mut frame: Frame) {
+        let in_port = frame.in_port;
+        let Some(net) = self.topo.network_of(in_port) else {
+            ctx.drop_frame(frame, DropReason::Filtered);
+            return;
+        };
+        let meta: PacketMeta = match meta::parse(ctx.pool.data(&frame)) {
+            Ok(m) => m,
+            Err(reason) => {
+                ctx.drop_frame(frame, reason);
+                return;
+            }
+        };
+        if (meta.frame_len as usize) < frame.len() {
+            ctx.pool.set_len(&mut frame, meta.frame_len as usize);
+        }
+        if meta.src_mac.is_multicast() || meta.src_mac == MacAddr::ZERO {
+            ctx.drop_frame(frame, DropReason::BadSourceMac);
+            return;
+        }
+        self.learn(net, meta.src_mac, in_port, ctx.now_ns);
+
+        if let Some(gw) = self.topo.network(net).gateway {
+            let for_gateway = meta.dst_mac == gw.mac
+                || (meta.dst_mac.is_broadcast() && meta.ethertype == wire::ETHERTYPE_ARP);
+            if for_gateway {
+                match gw.handle(ctx.pool, &mut frame, &meta) {
+                    GatewayVerdict::ArpReply => {
+                        self.counters[net.0 as usize].arp_replies.add(1);
+                        ctx.send(in_port, frame);
+                        return;
+                    }
+                    GatewayVerdict::EchoReply => {
+                        self.counters[net.0 as usize].echo_replies.add(1);
+                        ctx.send(in_port, frame);
+                        return;
+                    }
+                    GatewayVerdict::Drop(reason) => {
+                        ctx.drop_frame(frame, reason);
+                        return;
+                    }
+                    GatewayVerdict::NotForGateway => {}
+                }
+            }
+        }
+
+        if meta.dst_mac.is_multicast() {
+            self.flood(ctx, net, frame);
+            return;
+        }
+        match self.fdbs[net.0 as usize].lookup(meta.dst_mac, ctx.now_ns) {
+            Some(out) if out == in_port => ctx.drop_frame(frame, DropReason::Filtered),
+            Some(out) => {
+                self.counters[net.0 as usize].unicast.add(1);
+                ctx.send(out, frame);
+            }
+            None => self.flood(ctx, net, frame),
+        }
+    }
+
+    fn dump_fdb(&self, now_ns: u64) -> Vec<FdbRow> {
+        let mut rows = Vec::new();
+        for (i, fdb) in self.fdbs.iter().enumerate() {
+            for (mac, FdbEntry { port, seen_ns, .. }) in fdb.entries(now_ns) {
+                rows.push(FdbRow {
+                    network: self.topo.networks[i].name.clone(),
+                    mac,
+                    port,
+                    age_secs: now_ns.saturating_sub(seen_ns) as f64 / 1e9,
+                });
+            }
+        }
+        rows
+    }
+
+    fn swap(&mut self, topo: Arc<Topology>) {
+        let mut fdbs = Vec::with_capacity(topo.networks.len());
+        for n in &topo.networks {
+            let old = self.topo.network_id(&n.name);
+            match old {
+                Some(id) => fdbs.push(std::mem::replace(
+                    &mut self.fdbs[id.0 as usize],
+                    Fdb::new(0, 0),
+                )),
+                None => fdbs.push(Fdb::new(
+                    self.settings.fdb_size as usize,
+                    self.settings.mac_aging_secs,
+                )),
+            }
+        }
+        self.fdbs = fdbs;
+        self.topo = topo;
+    }
+}
+
+impl Pipeline for SwitchPipeline {
+    fn process(&mut self, ctx: &mut Ctx<'_>, burst: &mut Vec<Frame>) {
+        self.take_learn_events();
+        for frame in burst.drain(..) {
+            self.switch_one(ctx, frame);
+        }
+    }
+
+    fn housekeeping(&mut self, ctx: &mut Ctx<'_>) {
+        self.take_learn_events();
+        while let Ok(msg) = self.control.try_recv() {
+            match msg {
+                Control::DumpFdb(reply) => {
+                    let _ = reply.send(self.dump_fdb(ctx.now_ns));
+                }
+                Control::Swap(topo) => self.swap(topo),
+            }
+        }
+        if ctx.now_ns.saturating_sub(self.last_sweep_ns) > 1_000_000_000 {
+            self.last_sweep_ns = ctx.now_ns;
+            for fdb in &mut self.fdbs {
+                fdb.sweep(ctx.now_ns);
+            }
+        }
+    }
+}

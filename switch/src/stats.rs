@@ -1,0 +1,51 @@
+//! Per-network counters of the switching stages, one set per PMD thread
+//! (single writer each), summed by the control side.
+
+use pmd::counters::Counter;
+
+/// Counters of one network on one PMD thread.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct NetCounters {
+    /// Frames switched to a known port.
+    pub unicast: Counter,
+    /// Frames flooded (broadcast, multicast, unknown unicast).
+    pub flooded: Counter,
+    /// New or moved MAC entries.
+    pub learned: Counter,
+    /// Sources not learned because the table was full.
+    pub fdb_full: Counter,
+    /// ARP replies the gateway sent.
+    pub arp_replies: Counter,
+    /// ICMP echo replies the gateway sent.
+    pub echo_replies: Counter,
+}
+
+/// Plain values of a network's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetSnapshot {
+    /// See [`NetCounters::unicast`].
+    pub unicast: u64,
+    /// See [`NetCounters::flooded`].
+    pub flooded: u64,
+    /// See [`NetCounters::learned`].
+    pub learned: u64,
+    /// See [`NetCounters::fdb_full`].
+    pub fdb_full: u64,
+    /// See [`NetCounters::arp_replies`].
+    pub arp_replies: u64,
+    /// See [`NetCounters::echo_replies`].
+    pub echo_replies: u64,
+}
+
+impl NetCounters {
+    /// Adds this thread's values into `into`.
+    pub fn add_to(&self, into: &mut NetSnapshot) {
+        into.unicast += self.unicast.get();
+        into.flooded += self.flooded.get();
+        into.learned += self.learned.get();
+        into.fdb_full += self.fdb_full.get();
+        into.arp_replies += self.arp_replies.get();
+        into.echo_replies += self.echo_replies.get();
+    }
+}
