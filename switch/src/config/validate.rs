@@ -1107,7 +1107,7 @@ fn check_cluster(d: &mut Diag, c: &RawCluster) -> ClusterCfg {
         let rest = s
             .strip_prefix("http://")
             .or_else(|| s.strip_prefix("https://"));
-        if rest.map_or(true, str::is_empty) {
+        if rest.unwrap_or_default().is_empty() {
             d.at(
                 u.span(),
                 format!("etcd endpoint {s:?} is not an http:// or https:// URL"),
