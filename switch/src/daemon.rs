@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use pmd::afxdp::{self, AfXdpPort, XdpFilter};
