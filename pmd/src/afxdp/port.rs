@@ -18,7 +18,7 @@ use crate::port::{Port, PortId, MAX_BURST};
 /// Most frames kept on one queue's fill ring. The fill ring itself is as
 /// large as the UMEM's (up to 4096), but every socket of a thread fills
 /// from the same pool, so each takes at most this many, and at most a
-/// sixteenth of the pool.
+/// eighth of the pool.
 pub const FILL_TARGET_MAX: u32 = 1024;
 
 /// RX and TX ring size of each socket.
@@ -165,7 +165,7 @@ impl AfXdpPort {
                 tx_in_flight: 0,
             });
         }
-        let fill_target = FILL_TARGET_MAX.min((pool.chunks() / 16).max(MAX_BURST as u32));
+        let fill_target = FILL_TARGET_MAX.min((pool.chunks() / 8).max(MAX_BURST as u32));
         let fds = queues.iter().map(XskQueue::fd).collect();
         let mut port = AfXdpPort {
             name: iface.to_string(),
