@@ -588,8 +588,8 @@ impl Port for TapPort {
         &self.counters
     }
 
-    fn rx_fd(&self) -> Option<RawFd> {
-        Some(self.fd.as_raw_fd())
+    fn rx_fds(&self) -> Vec<RawFd> {
+        vec![self.fd.as_raw_fd()]
     }
 
     fn accepts_offload(&self) -> bool {

@@ -131,8 +131,21 @@ impl Switch {
         for p in &cfg.ports {
             if p.kind == PortKind::AfXdp && ifindex(&p.iface).is_some() {
                 match afxdp::remove_stale_program(&p.iface) {
-                    Ok(true) => tracing::info!("removed a stale XDP program from {}", p.iface),
-                    Ok(false) => {}
+                    Ok(found) => {
+                        for o in found {
+                            match o {
+                                afxdp::StaleOutcome::Removed { id, .. } => tracing::info!(
+                                    "removed stale XDP program {id} (a killed run's) from {}",
+                                    p.iface
+                                ),
+                                afxdp::StaleOutcome::Busy { id, .. } => bail!(
+                                    "interface {} is in use by another live podswitch (XDP link, program {id})",
+                                    p.iface
+                                ),
+                                afxdp::StaleOutcome::Foreign { .. } => {}
+                            }
+                        }
+                    }
                     Err(e) => tracing::warn!("checking {} for a stale XDP program: {e}", p.iface),
                 }
             }
@@ -149,7 +162,13 @@ impl Switch {
             .map(|t| {
                 plans.iter().enumerate().any(|(i, (_, p))| {
                     i % threads == t
-                        && matches!(p, PortPlan::Iface { kind: PortKind::AfXdp, .. })
+                        && matches!(
+                            p,
+                            PortPlan::Iface {
+                                kind: PortKind::AfXdp,
+                                ..
+                            }
+                        )
                 })
             })
             .collect();
@@ -192,8 +211,7 @@ impl Switch {
             mac_aging_secs: cfg.switch.mac_aging_secs,
             fdb_size: cfg.switch.fdb_size,
         };
-        let dataplane =
-            Dataplane::start(topo, settings, specs).context("starting PMD threads")?;
+        let dataplane = Dataplane::start(topo, settings, specs).context("starting PMD threads")?;
         Ok(Switch { dataplane })
     }
 
@@ -207,4 +225,3 @@ impl Switch {
         self.dataplane.stop()
     }
 }
-

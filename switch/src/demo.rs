@@ -110,11 +110,26 @@ pub fn run() -> Result<()> {
     step("ping through the switch (each container's eth0 is a TAP the switch polls)");
     let gw = Ipv4Addr::new(172, 30, 0, 1);
     let p = traffic::ping(web_ns.name(), gw, 3)?;
-    println!("  web -> gateway {gw}: {}/{} replies  {}", p.received, p.sent, check(p.received == p.sent));
+    println!(
+        "  web -> gateway {gw}: {}/{} replies  {}",
+        p.received,
+        p.sent,
+        check(p.received == p.sent)
+    );
     let p = traffic::ping(web_ns.name(), db, 3)?;
-    println!("  web -> db {db}: {}/{} replies  {}", p.received, p.sent, check(p.received == p.sent));
+    println!(
+        "  web -> db {db}: {}/{} replies  {}",
+        p.received,
+        p.sent,
+        check(p.received == p.sent)
+    );
     let p = traffic::ping(db_ns.name(), web, 3)?;
-    println!("  db -> web {web}: {}/{} replies  {}", p.received, p.sent, check(p.received == p.sent));
+    println!(
+        "  db -> web {web}: {}/{} replies  {}",
+        p.received,
+        p.sent,
+        check(p.received == p.sent)
+    );
 
     step("isolation: networks never see each other's frames");
     let p = traffic::ping(web_ns.name(), other, 2)?;
@@ -126,11 +141,21 @@ pub fn run() -> Result<()> {
     );
 
     step("TCP: web sends 200 MiB to db, every byte checked");
-    let before: u64 = switch.dataplane().port_stats().iter().map(|s| s.rx_packets).sum();
+    let before: u64 = switch
+        .dataplane()
+        .port_stats()
+        .iter()
+        .map(|s| s.rx_packets)
+        .sum();
     let t0 = Instant::now();
     let t = traffic::tcp_transfer(db_ns.name(), db, 5001, web_ns.name(), TRANSFER_BYTES)?;
     let secs = t0.elapsed().as_secs_f64();
-    let after: u64 = switch.dataplane().port_stats().iter().map(|s| s.rx_packets).sum();
+    let after: u64 = switch
+        .dataplane()
+        .port_stats()
+        .iter()
+        .map(|s| s.rx_packets)
+        .sum();
     let frames = after - before;
     println!(
         "  {} MiB in {:.2} s = {:.2} Gbit/s, byte-exact: {}  {}",

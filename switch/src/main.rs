@@ -15,7 +15,11 @@ use switch::daemon::Switch;
 use switch::{demo, lab};
 
 #[derive(Parser)]
-#[command(name = "podswitch", version, about = "Userspace virtual switch for container networks")]
+#[command(
+    name = "podswitch",
+    version,
+    about = "Userspace virtual switch for container networks"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -71,7 +75,8 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 
 /// Runs until SIGINT or SIGTERM.
 fn serve(cfg: &Config) -> Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
     switch::control::claim(&cfg.switch.control)?;
     let switch = Switch::start(cfg)?;
     let control = ControlSocket::bind(&cfg.switch.control)?;
@@ -79,7 +84,9 @@ fn serve(cfg: &Config) -> Result<()> {
     std::io::stdout().flush().ok();
     for sig in signals.forever() {
         match sig {
-            SIGHUP => tracing::warn!("reload on SIGHUP arrives with the control-plane issue; config unchanged"),
+            SIGHUP => tracing::warn!(
+                "reload on SIGHUP arrives with the control-plane issue; config unchanged"
+            ),
             _ => break,
         }
     }
@@ -97,8 +104,7 @@ fn serve(cfg: &Config) -> Result<()> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -121,7 +127,9 @@ fn main() -> ExitCode {
             Ok(cfg) => serve(&cfg),
             Err(code) => return code,
         },
-        Cmd::Lab { cmd: LabCmd::Up { config } } => match load(&config) {
+        Cmd::Lab {
+            cmd: LabCmd::Up { config },
+        } => match load(&config) {
             Ok(cfg) => lab::up(&cfg).and_then(|created| {
                 let r = serve(&cfg);
                 lab::finish(&cfg, &created);
@@ -129,7 +137,9 @@ fn main() -> ExitCode {
             }),
             Err(code) => return code,
         },
-        Cmd::Lab { cmd: LabCmd::Down { config } } => match load(&config) {
+        Cmd::Lab {
+            cmd: LabCmd::Down { config },
+        } => match load(&config) {
             Ok(cfg) => {
                 for ns in lab::down(&cfg) {
                     println!("removed netns {ns}");

@@ -79,7 +79,11 @@ pub fn networks(dp: &Dataplane) -> String {
 pub fn fdb(dp: &Dataplane, rows: &[FdbRow]) -> String {
     let topo = dp.topology();
     let mut out = String::new();
-    let _ = writeln!(out, "  {:<10} {:<18} {:<12} {:>8}", "network", "mac", "port", "age (s)");
+    let _ = writeln!(
+        out,
+        "  {:<10} {:<18} {:<12} {:>8}",
+        "network", "mac", "port", "age (s)"
+    );
     for r in rows {
         let port = topo
             .ports

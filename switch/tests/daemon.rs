@@ -77,9 +77,15 @@ fn veth_into(ns: &NetnsGuard, addr: &str) -> (LinkGuard, String) {
     let peer = unique_name("psp");
     let guard = LinkGuard::veth(&sw, &peer).unwrap();
     ip(&["link", "set", &peer, "netns", ns.name()]).unwrap();
-    ns.exec("ip", &["link", "set", &peer, "name", "eth0"]).unwrap();
-    ns.exec("ip", &["addr", "add", addr, "dev", "eth0"]).unwrap();
+    ns.exec("ip", &["link", "set", &peer, "name", "eth0"])
+        .unwrap();
+    ns.exec("ip", &["addr", "add", addr, "dev", "eth0"])
+        .unwrap();
     ns.exec("ip", &["link", "set", "eth0", "up"]).unwrap();
+    // veth in XDP mode carries no checksum state: a sender that leaves its
+    // TCP checksum to the NIC would send garbage through the AF_XDP port.
+    // As with OVS's AF_XDP ports, the container side checksums in software.
+    ns.exec("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
     (guard, sw)
 }
 
@@ -133,7 +139,8 @@ fn two_afxdp_endpoints_ping_both_ways_and_move_10_mb_byte_exact() {
     let (_gb, sw_b) = veth_into(&b, "172.30.0.11/24");
     let mut d = Daemon::run(&afxdp_config(&sw_a, &sw_b, "adaptive"));
     assert!(
-        ip_link_details().matches("pd_xdp_filter").count() >= 2 || ip_link_details().contains("xdp"),
+        ip_link_details().matches("pd_xdp_filter").count() >= 2
+            || ip_link_details().contains("xdp"),
         "XDP program attached to the switch ends"
     );
     let ip_a = Ipv4Addr::new(172, 30, 0, 10);
@@ -166,6 +173,12 @@ fn endpoints_on_two_networks_cannot_reach_each_other_and_broadcast_stays_home() 
     let a2 = NetnsGuard::new("psi-a2").unwrap();
     let b1 = NetnsGuard::new("psi-b1").unwrap();
     let b2 = NetnsGuard::new("psi-b2").unwrap();
+    // IPv6 would send its own multicast (DAD, router solicitations) inside
+    // each network at random times; this test counts IPv4 broadcast only.
+    for ns in [&a1, &a2, &b1, &b2] {
+        ns.exec("sysctl", &["-qw", "net.ipv6.conf.default.disable_ipv6=1"])
+            .unwrap();
+    }
     let text = format!(
         r#"
 [switch]
@@ -213,17 +226,36 @@ netns = "{}"
     // IPAM: a1 = .2, a2 = .3, b1 = .2, b2 = .3.
     let b1_ip = Ipv4Addr::new(172, 31, 0, 2);
     let a2_ip = Ipv4Addr::new(172, 30, 0, 3);
-    assert_eq!(ping(a1.name(), a2_ip, 2).unwrap().received, 2, "same network works");
-    assert_eq!(ping(a1.name(), b1_ip, 2).unwrap().received, 0, "a1 reached b1");
+    assert_eq!(
+        ping(a1.name(), a2_ip, 2).unwrap().received,
+        2,
+        "same network works"
+    );
+    assert_eq!(
+        ping(a1.name(), b1_ip, 2).unwrap().received,
+        0,
+        "a1 reached b1"
+    );
     // Broadcast: ARP for an absent address in b reaches b2, never a1/a2.
     std::thread::sleep(Duration::from_millis(300));
     let a1_before = rx_packets(a1.name(), "eth0");
     let a2_before = rx_packets(a2.name(), "eth0");
     let b2_before = rx_packets(b2.name(), "eth0");
     let _ = ping(b1.name(), Ipv4Addr::new(172, 31, 0, 99), 3);
-    assert!(rx_packets(b2.name(), "eth0") > b2_before, "broadcast reached b2");
-    assert_eq!(rx_packets(a1.name(), "eth0"), a1_before, "broadcast leaked into a1");
-    assert_eq!(rx_packets(a2.name(), "eth0"), a2_before, "broadcast leaked into a2");
+    assert!(
+        rx_packets(b2.name(), "eth0") > b2_before,
+        "broadcast reached b2"
+    );
+    assert_eq!(
+        rx_packets(a1.name(), "eth0"),
+        a1_before,
+        "broadcast leaked into a1"
+    );
+    assert_eq!(
+        rx_packets(a2.name(), "eth0"),
+        a2_before,
+        "broadcast leaked into a2"
+    );
 }
 
 #[test]
@@ -250,7 +282,11 @@ fn send_raw(netns: &str, frames: Vec<Vec<u8>>) {
         // pointers to live local buffers of the stated sizes.
         unsafe {
             let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
+            assert!(
+                fd >= 0,
+                "packet socket: {}",
+                std::io::Error::last_os_error()
+            );
             let name = std::ffi::CString::new("eth0").unwrap();
             let mut sll: libc::sockaddr_ll = std::mem::zeroed();
             sll.sll_family = libc::AF_PACKET as u16;
@@ -283,19 +319,24 @@ fn malformed_frames_are_counted_as_drops_and_the_switch_keeps_working() {
     let mut eth = Vec::new();
     eth.extend_from_slice(&dst);
     eth.extend_from_slice(&src);
-    // A runt (header cut short), an 802.3 length in place of an EtherType,
-    // and an IPv4 header claiming more bytes than the frame has.
-    let runt = eth[..12].to_vec();
+    // An 802.3 length in place of an EtherType, an IPv4 header claiming
+    // more bytes than the frame has, and a frame cut off inside the IPv4
+    // header. (Runts shorter than an Ethernet header cannot be sent through
+    // a TAP — the kernel refuses them — the in-memory tests cover them.)
+    let mut cut = eth.clone();
+    cut.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0]);
     let mut llc = eth.clone();
     llc.extend_from_slice(&[0x00, 0x2e]);
     llc.resize(60, 0);
     let mut lying_ip = eth.clone();
     lying_ip.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0x05, 0xdc]);
     lying_ip.resize(60, 0);
-    send_raw(a.name(), vec![runt, llc, lying_ip]);
+    send_raw(a.name(), vec![cut, llc, lying_ip]);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        ping(a.name(), Ipv4Addr::new(172, 30, 0, 11), 3).unwrap().received,
+        ping(a.name(), Ipv4Addr::new(172, 30, 0, 11), 3)
+            .unwrap()
+            .received,
         3,
         "the switch still forwards"
     );
@@ -306,7 +347,7 @@ fn malformed_frames_are_counted_as_drops_and_the_switch_keeps_working() {
         .lines()
         .find(|l| l.trim_start().starts_with("a "))
         .unwrap_or_else(|| panic!("no counters for port a in:\n{err}"));
-    for reason in ["runt=1", "bad_ethertype=1", "truncated=1"] {
+    for reason in ["bad_ethertype=1", "truncated=2"] {
         assert!(a_line.contains(reason), "{reason} missing in: {a_line}");
     }
 }
@@ -322,7 +363,10 @@ fn sigterm_removes_every_tap_and_the_control_socket() {
     let sock = std::fs::read_to_string(&d.config.path)
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("control = \"").map(|s| s.trim_end_matches('"').to_string()))
+        .find_map(|l| {
+            l.strip_prefix("control = \"")
+                .map(|s| s.trim_end_matches('"').to_string())
+        })
         .unwrap();
     assert!(Path::new(&sock).exists(), "control socket while running");
     assert!(ip_in(a.name(), &["link", "show", "eth0"]).contains("eth0"));
@@ -331,9 +375,18 @@ fn sigterm_removes_every_tap_and_the_control_socket() {
     let (code, err) = d.stop(libc::SIGTERM);
     assert_eq!(code, Some(0), "exit status; stderr:\n{err}");
     assert!(start.elapsed() < Duration::from_secs(5), "exit within 5 s");
-    assert!(!ip_in(a.name(), &["link", "show"]).contains("eth0"), "eth0 left in a");
-    assert!(!ip_in(b.name(), &["link", "show"]).contains("eth0"), "eth0 left in b");
-    assert!(!ip_link_details().contains(&format!("pst{}", pid % 100_000)), "TAP left here");
+    assert!(
+        !ip_in(a.name(), &["link", "show"]).contains("eth0"),
+        "eth0 left in a"
+    );
+    assert!(
+        !ip_in(b.name(), &["link", "show"]).contains("eth0"),
+        "eth0 left in b"
+    );
+    assert!(
+        !ip_link_details().contains(&format!("pst{}", pid % 100_000)),
+        "TAP left here"
+    );
     assert!(!Path::new(&sock).exists(), "control socket left");
 }
 
@@ -352,10 +405,18 @@ fn lab_up_creates_its_namespaces_and_removes_them_on_sigterm_and_after_sigkill()
 
     let mut d = Daemon::start_with(&["lab", "up"], &text);
     assert!(exists(&n1) && exists(&n2), "lab up created the namespaces");
-    assert_eq!(ping(&n1, Ipv4Addr::new(172, 30, 0, 11), 2).unwrap().received, 2);
+    assert_eq!(
+        ping(&n1, Ipv4Addr::new(172, 30, 0, 11), 2)
+            .unwrap()
+            .received,
+        2
+    );
     let (code, _) = d.stop(libc::SIGTERM);
     assert_eq!(code, Some(0));
-    assert!(!exists(&n1) && !exists(&n2), "namespaces removed on SIGTERM");
+    assert!(
+        !exists(&n1) && !exists(&n2),
+        "namespaces removed on SIGTERM"
+    );
 
     // SIGKILL: nothing runs the cleanup, so the next start must.
     let mut d = Daemon::start_with(&["lab", "up"], &text);
@@ -366,13 +427,18 @@ fn lab_up_creates_its_namespaces_and_removes_them_on_sigterm_and_after_sigkill()
     );
     let mut d2 = Daemon::start_with(&["lab", "up"], &text);
     assert_eq!(
-        ping(&n1, Ipv4Addr::new(172, 30, 0, 11), 2).unwrap().received,
+        ping(&n1, Ipv4Addr::new(172, 30, 0, 11), 2)
+            .unwrap()
+            .received,
         2,
         "the next start took over the stale socket and namespaces"
     );
     let (code, err) = d2.stop(libc::SIGTERM);
     assert_eq!(code, Some(0), "{err}");
-    assert!(!exists(&n1) && !exists(&n2), "namespaces of the killed run removed");
+    assert!(
+        !exists(&n1) && !exists(&n2),
+        "namespaces of the killed run removed"
+    );
 }
 
 #[test]
@@ -392,11 +458,16 @@ fn a_sigkilled_afxdp_run_leaves_no_xdp_program_and_the_next_start_works() {
         .output()
         .unwrap();
     let text_a = String::from_utf8_lossy(&out.stdout);
-    assert!(!text_a.contains("prog/xdp"), "XDP left after SIGKILL: {text_a}");
+    assert!(
+        !text_a.contains("prog/xdp"),
+        "XDP left after SIGKILL: {text_a}"
+    );
     drop(d);
     let _d2 = Daemon::run(&text);
     assert_eq!(
-        ping(a.name(), Ipv4Addr::new(172, 30, 0, 11), 2).unwrap().received,
+        ping(a.name(), Ipv4Addr::new(172, 30, 0, 11), 2)
+            .unwrap()
+            .received,
         2
     );
 }
@@ -404,7 +475,9 @@ fn a_sigkilled_afxdp_run_leaves_no_xdp_program_and_the_next_start_works() {
 #[test]
 fn check_accepts_every_example_config_and_names_the_line_of_a_bad_one() {
     let bin = env!("CARGO_BIN_EXE_podswitch");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("configs");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("configs");
     let mut n = 0;
     for entry in std::fs::read_dir(&root).unwrap() {
         let path = entry.unwrap().path();
@@ -420,8 +493,13 @@ fn check_accepts_every_example_config_and_names_the_line_of_a_bad_one() {
         }
     }
     assert!(n >= 2, "configs/ has examples");
-    let bad = TempConfig::new("[[network]]\nname = \"x\"\nmode = \"nat\"\nsubnet = \"10.0.0.0/33\"\n");
-    let out = Command::new(bin).arg("check").arg(&bad.path).output().unwrap();
+    let bad =
+        TempConfig::new("[[network]]\nname = \"x\"\nmode = \"nat\"\nsubnet = \"10.0.0.0/33\"\n");
+    let out = Command::new(bin)
+        .arg("check")
+        .arg(&bad.path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let want = format!("{}:4:10:", bad.path.display());

@@ -23,7 +23,9 @@ pub struct PingReport {
 /// Pings `dst` from inside `netns` (`count` requests, 200 ms apart).
 pub fn ping(netns: &str, dst: Ipv4Addr, count: u32) -> Result<PingReport> {
     let out = Command::new("ip")
-        .args(["netns", "exec", netns, "ping", "-n", "-q", "-i", "0.2", "-W", "1"])
+        .args([
+            "netns", "exec", netns, "ping", "-n", "-q", "-i", "0.2", "-W", "1",
+        ])
         .arg("-c")
         .arg(count.to_string())
         .arg(dst.to_string())

@@ -137,7 +137,10 @@ impl Drop for Daemon {
 
 /// `ip -d link show` output of the current namespace.
 pub fn ip_link_details() -> String {
-    let out = Command::new("ip").args(["-d", "link", "show"]).output().unwrap();
+    let out = Command::new("ip")
+        .args(["-d", "link", "show"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -158,5 +161,8 @@ pub fn rx_packets(netns: &str, dev: &str) -> u64 {
         .arg(format!("/sys/class/net/{dev}/statistics/rx_packets"))
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
