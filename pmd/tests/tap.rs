@@ -505,6 +505,51 @@ fn creating_a_tap_with_a_16_byte_name_fails_with_a_clear_error() {
     assert!(!std::path::Path::new(&format!("/sys/class/net/{name}")).exists());
 }
 
+#[test]
+fn a_tap_can_be_created_as_eth0_inside_a_namespace_and_drains_frames_it_has_no_buffer_for() {
+    if skip() {
+        return;
+    }
+    let ns = NetnsGuard::new("ptn").expect("creating a namespace");
+    // The switch's way for endpoints: create the TAP in the endpoint's
+    // namespace directly; the fd keeps working from any namespace.
+    let mut tap = in_netns(ns.name(), || TapPort::create("eth0", PortId(7)))
+        .expect("entering namespace")
+        .expect("creating eth0");
+    assert_eq!(tap.name(), "eth0");
+    ns.exec("ip", &["addr", "add", "10.250.0.1/24", "dev", "eth0"])
+        .unwrap();
+    ns.exec("ip", &["link", "set", "eth0", "up"]).unwrap();
+    // A pool whose only chunk is taken: the port must read and drop.
+    let mut pool = Pool::new(PoolConfig {
+        chunks: 1,
+        large: 1,
+        umem: false,
+    })
+    .unwrap();
+    let held = pool.alloc().unwrap();
+    // Make the kernel send ARP requests out of eth0 (nobody answers).
+    let _ = in_netns(ns.name(), || icmp_echo("10.250.0.2".parse().unwrap(), 1));
+    let mut out = Vec::new();
+    assert_eq!(tap.rx_burst(&mut pool, &mut out, 32), 0);
+    let s = tap.counters().snapshot();
+    assert!(
+        s.drops_of(pmd::DropReason::NoBuffer) >= 1,
+        "frames without a buffer are counted: {s:?}"
+    );
+    pool.free(held);
+    // With a buffer again, the next ARP retry is received, with its header.
+    let _ = in_netns(ns.name(), || icmp_echo("10.250.0.2".parse().unwrap(), 1));
+    tap.rx_burst(&mut pool, &mut out, 32);
+    assert!(!out.is_empty(), "a frame is received once buffers are back");
+    assert!(out.iter().all(|f| f.in_port == PortId(7)));
+    for f in out.drain(..) {
+        pool.free(f);
+    }
+    tap.release(&mut pool);
+    assert_eq!(pool.in_flight(), 0);
+}
+
 /// iperf3 a->b for 3 s; Gbit/s received, or None without iperf3.
 fn iperf(lab: &Lab) -> Option<f64> {
     let mut server = lab
