@@ -228,11 +228,26 @@ fn taps(plain_b: bool) -> (TapPort, TapPort) {
     (a, b)
 }
 
+/// The default poll mode, or `Adaptive` with `PMD_IDLE_US` microseconds of
+/// spinning (to measure how spinning competes with iperf3 on small hosts).
+fn poll_mode() -> PollMode {
+    match std::env::var("PMD_IDLE_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(idle_us) => PollMode::Adaptive {
+            idle_us,
+            max_sleep_ms: 50,
+        },
+        None => PollMode::default(),
+    }
+}
+
 fn start(a: impl Port + 'static, b: impl Port + 'static) -> (Running, Vec<Arc<PortCounters>>) {
     let counters = vec![a.counters().clone(), b.counters().clone()];
     let th = PmdThread {
         core: None,
-        mode: PollMode::default(),
+        mode: poll_mode(),
         pool: Pool::new(PoolConfig::default()).expect("pool"),
         ports: vec![(PortId(0), Box::new(a)), (PortId(1), Box::new(b))],
         pipeline: Box::new(Wire),
@@ -548,6 +563,57 @@ fn a_tap_can_be_created_as_eth0_inside_a_namespace_and_drains_frames_it_has_no_b
     }
     tap.release(&mut pool);
     assert_eq!(pool.in_flight(), 0);
+}
+
+/// Not a test on its own: the child process of the SIGKILL test below.
+/// Creates the TAP named in `PMD_TAP_HELPER`, says so, and waits to die.
+#[test]
+fn helper_hold_a_tap_until_killed() {
+    let Ok(name) = std::env::var("PMD_TAP_HELPER") else {
+        return;
+    };
+    let _tap = TapPort::create(&name, PortId(0)).expect("helper: creating the TAP");
+    println!("holding {name}");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_tap_disappears_when_its_process_is_killed_with_sigkill() {
+    if skip() {
+        return;
+    }
+    let name = unique_name("tpk");
+    let sys = format!("/sys/class/net/{name}");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "helper_hold_a_tap_until_killed", "--nocapture"])
+        .env("PMD_TAP_HELPER", &name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the helper");
+    let mut up = false;
+    for _ in 0..200 {
+        if std::path::Path::new(&sys).exists() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // Child::kill sends SIGKILL to this child's PID only.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(up, "the helper created {name}");
+    let mut gone = false;
+    for _ in 0..200 {
+        if !std::path::Path::new(&sys).exists() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(gone, "{name} outlived its killed process");
 }
 
 /// iperf3 a->b for 3 s; Gbit/s received, or None without iperf3.
