@@ -228,11 +228,26 @@ fn taps(plain_b: bool) -> (TapPort, TapPort) {
     (a, b)
 }
 
+/// The default poll mode, or `Adaptive` with `PMD_IDLE_US` microseconds of
+/// spinning (to measure how spinning competes with iperf3 on small hosts).
+fn poll_mode() -> PollMode {
+    match std::env::var("PMD_IDLE_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(idle_us) => PollMode::Adaptive {
+            idle_us,
+            max_sleep_ms: 50,
+        },
+        None => PollMode::default(),
+    }
+}
+
 fn start(a: impl Port + 'static, b: impl Port + 'static) -> (Running, Vec<Arc<PortCounters>>) {
     let counters = vec![a.counters().clone(), b.counters().clone()];
     let th = PmdThread {
         core: None,
-        mode: PollMode::default(),
+        mode: poll_mode(),
         pool: Pool::new(PoolConfig::default()).expect("pool"),
         ports: vec![(PortId(0), Box::new(a)), (PortId(1), Box::new(b))],
         pipeline: Box::new(Wire),
@@ -503,6 +518,102 @@ fn creating_a_tap_with_a_16_byte_name_fails_with_a_clear_error() {
     drop(tap);
     // Not persistent: the interface goes with the fd.
     assert!(!std::path::Path::new(&format!("/sys/class/net/{name}")).exists());
+}
+
+#[test]
+fn a_tap_can_be_created_as_eth0_inside_a_namespace_and_drains_frames_it_has_no_buffer_for() {
+    if skip() {
+        return;
+    }
+    let ns = NetnsGuard::new("ptn").expect("creating a namespace");
+    // The switch's way for endpoints: create the TAP in the endpoint's
+    // namespace directly; the fd keeps working from any namespace.
+    let mut tap = in_netns(ns.name(), || TapPort::create("eth0", PortId(7)))
+        .expect("entering namespace")
+        .expect("creating eth0");
+    assert_eq!(tap.name(), "eth0");
+    ns.exec("ip", &["addr", "add", "10.250.0.1/24", "dev", "eth0"])
+        .unwrap();
+    ns.exec("ip", &["link", "set", "eth0", "up"]).unwrap();
+    // A pool whose only chunk is taken: the port must read and drop.
+    let mut pool = Pool::new(PoolConfig {
+        chunks: 1,
+        large: 1,
+        umem: false,
+    })
+    .unwrap();
+    let held = pool.alloc().unwrap();
+    // Make the kernel send ARP requests out of eth0 (nobody answers).
+    let _ = in_netns(ns.name(), || icmp_echo("10.250.0.2".parse().unwrap(), 1));
+    let mut out = Vec::new();
+    assert_eq!(tap.rx_burst(&mut pool, &mut out, 32), 0);
+    let s = tap.counters().snapshot();
+    assert!(
+        s.drops_of(pmd::DropReason::NoBuffer) >= 1,
+        "frames without a buffer are counted: {s:?}"
+    );
+    pool.free(held);
+    // With a buffer again, the next ARP retry is received, with its header.
+    let _ = in_netns(ns.name(), || icmp_echo("10.250.0.2".parse().unwrap(), 1));
+    tap.rx_burst(&mut pool, &mut out, 32);
+    assert!(!out.is_empty(), "a frame is received once buffers are back");
+    assert!(out.iter().all(|f| f.in_port == PortId(7)));
+    for f in out.drain(..) {
+        pool.free(f);
+    }
+    tap.release(&mut pool);
+    assert_eq!(pool.in_flight(), 0);
+}
+
+/// Not a test on its own: the child process of the SIGKILL test below.
+/// Creates the TAP named in `PMD_TAP_HELPER`, says so, and waits to die.
+#[test]
+fn helper_hold_a_tap_until_killed() {
+    let Ok(name) = std::env::var("PMD_TAP_HELPER") else {
+        return;
+    };
+    let _tap = TapPort::create(&name, PortId(0)).expect("helper: creating the TAP");
+    println!("holding {name}");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_tap_disappears_when_its_process_is_killed_with_sigkill() {
+    if skip() {
+        return;
+    }
+    let name = unique_name("tpk");
+    let sys = format!("/sys/class/net/{name}");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "helper_hold_a_tap_until_killed", "--nocapture"])
+        .env("PMD_TAP_HELPER", &name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the helper");
+    let mut up = false;
+    for _ in 0..200 {
+        if std::path::Path::new(&sys).exists() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // Child::kill sends SIGKILL to this child's PID only.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(up, "the helper created {name}");
+    let mut gone = false;
+    for _ in 0..200 {
+        if !std::path::Path::new(&sys).exists() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(gone, "{name} outlived its killed process");
 }
 
 /// iperf3 a->b for 3 s; Gbit/s received, or None without iperf3.
