@@ -372,7 +372,11 @@ impl Pool {
         let mut desc = descs[idx as usize];
         // SAFETY: the descriptor belongs to this UMEM and the frame is owned
         // by the caller, not by a kernel ring.
-        unsafe { umem.data_mut(&mut desc).cursor().set_pos(frame.len as usize) };
+        unsafe {
+            umem.data_mut(&mut desc)
+                .cursor()
+                .set_pos(frame.len as usize)
+        };
         Some(desc)
     }
 

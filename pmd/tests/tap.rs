@@ -114,8 +114,8 @@ impl<P: Port> Port for Watched<P> {
         self.inner.counters()
     }
 
-    fn rx_fd(&self) -> Option<RawFd> {
-        self.inner.rx_fd()
+    fn rx_fds(&self) -> Vec<RawFd> {
+        self.inner.rx_fds()
     }
 
     fn accepts_offload(&self) -> bool {
