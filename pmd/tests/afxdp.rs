@@ -38,11 +38,18 @@ struct Topo {
     sa: String,
     sb: String,
     pa: String,
+    pb: String,
     net: u8,
 }
 
 impl Topo {
     fn new(net: u8) -> Topo {
+        Topo::with_queues(net, 1)
+    }
+
+    /// Like `new`, with `queues` rx and tx queues on every veth (veth's
+    /// default is one in use, `numrxqueues` (one per CPU) at most).
+    fn with_queues(net: u8, queues: u32) -> Topo {
         let s = NetnsGuard::new("pds").expect("netns S");
         let a = NetnsGuard::new("pda").expect("netns A");
         let b = NetnsGuard::new("pdb").expect("netns B");
@@ -53,12 +60,17 @@ impl Topo {
             "interface names fit IFNAMSIZ"
         );
         for (sw, peer, ns, host) in [(&sa, &pa, &a, 1), (&sb, &pb, &b, 2)] {
+            let q = queues.to_string();
             ip(&[
                 "link",
                 "add",
                 sw,
                 "netns",
                 s.name(),
+                "numrxqueues",
+                &q,
+                "numtxqueues",
+                &q,
                 "type",
                 "veth",
                 "peer",
@@ -66,6 +78,10 @@ impl Topo {
                 peer,
                 "netns",
                 ns.name(),
+                "numrxqueues",
+                &q,
+                "numtxqueues",
+                &q,
             ])
             .expect("veth pair");
             ns.exec(
@@ -91,6 +107,7 @@ impl Topo {
             sa,
             sb,
             pa,
+            pb,
             net,
         }
     }
@@ -296,22 +313,27 @@ fn two_afxdp_ports_forward_ping_and_a_byte_exact_tcp_stream_and_give_every_frame
     if skip_unless_root("afxdp forwarding") {
         return;
     }
-    let topo = Topo::new(11);
-    // Local senders leave TCP checksums to the (virtual) NIC: veth hands
-    // such CHECKSUM_PARTIAL frames to XDP as they are, and AF_XDP copy
-    // mode carries no checksum state, so the frame would leave the switch
-    // with a bad checksum. A container's veth must send full checksums.
-    for (ns, dev) in [(&topo.a, &topo.pa)] {
-        ns.exec("ethtool", &["-K", dev, "tx", "off"])
-            .expect("tx checksum off");
-    }
-    topo.b
-        .exec(
-            "sh",
-            &["-c", "ethtool -K $(ls /sys/class/net | grep ^pb) tx off"],
-        )
-        .expect("tx checksum off in B");
+    forward_through_two_ports(Topo::new(11), 1);
+}
 
+#[test]
+fn a_port_binds_a_socket_on_every_rx_queue_and_forwards_from_all_of_them() {
+    if skip_unless_root("afxdp multi-queue forwarding") {
+        return;
+    }
+    forward_through_two_ports(Topo::with_queues(15, 2), 2);
+}
+
+fn forward_through_two_ports(topo: Topo, queues: usize) {
+    // A local sender leaves its TCP checksum to the (virtual) NIC: veth
+    // hands such CHECKSUM_PARTIAL frames to XDP as they are, and AF_XDP copy
+    // mode carries no checksum state, so the frame would leave the switch
+    // with only the pseudo-header sum and the receiver would drop it (ping
+    // works, TCP times out). A container's veth must checksum in software.
+    for (ns, dev) in [(&topo.a, &topo.pa), (&topo.b, &topo.pb)] {
+        ns.exec("ethtool", &["-K", dev, "tx", "off"])
+            .expect("tx checksum offload off");
+    }
     let (sa, sb) = (topo.sa.clone(), topo.sb.clone());
     let (pool, p0, p1) = in_netns(topo.s.name(), move || {
         let mut pool = umem_pool();
@@ -320,7 +342,7 @@ fn two_afxdp_ports_forward_ping_and_a_byte_exact_tcp_stream_and_give_every_frame
         (pool, p0, p1)
     })
     .expect("enter S");
-    assert!(p0.queue_count() >= 1);
+    assert_eq!(p0.queue_count(), queues, "one socket per rx queue in use");
     assert!(p0.kernel_held() > 0, "fill ring is stocked");
     assert_eq!(
         pool.in_flight(),
