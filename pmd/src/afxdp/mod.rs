@@ -12,6 +12,27 @@
 //! The program is attached with an unpinned bpf_link, so the kernel detaches
 //! it when the last fd closes, even after SIGKILL. [`remove_stale_program`]
 //! removes a program a netlink attach left behind, and never a foreign one.
+//!
+//! What the tests on veth (kernel 6.18) taught, for whoever wires ports up:
+//! - Queues: a socket per receive queue *in use* (ethtool's current channel
+//!   count, not `numrxqueues`); veth uses 1 unless `ethtool -L` raised it.
+//!   A later `ethtool -L` is not noticed: reopen the port.
+//! - Copy mode only on veth (XDP_ZEROCOPY gives EOPNOTSUPP). Copy-mode TX
+//!   happens inside `sendto`, at most 32 frames per call, and without
+//!   XDP_USE_NEED_WAKEUP the ring never asks for it: the port kicks after
+//!   every burst, and again from `maintain` while frames wait.
+//! - Checksums: a sender behind a veth leaves TCP/UDP checksums partial
+//!   (tx checksum offload), XDP sees the frame as it is and AF_XDP carries
+//!   no checksum state, so forwarded TCP arrives with a bad checksum and is
+//!   dropped (ping still works). Turn tx offload off on the container end
+//!   (`ethtool -K IF tx off`) or recompute L4 checksums in the switch.
+//! - MTU: native XDP on a veth refuses a peer MTU above about 3.5 KB ("Peer
+//!   MTU is too large to set XDP"); the port then falls back to generic
+//!   mode, where frames larger than a chunk (3840 bytes) are dropped and
+//!   counted as NoBuffer.
+//! - Native XDP on a veth turns off TSO on its peer while attached.
+//! - The pool's UMEM is registered on a socket created with the pool: create
+//!   the pool in the namespace of the interfaces its ports will use.
 
 mod port;
 mod sys;

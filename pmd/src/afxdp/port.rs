@@ -436,14 +436,15 @@ impl Port for AfXdpPort {
 
     fn maintain(&mut self, pool: &mut Pool) {
         self.reap(pool);
-        if self.queues.first().is_some_and(|q| q.tx_in_flight > 0) {
-            if self.queues[0].tx_pending() > 0 {
-                self.kick(0);
-            }
+        // Frames a kick left on the TX ring (device busy) go out now.
+        if self.queues.first().is_some_and(|q| q.tx_in_flight > 0)
+            && self.queues[0].tx_pending() > 0
+        {
+            self.kick(0);
         }
         self.refill(pool);
         self.maintain_calls = self.maintain_calls.wrapping_add(1);
-        if self.maintain_calls % 4096 == 0 {
+        if self.maintain_calls & 4095 == 0 {
             self.sync_kernel_drops();
         }
     }
