@@ -55,33 +55,33 @@ pub enum XdpFilter {
     Switch {
         /// Destination MACs of the switch (endpoint MACs, its own).
         macs: Vec<[u8; 6]>,
-        /// The switch's IPv4 addresses on this link (NAT external IP,
-        /// VTEP IP). ARP asking for them and IPv4 to them (see `l4`) go to
-        /// the switch.
+        /// Addresses only the switch uses on this link (a VTEP or NAT
+        /// address of its own): ARP asking for them and every IPv4 packet
+        /// to them go to the switch.
         ips: Vec<Ipv4Addr>,
-        /// Which IPv4 packets to `ips` go to the switch.
-        l4: L4Filter,
-        /// UDP destination port of VXLAN to `ips` (4789), if any.
-        vxlan_port: Option<u16>,
+        /// Addresses the switch shares with the host (NAT masquerade to the
+        /// host's own address): ARP and all other traffic stay with the
+        /// kernel; only IPv4 packets to them that match `l4` go to the
+        /// switch.
+        shared_ips: Vec<Ipv4Addr>,
+        /// Which packets to `shared_ips` belong to the switch.
+        l4: L4Ports,
     },
 }
 
-/// Which IPv4 packets to the switch's addresses the XDP program takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum L4Filter {
-    /// Every packet to the switch's addresses (an address the host does
-    /// not use itself).
-    Any,
-    /// Only these (an address shared with the host: the NAT port range and
-    /// mapped host ports); the rest goes to the kernel.
-    Only {
-        /// Single ports, as (protocol, destination port).
-        ports: Vec<(L4Proto, u16)>,
-        /// An inclusive port range for TCP and UDP (the SNAT range).
-        range: Option<(u16, u16)>,
-        /// ICMP to the switch's addresses too.
-        icmp: bool,
-    },
+/// The transport ports (and ICMP) on a shared address that belong to the
+/// switch: the SNAT port range, mapped host ports, VXLAN.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct L4Ports {
+    /// Single ports, as (protocol, destination port): DNAT host ports.
+    pub ports: Vec<(L4Proto, u16)>,
+    /// An inclusive TCP and UDP destination port range (the SNAT range).
+    pub range: Option<(u16, u16)>,
+    /// UDP destination port of VXLAN (4789), if the VTEP address is shared.
+    pub vxlan_port: Option<u16>,
+    /// ICMP to the shared addresses too (errors for NATed flows; echo to
+    /// the host then goes to the switch as well).
+    pub icmp: bool,
 }
 
 /// A transport protocol the filter matches ports of.
