@@ -564,6 +564,7 @@ fn with_sink_port(topo: &Topo, filter: XdpFilter, traffic: impl FnOnce()) -> Vec
     .unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let counters = vec![port.counters().clone()];
+    let stats = port.xdp_stats_reader().expect("stats reader");
     let engine = Engine::start(
         vec![PmdThread {
             core: None,
@@ -577,8 +578,16 @@ fn with_sink_port(topo: &Topo, filter: XdpFilter, traffic: impl FnOnce()) -> Vec
     .unwrap();
     traffic();
     let reports = engine.stop();
-    println!("switch counters {:?}", counters[0].snapshot());
+    let xdp = stats.read();
+    let port = counters[0].snapshot();
+    println!("switch counters {port:?}, filter {xdp:?}");
     assert_eq!(reports[0].leaked, 0);
+    assert_eq!(
+        xdp.to_xsk,
+        port.rx_packets + port.drops_of(pmd::DropReason::NoBuffer),
+        "every frame the filter redirected reached the port"
+    );
+    assert!(xdp.pass > 0, "the kernel's own traffic was passed");
     let frames = seen.lock().unwrap().clone();
     frames
 }

@@ -42,7 +42,9 @@ use std::net::Ipv4Addr;
 
 pub use port::{AfXdpPort, FILL_TARGET_MAX};
 pub use sys::{ensure_bpffs, raise_memlock, rx_queue_count};
-pub use xdp::{remove_stale_program, StaleOutcome, XdpMode, XdpProgram, XdpStats, PROG_NAME};
+pub use xdp::{
+    remove_stale_program, StaleOutcome, XdpMode, XdpProgram, XdpStats, XdpStatsReader, PROG_NAME,
+};
 
 /// Which frames the XDP program hands to the port's sockets.
 #[derive(Debug, Clone, PartialEq, Eq)]

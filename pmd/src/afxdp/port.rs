@@ -8,7 +8,7 @@ use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig}
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue};
 
 use super::sys::rx_queue_count;
-use super::xdp::{XdpProgram, XdpStats, XSKMAP_SIZE};
+use super::xdp::{XdpProgram, XdpStats, XdpStatsReader, XSKMAP_SIZE};
 use super::{AfXdpError, XdpFilter};
 use crate::counters::{DropReason, PortCounters};
 use crate::frame::{Buf, Frame};
@@ -213,6 +213,12 @@ impl AfXdpPort {
     /// the kernel).
     pub fn xdp_stats(&self) -> XdpStats {
         self.xdp.as_ref().map(XdpProgram::stats).unwrap_or_default()
+    }
+
+    /// A handle on the filter's counters that stays usable after the port
+    /// moves into its PMD thread.
+    pub fn xdp_stats_reader(&self) -> Option<XdpStatsReader> {
+        self.xdp.as_ref().and_then(XdpProgram::stats_reader)
     }
 
     /// The attached filter, if the port is open.

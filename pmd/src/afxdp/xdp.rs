@@ -18,6 +18,33 @@ static PD_XDP_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pd_xdp.o"))
 /// the kernel truncates longer names.
 pub const PROG_NAME: &str = "pd_xdp_filter";
 
+/// Reads a filter's counters from any thread (it holds its own fd on the
+/// counter map).
+#[derive(Debug)]
+pub struct XdpStatsReader {
+    map: libbpf_rs::MapHandle,
+}
+
+impl XdpStatsReader {
+    /// The counters now, summed over CPUs.
+    pub fn read(&self) -> XdpStats {
+        read_stats(&self.map)
+    }
+}
+
+fn read_stats(map: &impl MapCore) -> XdpStats {
+    let mut stats = XdpStats::default();
+    for (key, slot) in [(0u32, &mut stats.to_xsk), (1u32, &mut stats.pass)] {
+        if let Ok(Some(per_cpu)) = map.lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY) {
+            *slot = per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8)?.try_into().ok().map(u64::from_ne_bytes))
+                .sum();
+        }
+    }
+    stats
+}
+
 /// Slots in the XSKMAP: the most receive queues a port can bind.
 pub(crate) const XSKMAP_SIZE: u32 = 64;
 
@@ -172,22 +199,18 @@ impl XdpProgram {
 
     /// The filter's counters, summed over CPUs.
     pub fn stats(&self) -> XdpStats {
-        let mut stats = XdpStats::default();
-        let Ok(map) = find_map(&self.obj, "pd_stats", &self.iface) else {
-            return stats;
-        };
-        for (key, slot) in [(0u32, &mut stats.to_xsk), (1u32, &mut stats.pass)] {
-            if let Ok(Some(per_cpu)) = map.lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY) {
-                *slot = per_cpu
-                    .iter()
-                    .filter_map(|v| {
-                        v.get(..8)
-                            .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
-                    })
-                    .sum();
-            }
-        }
-        stats
+        find_map(&self.obj, "pd_stats", &self.iface)
+            .map(|m| read_stats(&m))
+            .unwrap_or_default()
+    }
+
+    /// A handle on the filter's counters for the control side, usable after
+    /// the port has moved into its PMD thread (and after it is gone).
+    pub fn stats_reader(&self) -> Option<XdpStatsReader> {
+        let map = find_map(&self.obj, "pd_stats", &self.iface).ok()?;
+        libbpf_rs::MapHandle::try_from(&map)
+            .ok()
+            .map(|map| XdpStatsReader { map })
     }
 
     /// How the program is attached.
