@@ -416,6 +416,12 @@ fn release_returns_every_frame_the_kernel_held() {
         port.release(&mut pool);
         let after = pool.in_flight();
         drop(port);
+        // libxdp cannot put a new socket on a UMEM whose sockets all closed.
+        let again = AfXdpPort::open(&sa, PortId(0), &mut pool, XdpFilter::All);
+        assert!(
+            matches!(again, Err(pmd::afxdp::AfXdpError::UmemRetired { .. })),
+            "{again:?}"
+        );
         (open, held, after, shown)
     })
     .unwrap();

@@ -33,6 +33,10 @@
 //! - Native XDP on a veth turns off TSO on its peer while attached.
 //! - The pool's UMEM is registered on a socket created with the pool: create
 //!   the pool in the namespace of the interfaces its ports will use.
+//! - libxdp binds the UMEM's own socket to the first port opened and keeps
+//!   it until the pool is dropped; once every port of a pool is released,
+//!   no new socket can join that UMEM ([`AfXdpError::UmemRetired`]). A
+//!   reload opens the new ports before releasing the old ones.
 
 mod port;
 mod sys;
@@ -119,6 +123,13 @@ pub enum AfXdpError {
     /// The pool has no UMEM, so AF_XDP sockets cannot use it.
     #[error("opening AF_XDP port on {iface}: the PMD thread's pool has no UMEM (create it with PoolConfig {{ umem: true, .. }})")]
     NoUmem {
+        /// The interface.
+        iface: String,
+    },
+    /// Every AF_XDP socket of this pool was closed before, and libxdp
+    /// cannot bind a new one to that UMEM.
+    #[error("opening AF_XDP port on {iface}: every AF_XDP port of this PMD thread's pool was released, and its UMEM cannot take new sockets (open new ports before releasing the old ones, or give the thread a new pool)")]
+    UmemRetired {
         /// The interface.
         iface: String,
     },

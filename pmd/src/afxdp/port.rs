@@ -111,6 +111,11 @@ impl AfXdpPort {
                 iface: iface.to_string(),
             });
         };
+        if pool.xsk_retired {
+            return Err(AfXdpError::UmemRetired {
+                iface: iface.to_string(),
+            });
+        }
         let nq = rx_queue_count(iface);
         if nq > XSKMAP_SIZE {
             return Err(AfXdpError::TooManyQueues {
@@ -143,12 +148,20 @@ impl AfXdpPort {
             // SAFETY: the UMEM is the pool's and outlives the sockets (each
             // socket keeps a clone of it); frames are handed to the sockets
             // only through the pool's descriptors.
-            let (tx, rx, rings) = unsafe { Socket::new(cfg, &umem, &ifname, q) }.map_err(|e| {
-                let detail = std::error::Error::source(&e)
-                    .map(|s| format!(": {s}"))
-                    .unwrap_or_default();
-                sock_err(q, format!("{e}{detail}"))
-            })?;
+            let (tx, rx, rings) = match unsafe { Socket::new(cfg, &umem, &ifname, q) } {
+                Ok(created) => created,
+                Err(e) => {
+                    // Dropping `queues` closes the sockets made so far; if
+                    // they were the UMEM's only ones, it is retired now.
+                    if pool.xsk_open == 0 && !queues.is_empty() {
+                        pool.xsk_retired = true;
+                    }
+                    let detail = std::error::Error::source(&e)
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default();
+                    return Err(sock_err(q, format!("{e}{detail}")));
+                }
+            };
             let Some((fill, comp)) = rings else {
                 return Err(sock_err(
                     q,
@@ -165,6 +178,7 @@ impl AfXdpPort {
                 tx_in_flight: 0,
             });
         }
+        pool.xsk_open += queues.len();
         let fill_target = FILL_TARGET_MAX.min((pool.chunks() / 8).max(MAX_BURST as u32));
         let fds = queues.iter().map(XskQueue::fd).collect();
         let mut port = AfXdpPort {
@@ -483,6 +497,10 @@ impl Port for AfXdpPort {
         // UMEM's first socket shares its fd with the UMEM and stays bound
         // until the pool is dropped, but with its XSKMAP slot gone and the
         // program detached nothing reaches it.)
+        if !self.queues.is_empty() {
+            pool.xsk_open = pool.xsk_open.saturating_sub(self.queues.len());
+            pool.xsk_retired |= pool.xsk_open == 0;
+        }
         self.queues.clear();
         self.fds.clear();
         for (idx, held) in self.in_kernel.iter_mut().enumerate() {
