@@ -223,7 +223,7 @@ impl XdpProgram {
         &self.iface
     }
 
-    /// The bpf_link's fd (for tests that leak it on purpose).
+    /// The bpf_link's fd (closing it detaches the program).
     pub fn link_fd(&self) -> RawFd {
         self.link.as_raw_fd()
     }
