@@ -20,8 +20,7 @@
 /* Keep in sync with pmd/src/afxdp/xdp.rs (CfgValue). */
 struct pd_cfg {
 	__u32 redirect_all;  /* 1: a plain switch port, every frame to AF_XDP */
-	__u32 ip_any_l4;     /* 1: every IPv4 packet to pd_ips; 0: only the l4 rules */
-	__u32 ip_icmp;       /* 1 (with ip_any_l4 0): ICMP to pd_ips too */
+	__u32 shared_icmp;   /* 1: ICMP to a shared address goes to the switch too */
 	__u16 vxlan_port;    /* network order, 0 = none */
 	__u16 range_min;     /* host order, NAT port range, 0/0 = none */
 	__u16 range_max;     /* host order */
@@ -48,6 +47,10 @@ struct {
 	__type(key, __u32);
 	__type(value, struct pd_cfg);
 } pd_cfg SEC(".maps");
+
+/* Values of pd_ips. */
+#define PD_IP_OWNED 1  /* only the switch uses it: ARP and all IPv4 */
+#define PD_IP_SHARED 2 /* the host's too: only the l4 rules, ARP stays */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -130,6 +133,7 @@ int pd_xdp_filter(struct xdp_md *ctx)
 	struct pd_cfg *cfg = bpf_map_lookup_elem(&pd_cfg, &zero);
 	struct ethhdr *eth = data;
 	__u64 mac = 0;
+	__u8 *kind;
 
 	if (!cfg)
 		return count(PD_STAT_PASS, XDP_PASS);
@@ -151,7 +155,9 @@ int pd_xdp_filter(struct xdp_md *ctx)
 		if (arp->ptype != bpf_htons(ETH_P_IP) || arp->plen != 4)
 			return count(PD_STAT_PASS, XDP_PASS);
 		tpa = arp->tpa;
-		if (bpf_map_lookup_elem(&pd_ips, &tpa))
+		kind = bpf_map_lookup_elem(&pd_ips, &tpa);
+		/* The kernel answers ARP for an address it shares. */
+		if (kind && *kind == PD_IP_OWNED)
 			return to_xsk(ctx);
 		return count(PD_STAT_PASS, XDP_PASS);
 	}
@@ -164,11 +170,12 @@ int pd_xdp_filter(struct xdp_md *ctx)
 		if ((void *)(ip + 1) > end)
 			return count(PD_STAT_PASS, XDP_PASS);
 		daddr = ip->daddr;
-		if (!bpf_map_lookup_elem(&pd_ips, &daddr))
+		kind = bpf_map_lookup_elem(&pd_ips, &daddr);
+		if (!kind)
 			return count(PD_STAT_PASS, XDP_PASS);
-		if (cfg->ip_any_l4)
+		if (*kind == PD_IP_OWNED)
 			return to_xsk(ctx);
-		if (ip->protocol == IPPROTO_ICMP && cfg->ip_icmp)
+		if (ip->protocol == IPPROTO_ICMP && cfg->shared_icmp)
 			return to_xsk(ctx);
 		/* Non-first fragments carry no ports: the kernel reassembles. */
 		if (ip->frag_off & bpf_htons(0x1fff))

@@ -94,6 +94,11 @@ pub struct Pool {
     large_base: NonNull<u8>,
     large: u32,
     large_free: Vec<u32>,
+    /// AF_XDP sockets open on the UMEM (kept by `afxdp`).
+    pub(crate) xsk_open: usize,
+    /// True once the last socket closed: libxdp registered the UMEM on its
+    /// first socket and cannot bind another after that one is gone.
+    pub(crate) xsk_retired: bool,
 }
 
 // SAFETY: the pool owns its region exclusively (the raw `base` pointer points
@@ -154,6 +159,8 @@ impl Pool {
             large_base,
             large: config.large,
             large_free: (0..config.large).rev().collect(),
+            xsk_open: 0,
+            xsk_retired: false,
         })
     }
 

@@ -16,7 +16,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use pmd::afxdp::{remove_stale_program, AfXdpPort, L4Filter, StaleOutcome, XdpFilter};
+use pmd::afxdp::{remove_stale_program, AfXdpPort, L4Ports, L4Proto, StaleOutcome, XdpFilter};
 use pmd::netns::{in_netns, ip, is_root, unique_name, NetnsGuard};
 use pmd::thread::{Ctx, Engine, Pipeline, PmdThread, PollMode};
 use pmd::{Frame, Pool, PoolConfig, Port, PortId};
@@ -38,11 +38,18 @@ struct Topo {
     sa: String,
     sb: String,
     pa: String,
+    pb: String,
     net: u8,
 }
 
 impl Topo {
     fn new(net: u8) -> Topo {
+        Topo::with_queues(net, 1)
+    }
+
+    /// Like `new`, with `queues` rx and tx queues on every veth (veth's
+    /// default is one in use, `numrxqueues` (one per CPU) at most).
+    fn with_queues(net: u8, queues: u32) -> Topo {
         let s = NetnsGuard::new("pds").expect("netns S");
         let a = NetnsGuard::new("pda").expect("netns A");
         let b = NetnsGuard::new("pdb").expect("netns B");
@@ -53,12 +60,17 @@ impl Topo {
             "interface names fit IFNAMSIZ"
         );
         for (sw, peer, ns, host) in [(&sa, &pa, &a, 1), (&sb, &pb, &b, 2)] {
+            let q = queues.to_string();
             ip(&[
                 "link",
                 "add",
                 sw,
                 "netns",
                 s.name(),
+                "numrxqueues",
+                &q,
+                "numtxqueues",
+                &q,
                 "type",
                 "veth",
                 "peer",
@@ -66,6 +78,10 @@ impl Topo {
                 peer,
                 "netns",
                 ns.name(),
+                "numrxqueues",
+                &q,
+                "numtxqueues",
+                &q,
             ])
             .expect("veth pair");
             ns.exec(
@@ -91,6 +107,7 @@ impl Topo {
             sa,
             sb,
             pa,
+            pb,
             net,
         }
     }
@@ -296,22 +313,27 @@ fn two_afxdp_ports_forward_ping_and_a_byte_exact_tcp_stream_and_give_every_frame
     if skip_unless_root("afxdp forwarding") {
         return;
     }
-    let topo = Topo::new(11);
-    // Local senders leave TCP checksums to the (virtual) NIC: veth hands
-    // such CHECKSUM_PARTIAL frames to XDP as they are, and AF_XDP copy
-    // mode carries no checksum state, so the frame would leave the switch
-    // with a bad checksum. A container's veth must send full checksums.
-    for (ns, dev) in [(&topo.a, &topo.pa)] {
-        ns.exec("ethtool", &["-K", dev, "tx", "off"])
-            .expect("tx checksum off");
-    }
-    topo.b
-        .exec(
-            "sh",
-            &["-c", "ethtool -K $(ls /sys/class/net | grep ^pb) tx off"],
-        )
-        .expect("tx checksum off in B");
+    forward_through_two_ports(Topo::new(11), 1);
+}
 
+#[test]
+fn a_port_binds_a_socket_on_every_rx_queue_and_forwards_from_all_of_them() {
+    if skip_unless_root("afxdp multi-queue forwarding") {
+        return;
+    }
+    forward_through_two_ports(Topo::with_queues(15, 2), 2);
+}
+
+fn forward_through_two_ports(topo: Topo, queues: usize) {
+    // A local sender leaves its TCP checksum to the (virtual) NIC: veth
+    // hands such CHECKSUM_PARTIAL frames to XDP as they are, and AF_XDP copy
+    // mode carries no checksum state, so the frame would leave the switch
+    // with only the pseudo-header sum and the receiver would drop it (ping
+    // works, TCP times out). A container's veth must checksum in software.
+    for (ns, dev) in [(&topo.a, &topo.pa), (&topo.b, &topo.pb)] {
+        ns.exec("ethtool", &["-K", dev, "tx", "off"])
+            .expect("tx checksum offload off");
+    }
     let (sa, sb) = (topo.sa.clone(), topo.sb.clone());
     let (pool, p0, p1) = in_netns(topo.s.name(), move || {
         let mut pool = umem_pool();
@@ -320,7 +342,7 @@ fn two_afxdp_ports_forward_ping_and_a_byte_exact_tcp_stream_and_give_every_frame
         (pool, p0, p1)
     })
     .expect("enter S");
-    assert!(p0.queue_count() >= 1);
+    assert_eq!(p0.queue_count(), queues, "one socket per rx queue in use");
     assert!(p0.kernel_held() > 0, "fill ring is stocked");
     assert_eq!(
         pool.in_flight(),
@@ -394,6 +416,12 @@ fn release_returns_every_frame_the_kernel_held() {
         port.release(&mut pool);
         let after = pool.in_flight();
         drop(port);
+        // libxdp cannot put a new socket on a UMEM whose sockets all closed.
+        let again = AfXdpPort::open(&sa, PortId(0), &mut pool, XdpFilter::All);
+        assert!(
+            matches!(again, Err(pmd::afxdp::AfXdpError::UmemRetired { .. })),
+            "{again:?}"
+        );
         (open, held, after, shown)
     })
     .unwrap();
@@ -530,31 +558,9 @@ impl Pipeline for Sink {
     }
 }
 
-#[test]
-fn switch_filter_takes_arp_for_its_own_ip_while_the_kernel_keeps_its_address() {
-    if skip_unless_root("afxdp filter mode") {
-        return;
-    }
-    let topo = Topo::new(14);
-    // The host (kernel) owns .3 on sa; the switch owns .2 and the MAC below.
-    let host_ip = topo.addr(3);
-    topo.s
-        .exec(
-            "ip",
-            &["addr", "add", &format!("{host_ip}/24"), "dev", &topo.sa],
-        )
-        .unwrap();
-    let switch_ip: std::net::Ipv4Addr = topo.addr(2).parse().unwrap();
-    let filter = XdpFilter::Switch {
-        macs: vec![[0x02, 0x50, 0x44, 0, 0, 0x02]],
-        ips: vec![switch_ip],
-        l4: L4Filter::Only {
-            ports: vec![],
-            range: Some((40000, 40100)),
-            icmp: false,
-        },
-        vxlan_port: Some(4789),
-    };
+/// Opens one filtered port on `sa` with a sink pipeline, runs `traffic`,
+/// and returns what reached the switch.
+fn with_sink_port(topo: &Topo, filter: XdpFilter, traffic: impl FnOnce()) -> Vec<Vec<u8>> {
     let sa = topo.sa.clone();
     let (pool, port) = in_netns(topo.s.name(), move || {
         let mut pool = umem_pool();
@@ -564,6 +570,7 @@ fn switch_filter_takes_arp_for_its_own_ip_while_the_kernel_keeps_its_address() {
     .unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let counters = vec![port.counters().clone()];
+    let stats = port.xdp_stats_reader().expect("stats reader");
     let engine = Engine::start(
         vec![PmdThread {
             core: None,
@@ -575,58 +582,172 @@ fn switch_filter_takes_arp_for_its_own_ip_while_the_kernel_keeps_its_address() {
         counters.clone(),
     )
     .unwrap();
+    traffic();
+    let reports = engine.stop();
+    let xdp = stats.read();
+    let port = counters[0].snapshot();
+    println!("switch counters {port:?}, filter {xdp:?}");
+    assert_eq!(reports[0].leaked, 0);
+    assert_eq!(
+        xdp.to_xsk,
+        port.rx_packets + port.drops_of(pmd::DropReason::NoBuffer),
+        "every frame the filter redirected reached the port"
+    );
+    assert!(xdp.pass > 0, "the kernel's own traffic was passed");
+    let frames = seen.lock().unwrap().clone();
+    frames
+}
 
-    // The kernel still answers on its own address (ARP, ICMP, TCP).
-    let host_ping = ping(&topo.a, &host_ip);
-    let listen: SocketAddr = format!("{host_ip}:2222").parse().unwrap();
+/// Gives the switch end `sa` a kernel address and starts a one-shot TCP
+/// echo on it; returns the address.
+fn kernel_address_on_sa(topo: &Topo, host: u8) -> std::net::Ipv4Addr {
+    let addr = topo.addr(host);
+    topo.s
+        .exec(
+            "ip",
+            &["addr", "add", &format!("{addr}/24"), "dev", &topo.sa],
+        )
+        .unwrap();
+    addr.parse().unwrap()
+}
+
+/// TCP from A to the kernel's `addr`:2222, echoed back.
+fn tcp_echo_to_kernel(topo: &Topo, addr: std::net::Ipv4Addr) -> bool {
+    let listen = SocketAddr::from((addr, 2222));
     let listener = in_netns(topo.s.name(), move || TcpListener::bind(listen))
         .unwrap()
         .unwrap();
     let echo = std::thread::spawn(move || {
-        let (mut c, _) = listener.accept().unwrap();
+        let (mut c, _) = listener.accept().ok()?;
         let mut buf = [0u8; 5];
-        c.read_exact(&mut buf).unwrap();
-        c.write_all(&buf).unwrap();
+        c.read_exact(&mut buf).ok()?;
+        c.write_all(&buf).ok()
     });
-    let mut conn = in_netns(topo.a.name(), move || {
+    let conn = in_netns(topo.a.name(), move || {
         TcpStream::connect_timeout(&listen, Duration::from_secs(5))
     })
-    .unwrap()
-    .expect("TCP to the kernel's address through the filter");
-    conn.write_all(b"hello").unwrap();
+    .unwrap();
+    let Ok(mut conn) = conn else {
+        return false;
+    };
     let mut back = [0u8; 5];
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    conn.read_exact(&mut back).unwrap();
-    echo.join().unwrap();
-    // Asking for the switch's address: the ARP request goes to the switch
-    // (nobody answers, so ping fails; that is expected here).
-    let switch_ping = ping(&topo.a, &topo.addr(2));
+    let ok = conn.write_all(b"hello").is_ok() && conn.read_exact(&mut back).is_ok();
+    let _ = echo.join();
+    ok && &back == b"hello"
+}
 
-    let reports = engine.stop();
-    let frames = seen.lock().unwrap().clone();
-    let arp_for_switch = frames
-        .iter()
-        .any(|f| f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[38..42] == switch_ip.octets());
-    let arp_for_host = frames.iter().any(|f| {
-        f.len() >= 42
-            && f[12..14] == [0x08, 0x06]
-            && f[38..42] == host_ip.parse::<std::net::Ipv4Addr>().unwrap().octets()
+fn is_arp_for(f: &[u8], ip: std::net::Ipv4Addr) -> bool {
+    f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[38..42] == ip.octets()
+}
+
+fn is_udp_to(f: &[u8], ip: std::net::Ipv4Addr, port: u16) -> bool {
+    f.len() >= 42
+        && f[12..14] == [0x08, 0x00]
+        && f[23] == 17
+        && f[30..34] == ip.octets()
+        && f[14 + 20 + 2..14 + 20 + 4] == port.to_be_bytes()
+}
+
+#[test]
+fn switch_filter_takes_arp_for_its_own_ip_while_the_kernel_keeps_its_address() {
+    if skip_unless_root("afxdp filter mode, owned address") {
+        return;
+    }
+    let topo = Topo::new(14);
+    // The host (kernel) owns .3 on sa; the switch owns .2 and the MAC below.
+    let host_ip = kernel_address_on_sa(&topo, 3);
+    let switch_ip: std::net::Ipv4Addr = topo.addr(2).parse().unwrap();
+    let filter = XdpFilter::Switch {
+        macs: vec![[0x02, 0x50, 0x44, 0, 0, 0x02]],
+        ips: vec![switch_ip],
+        shared_ips: vec![],
+        l4: L4Ports::default(),
+    };
+    let mut results = (false, false, true);
+    let frames = with_sink_port(&topo, filter, || {
+        results = (
+            ping(&topo.a, &host_ip.to_string()),
+            tcp_echo_to_kernel(&topo, host_ip),
+            // Nobody answers for the switch's IP in this test; the ARP
+            // request is what should reach the switch.
+            ping(&topo.a, &switch_ip.to_string()),
+        );
     });
-    println!(
-        "switch saw {} frames; counters {:?}",
-        frames.len(),
-        counters[0].snapshot()
-    );
+    let (host_ping, host_tcp, switch_ping) = results;
     assert!(host_ping, "the kernel answers ping on its own address");
-    assert_eq!(&back, b"hello", "TCP to the kernel's address works");
     assert!(
-        !switch_ping,
-        "nobody answers for the switch's IP in this test"
+        host_tcp,
+        "TCP to the kernel's address works through the filter"
     );
-    assert!(arp_for_switch, "ARP for the switch's IP reached the switch");
+    assert!(!switch_ping, "the sink pipeline answers nothing");
     assert!(
-        !arp_for_host,
+        frames.iter().any(|f| is_arp_for(f, switch_ip)),
+        "ARP for the switch's IP reached the switch"
+    );
+    assert!(
+        !frames.iter().any(|f| is_arp_for(f, host_ip)),
         "ARP for the host's IP stayed with the kernel"
     );
-    assert_eq!(reports[0].leaked, 0);
+}
+
+#[test]
+fn on_a_shared_address_only_the_listed_ports_reach_the_switch() {
+    if skip_unless_root("afxdp filter mode, shared address") {
+        return;
+    }
+    let topo = Topo::new(16);
+    let host_ip = kernel_address_on_sa(&topo, 3);
+    let filter = XdpFilter::Switch {
+        macs: vec![],
+        ips: vec![],
+        shared_ips: vec![host_ip],
+        l4: L4Ports {
+            ports: vec![(L4Proto::Udp, 5353)],
+            range: Some((40000, 40100)),
+            vxlan_port: Some(4789),
+            icmp: false,
+        },
+    };
+    let mut results = (false, false);
+    let frames = with_sink_port(&topo, filter, || {
+        results = (
+            ping(&topo.a, &host_ip.to_string()),
+            tcp_echo_to_kernel(&topo, host_ip),
+        );
+        let to = host_ip;
+        in_netns(topo.a.name(), move || {
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            for port in [40050u16, 4789, 5353, 5000, 40101] {
+                sock.send_to(b"probe", (to, port)).unwrap();
+            }
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let (host_ping, host_tcp) = results;
+    assert!(
+        host_ping,
+        "ARP and ping for the shared address stay with the kernel"
+    );
+    assert!(
+        host_tcp,
+        "TCP to a port outside the rules stays with the kernel"
+    );
+    for port in [40050, 4789, 5353] {
+        assert!(
+            frames.iter().any(|f| is_udp_to(f, host_ip, port)),
+            "UDP to {port} reached the switch"
+        );
+    }
+    for port in [5000, 40101] {
+        assert!(
+            !frames.iter().any(|f| is_udp_to(f, host_ip, port)),
+            "UDP to {port} stayed with the kernel"
+        );
+    }
+    assert!(
+        !frames.iter().any(|f| is_arp_for(f, host_ip)),
+        "ARP for a shared address stays with the kernel"
+    );
 }

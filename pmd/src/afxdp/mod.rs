@@ -12,6 +12,31 @@
 //! The program is attached with an unpinned bpf_link, so the kernel detaches
 //! it when the last fd closes, even after SIGKILL. [`remove_stale_program`]
 //! removes a program a netlink attach left behind, and never a foreign one.
+//!
+//! What the tests on veth (kernel 6.18) taught, for whoever wires ports up:
+//! - Queues: a socket per receive queue *in use* (ethtool's current channel
+//!   count, not `numrxqueues`); veth uses 1 unless `ethtool -L` raised it.
+//!   A later `ethtool -L` is not noticed: reopen the port.
+//! - Copy mode only on veth (XDP_ZEROCOPY gives EOPNOTSUPP). Copy-mode TX
+//!   happens inside `sendto`, at most 32 frames per call, and without
+//!   XDP_USE_NEED_WAKEUP the ring never asks for it: the port kicks after
+//!   every burst, and again from `maintain` while frames wait.
+//! - Checksums: a sender behind a veth leaves TCP/UDP checksums partial
+//!   (tx checksum offload), XDP sees the frame as it is and AF_XDP carries
+//!   no checksum state, so forwarded TCP arrives with a bad checksum and is
+//!   dropped (ping still works). Turn tx offload off on the container end
+//!   (`ethtool -K IF tx off`) or recompute L4 checksums in the switch.
+//! - MTU: native XDP on a veth refuses a peer MTU above about 3.5 KB ("Peer
+//!   MTU is too large to set XDP"); the port then falls back to generic
+//!   mode, where frames larger than a chunk (3840 bytes) are dropped and
+//!   counted as NoBuffer.
+//! - Native XDP on a veth turns off TSO on its peer while attached.
+//! - The pool's UMEM is registered on a socket created with the pool: create
+//!   the pool in the namespace of the interfaces its ports will use.
+//! - libxdp binds the UMEM's own socket to the first port opened and keeps
+//!   it until the pool is dropped; once every port of a pool is released,
+//!   no new socket can join that UMEM ([`AfXdpError::UmemRetired`]). A
+//!   reload opens the new ports before releasing the old ones.
 
 mod port;
 mod sys;
@@ -21,7 +46,9 @@ use std::net::Ipv4Addr;
 
 pub use port::{AfXdpPort, FILL_TARGET_MAX};
 pub use sys::{ensure_bpffs, raise_memlock, rx_queue_count};
-pub use xdp::{remove_stale_program, StaleOutcome, XdpMode, XdpProgram, XdpStats, PROG_NAME};
+pub use xdp::{
+    remove_stale_program, StaleOutcome, XdpMode, XdpProgram, XdpStats, XdpStatsReader, PROG_NAME,
+};
 
 /// Which frames the XDP program hands to the port's sockets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,33 +61,33 @@ pub enum XdpFilter {
     Switch {
         /// Destination MACs of the switch (endpoint MACs, its own).
         macs: Vec<[u8; 6]>,
-        /// The switch's IPv4 addresses on this link (NAT external IP,
-        /// VTEP IP). ARP asking for them and IPv4 to them (see `l4`) go to
-        /// the switch.
+        /// Addresses only the switch uses on this link (a VTEP or NAT
+        /// address of its own): ARP asking for them and every IPv4 packet
+        /// to them go to the switch.
         ips: Vec<Ipv4Addr>,
-        /// Which IPv4 packets to `ips` go to the switch.
-        l4: L4Filter,
-        /// UDP destination port of VXLAN to `ips` (4789), if any.
-        vxlan_port: Option<u16>,
+        /// Addresses the switch shares with the host (NAT masquerade to the
+        /// host's own address): ARP and all other traffic stay with the
+        /// kernel; only IPv4 packets to them that match `l4` go to the
+        /// switch.
+        shared_ips: Vec<Ipv4Addr>,
+        /// Which packets to `shared_ips` belong to the switch.
+        l4: L4Ports,
     },
 }
 
-/// Which IPv4 packets to the switch's addresses the XDP program takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum L4Filter {
-    /// Every packet to the switch's addresses (an address the host does
-    /// not use itself).
-    Any,
-    /// Only these (an address shared with the host: the NAT port range and
-    /// mapped host ports); the rest goes to the kernel.
-    Only {
-        /// Single ports, as (protocol, destination port).
-        ports: Vec<(L4Proto, u16)>,
-        /// An inclusive port range for TCP and UDP (the SNAT range).
-        range: Option<(u16, u16)>,
-        /// ICMP to the switch's addresses too.
-        icmp: bool,
-    },
+/// The transport ports (and ICMP) on a shared address that belong to the
+/// switch: the SNAT port range, mapped host ports, VXLAN.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct L4Ports {
+    /// Single ports, as (protocol, destination port): DNAT host ports.
+    pub ports: Vec<(L4Proto, u16)>,
+    /// An inclusive TCP and UDP destination port range (the SNAT range).
+    pub range: Option<(u16, u16)>,
+    /// UDP destination port of VXLAN (4789), if the VTEP address is shared.
+    pub vxlan_port: Option<u16>,
+    /// ICMP to the shared addresses too (errors for NATed flows; echo to
+    /// the host then goes to the switch as well).
+    pub icmp: bool,
 }
 
 /// A transport protocol the filter matches ports of.
@@ -96,6 +123,13 @@ pub enum AfXdpError {
     /// The pool has no UMEM, so AF_XDP sockets cannot use it.
     #[error("opening AF_XDP port on {iface}: the PMD thread's pool has no UMEM (create it with PoolConfig {{ umem: true, .. }})")]
     NoUmem {
+        /// The interface.
+        iface: String,
+    },
+    /// Every AF_XDP socket of this pool was closed before, and libxdp
+    /// cannot bind a new one to that UMEM.
+    #[error("opening AF_XDP port on {iface}: every AF_XDP port of this PMD thread's pool was released, and its UMEM cannot take new sockets (open new ports before releasing the old ones, or give the thread a new pool)")]
+    UmemRetired {
         /// The interface.
         iface: String,
     },

@@ -8,7 +8,7 @@ use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig}
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue};
 
 use super::sys::rx_queue_count;
-use super::xdp::{XdpProgram, XdpStats, XSKMAP_SIZE};
+use super::xdp::{XdpProgram, XdpStats, XdpStatsReader, XSKMAP_SIZE};
 use super::{AfXdpError, XdpFilter};
 use crate::counters::{DropReason, PortCounters};
 use crate::frame::{Buf, Frame};
@@ -111,6 +111,11 @@ impl AfXdpPort {
                 iface: iface.to_string(),
             });
         };
+        if pool.xsk_retired {
+            return Err(AfXdpError::UmemRetired {
+                iface: iface.to_string(),
+            });
+        }
         let nq = rx_queue_count(iface);
         if nq > XSKMAP_SIZE {
             return Err(AfXdpError::TooManyQueues {
@@ -143,12 +148,20 @@ impl AfXdpPort {
             // SAFETY: the UMEM is the pool's and outlives the sockets (each
             // socket keeps a clone of it); frames are handed to the sockets
             // only through the pool's descriptors.
-            let (tx, rx, rings) = unsafe { Socket::new(cfg, &umem, &ifname, q) }.map_err(|e| {
-                let detail = std::error::Error::source(&e)
-                    .map(|s| format!(": {s}"))
-                    .unwrap_or_default();
-                sock_err(q, format!("{e}{detail}"))
-            })?;
+            let (tx, rx, rings) = match unsafe { Socket::new(cfg, &umem, &ifname, q) } {
+                Ok(created) => created,
+                Err(e) => {
+                    // Dropping `queues` closes the sockets made so far; if
+                    // they were the UMEM's only ones, it is retired now.
+                    if pool.xsk_open == 0 && !queues.is_empty() {
+                        pool.xsk_retired = true;
+                    }
+                    let detail = std::error::Error::source(&e)
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default();
+                    return Err(sock_err(q, format!("{e}{detail}")));
+                }
+            };
             let Some((fill, comp)) = rings else {
                 return Err(sock_err(
                     q,
@@ -165,6 +178,7 @@ impl AfXdpPort {
                 tx_in_flight: 0,
             });
         }
+        pool.xsk_open += queues.len();
         let fill_target = FILL_TARGET_MAX.min((pool.chunks() / 8).max(MAX_BURST as u32));
         let fds = queues.iter().map(XskQueue::fd).collect();
         let mut port = AfXdpPort {
@@ -213,6 +227,12 @@ impl AfXdpPort {
     /// the kernel).
     pub fn xdp_stats(&self) -> XdpStats {
         self.xdp.as_ref().map(XdpProgram::stats).unwrap_or_default()
+    }
+
+    /// A handle on the filter's counters that stays usable after the port
+    /// moves into its PMD thread.
+    pub fn xdp_stats_reader(&self) -> Option<XdpStatsReader> {
+        self.xdp.as_ref().and_then(XdpProgram::stats_reader)
     }
 
     /// The attached filter, if the port is open.
@@ -436,14 +456,15 @@ impl Port for AfXdpPort {
 
     fn maintain(&mut self, pool: &mut Pool) {
         self.reap(pool);
-        if self.queues.first().is_some_and(|q| q.tx_in_flight > 0) {
-            if self.queues[0].tx_pending() > 0 {
-                self.kick(0);
-            }
+        // Frames a kick left on the TX ring (device busy) go out now.
+        if self.queues.first().is_some_and(|q| q.tx_in_flight > 0)
+            && self.queues[0].tx_pending() > 0
+        {
+            self.kick(0);
         }
         self.refill(pool);
         self.maintain_calls = self.maintain_calls.wrapping_add(1);
-        if self.maintain_calls % 4096 == 0 {
+        if self.maintain_calls & 4095 == 0 {
             self.sync_kernel_drops();
         }
     }
@@ -476,6 +497,10 @@ impl Port for AfXdpPort {
         // UMEM's first socket shares its fd with the UMEM and stays bound
         // until the pool is dropped, but with its XSKMAP slot gone and the
         // program detached nothing reaches it.)
+        if !self.queues.is_empty() {
+            pool.xsk_open = pool.xsk_open.saturating_sub(self.queues.len());
+            pool.xsk_retired |= pool.xsk_open == 0;
+        }
         self.queues.clear();
         self.fds.clear();
         for (idx, held) in self.in_kernel.iter_mut().enumerate() {

@@ -8,7 +8,7 @@ use libbpf_rs::libbpf_sys;
 use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder};
 
 use super::sys::{ensure_bpffs, ifindex, raise_memlock};
-use super::{AfXdpError, L4Filter, XdpFilter};
+use super::{AfXdpError, XdpFilter};
 
 /// The XDP object built from `pmd/bpf/pd_xdp.c` by `build.rs`.
 static PD_XDP_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pd_xdp.o"));
@@ -18,8 +18,39 @@ static PD_XDP_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pd_xdp.o"))
 /// the kernel truncates longer names.
 pub const PROG_NAME: &str = "pd_xdp_filter";
 
+/// Reads a filter's counters from any thread (it holds its own fd on the
+/// counter map).
+#[derive(Debug)]
+pub struct XdpStatsReader {
+    map: libbpf_rs::MapHandle,
+}
+
+impl XdpStatsReader {
+    /// The counters now, summed over CPUs.
+    pub fn read(&self) -> XdpStats {
+        read_stats(&self.map)
+    }
+}
+
+fn read_stats(map: &impl MapCore) -> XdpStats {
+    let mut stats = XdpStats::default();
+    for (key, slot) in [(0u32, &mut stats.to_xsk), (1u32, &mut stats.pass)] {
+        if let Ok(Some(per_cpu)) = map.lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY) {
+            *slot = per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8)?.try_into().ok().map(u64::from_ne_bytes))
+                .sum();
+        }
+    }
+    stats
+}
+
 /// Slots in the XSKMAP: the most receive queues a port can bind.
 pub(crate) const XSKMAP_SIZE: u32 = 64;
+
+/// `pd_ips` values (PD_IP_OWNED, PD_IP_SHARED in pd_xdp.c).
+const IP_OWNED: u8 = 1;
+const IP_SHARED: u8 = 2;
 
 /// How the program is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +77,7 @@ pub struct XdpStats {
 #[derive(Default, Clone, Copy)]
 struct CfgValue {
     redirect_all: u32,
-    ip_any_l4: u32,
-    ip_icmp: u32,
+    shared_icmp: u32,
     /// Network order.
     vxlan_port: u16,
     range_min: u16,
@@ -56,14 +86,13 @@ struct CfgValue {
 }
 
 impl CfgValue {
-    fn bytes(&self) -> [u8; 20] {
-        let mut b = [0u8; 20];
+    fn bytes(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
         b[0..4].copy_from_slice(&self.redirect_all.to_ne_bytes());
-        b[4..8].copy_from_slice(&self.ip_any_l4.to_ne_bytes());
-        b[8..12].copy_from_slice(&self.ip_icmp.to_ne_bytes());
-        b[12..14].copy_from_slice(&self.vxlan_port.to_ne_bytes());
-        b[14..16].copy_from_slice(&self.range_min.to_ne_bytes());
-        b[16..18].copy_from_slice(&self.range_max.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.shared_icmp.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.vxlan_port.to_ne_bytes());
+        b[10..12].copy_from_slice(&self.range_min.to_ne_bytes());
+        b[12..14].copy_from_slice(&self.range_max.to_ne_bytes());
         b
     }
 }
@@ -170,22 +199,18 @@ impl XdpProgram {
 
     /// The filter's counters, summed over CPUs.
     pub fn stats(&self) -> XdpStats {
-        let mut stats = XdpStats::default();
-        let Ok(map) = find_map(&self.obj, "pd_stats", &self.iface) else {
-            return stats;
-        };
-        for (key, slot) in [(0u32, &mut stats.to_xsk), (1u32, &mut stats.pass)] {
-            if let Ok(Some(per_cpu)) = map.lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY) {
-                *slot = per_cpu
-                    .iter()
-                    .filter_map(|v| {
-                        v.get(..8)
-                            .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
-                    })
-                    .sum();
-            }
-        }
-        stats
+        find_map(&self.obj, "pd_stats", &self.iface)
+            .map(|m| read_stats(&m))
+            .unwrap_or_default()
+    }
+
+    /// A handle on the filter's counters for the control side, usable after
+    /// the port has moved into its PMD thread (and after it is gone).
+    pub fn stats_reader(&self) -> Option<XdpStatsReader> {
+        let map = find_map(&self.obj, "pd_stats", &self.iface).ok()?;
+        libbpf_rs::MapHandle::try_from(&map)
+            .ok()
+            .map(|map| XdpStatsReader { map })
     }
 
     /// How the program is attached.
@@ -198,7 +223,7 @@ impl XdpProgram {
         &self.iface
     }
 
-    /// The bpf_link's fd (for tests that leak it on purpose).
+    /// The bpf_link's fd (closing it detaches the program).
     pub fn link_fd(&self) -> RawFd {
         self.link.as_raw_fd()
     }
@@ -217,32 +242,30 @@ fn fill_maps(obj: &Object, iface: &str, filter: &XdpFilter) -> Result<(), AfXdpE
         XdpFilter::Switch {
             macs,
             ips,
+            shared_ips,
             l4,
-            vxlan_port,
         } => {
-            cfg.vxlan_port = vxlan_port.unwrap_or(0).to_be();
-            match l4 {
-                L4Filter::Any => cfg.ip_any_l4 = 1,
-                L4Filter::Only { ports, range, icmp } => {
-                    cfg.ip_icmp = u32::from(*icmp);
-                    if let Some((lo, hi)) = range {
-                        cfg.range_min = *lo;
-                        cfg.range_max = *hi;
-                    }
-                    let map = find_map(obj, "pd_l4ports", iface)?;
-                    for (proto, port) in ports {
-                        let mut key = [0u8; 4];
-                        key[0] = proto.number();
-                        key[2..4].copy_from_slice(&port.to_be_bytes());
-                        map.update(&key, &[1], MapFlags::ANY)
-                            .map_err(|e| map_err("pd_l4ports", e))?;
-                    }
-                }
+            cfg.vxlan_port = l4.vxlan_port.unwrap_or(0).to_be();
+            cfg.shared_icmp = u32::from(l4.icmp);
+            if let Some((lo, hi)) = l4.range {
+                cfg.range_min = lo;
+                cfg.range_max = hi;
+            }
+            let map = find_map(obj, "pd_l4ports", iface)?;
+            for (proto, port) in &l4.ports {
+                let mut key = [0u8; 4];
+                key[0] = proto.number();
+                key[2..4].copy_from_slice(&port.to_be_bytes());
+                map.update(&key, &[1], MapFlags::ANY)
+                    .map_err(|e| map_err("pd_l4ports", e))?;
             }
             let map = find_map(obj, "pd_ips", iface)?;
-            for ip in ips {
-                map.update(&ip.octets(), &[1], MapFlags::ANY)
-                    .map_err(|e| map_err("pd_ips", e))?;
+            // Shared first, so an address listed in both counts as owned.
+            for (list, kind) in [(shared_ips, IP_SHARED), (ips, IP_OWNED)] {
+                for ip in list {
+                    map.update(&ip.octets(), &[kind], MapFlags::ANY)
+                        .map_err(|e| map_err("pd_ips", e))?;
+                }
             }
             let map = find_map(obj, "pd_macs", iface)?;
             for mac in macs {
