@@ -91,8 +91,10 @@ impl Counter {
     #[inline]
     pub fn add(&self, n: u64) {
         // One writer: load + store is exact and avoids a locked add.
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     /// The current value.

@@ -505,3 +505,62 @@ fn check_accepts_every_example_config_and_names_the_line_of_a_bad_one() {
     let want = format!("{}:4:10:", bad.path.display());
     assert!(err.contains(&want), "want {want} in: {err}");
 }
+
+#[test]
+fn a_run_that_fails_its_checks_creates_nothing() {
+    if skip_unless_root("failed start") {
+        return;
+    }
+    let a = NetnsGuard::new("psf-a").unwrap();
+    let missing = unique_name("psf-none");
+    let (_g, sw) = veth_into(&a, "172.30.0.10/24");
+    // The AF_XDP port and the first endpoint are fine; the second
+    // endpoint's namespace does not exist, so nothing may be created.
+    let text = format!(
+        r#"
+[switch]
+control = "{}"
+
+[[port]]
+name = "pa"
+iface = "{sw}"
+
+[[network]]
+name = "front"
+mode = "nat"
+subnet = "172.30.0.0/24"
+
+[[endpoint]]
+name = "a"
+network = "front"
+port = "pa"
+ip = "172.30.0.10"
+
+[[endpoint]]
+name = "b"
+network = "front"
+netns = "{missing}"
+"#,
+        control_path()
+    );
+    let cfg = TempConfig::new(&text);
+    let out = Command::new(env!("CARGO_BIN_EXE_podswitch"))
+        .arg("run")
+        .arg(&cfg.path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&missing) && err.contains("does not exist"),
+        "{err}"
+    );
+    let link = Command::new("ip")
+        .args(["-d", "link", "show", &sw])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("prog/xdp"),
+        "an XDP program was attached by a run that failed its checks"
+    );
+}
