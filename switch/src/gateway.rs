@@ -7,7 +7,9 @@ use std::net::Ipv4Addr;
 use pmd::meta::PacketMeta;
 use pmd::wire::{self, MacAddr};
 use pmd::{DropReason, Frame, Pool};
-use smoltcp::wire::{ArpOperation, ArpPacket, Icmpv4Message, Icmpv4Packet, Ipv4Packet};
+use smoltcp::wire::{Icmpv4Message, Icmpv4Packet, Ipv4Packet};
+
+use crate::arp::{self, ArpSeen};
 
 /// A gateway's addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,28 +45,20 @@ impl Gateway {
     }
 
     fn arp(&self, pool: &mut Pool, frame: &mut Frame, meta: &PacketMeta) -> GatewayVerdict {
-        let l3 = meta.l3_off as usize;
-        let buf = pool.data_mut(frame);
-        let Ok(mut arp) = ArpPacket::new_checked(&mut buf[l3..]) else {
-            return GatewayVerdict::Drop(DropReason::Truncated);
-        };
-        if arp.target_protocol_addr() != self.ip.octets() {
-            return GatewayVerdict::NotForGateway;
+        match arp::answer_in_place(
+            pool.data_mut(frame),
+            meta.l3_off as usize,
+            self.ip,
+            self.mac,
+        ) {
+            ArpSeen::Answered => GatewayVerdict::ArpReply,
+            ArpSeen::NotOurs => GatewayVerdict::NotForGateway,
+            ArpSeen::Reply { .. } if meta.dst_mac == self.mac => {
+                GatewayVerdict::Drop(DropReason::NotForUs)
+            }
+            ArpSeen::Reply { .. } => GatewayVerdict::NotForGateway,
+            ArpSeen::Malformed => GatewayVerdict::Drop(DropReason::Malformed),
         }
-        if arp.operation() != ArpOperation::Request {
-            return GatewayVerdict::Drop(DropReason::NotForUs);
-        }
-        let sha = MacAddr::from_slice(arp.source_hardware_addr());
-        let mut spa = [0u8; 4];
-        spa.copy_from_slice(arp.source_protocol_addr());
-        arp.set_operation(ArpOperation::Reply);
-        arp.set_target_hardware_addr(&sha.0);
-        arp.set_target_protocol_addr(&spa);
-        arp.set_source_hardware_addr(&self.mac.0);
-        arp.set_source_protocol_addr(&self.ip.octets());
-        buf[0..6].copy_from_slice(&sha.0);
-        buf[6..12].copy_from_slice(&self.mac.0);
-        GatewayVerdict::ArpReply
     }
 
     fn ipv4(&self, pool: &mut Pool, frame: &mut Frame, meta: &PacketMeta) -> GatewayVerdict {

@@ -7,6 +7,7 @@
 //! checker, endpoint setup (TAPs moved into namespaces), the lab, the
 //! daemon, and the `podswitch` binary. Called by the binary and by `bench`.
 
+pub mod arp;
 pub mod config;
 pub mod control;
 pub mod daemon;
