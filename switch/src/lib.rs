@@ -17,6 +17,7 @@ pub mod endpoint;
 pub mod fdb;
 pub mod gateway;
 pub mod lab;
+pub mod neighbor;
 pub mod pipeline;
 pub mod report;
 pub mod stats;
