@@ -107,14 +107,8 @@ impl PipelineBench {
         let counters: Vec<Arc<NetCounters>> =
             topo.networks.iter().map(|_| Arc::default()).collect();
         let (control_tx, control_rx) = channel::unbounded();
-        let pipeline = SwitchPipeline::new(
-            0,
-            topo,
-            settings,
-            counters,
-            LearnBus::new(1),
-            control_rx,
-        );
+        let pipeline =
+            SwitchPipeline::new(0, topo, settings, counters, LearnBus::new(1), control_rx);
         let tx = TxQueues::new(vec![port0.counters().clone(), port1.counters().clone()]);
         let pool = Pool::new(PoolConfig {
             chunks: 1024,
