@@ -139,7 +139,7 @@ impl Port for MemPort {
         &self.counters
     }
 
-    fn rx_fd(&self) -> Option<RawFd> {
-        None
+    fn rx_fds(&self) -> Vec<RawFd> {
+        Vec::new()
     }
 }

@@ -107,6 +107,7 @@ impl Pool {
         let chunks = NonZeroU32::new(config.chunks).ok_or(PoolError::Empty)?;
         let mut heap = Vec::new();
         let (region, base) = if config.umem {
+            crate::afxdp::raise_memlock();
             let umem_err = |reason: String| PoolError::Umem {
                 chunks: config.chunks,
                 reason,
@@ -406,6 +407,20 @@ impl Pool {
     #[inline]
     pub(crate) fn free_desc(&mut self, desc: &xsk_rs::FrameDesc) {
         self.free.push(chunk_index(desc.addr()));
+    }
+
+    /// Returns a chunk by index (a port giving back what its closed kernel
+    /// rings held). The caller must own the chunk.
+    #[inline]
+    pub(crate) fn free_chunk(&mut self, idx: u32) {
+        debug_assert!(idx < self.chunks);
+        self.free.push(idx);
+    }
+
+    /// The chunk a UMEM descriptor points into.
+    #[inline]
+    pub(crate) fn chunk_of(desc: &xsk_rs::FrameDesc) -> u32 {
+        chunk_index(desc.addr())
     }
 
     #[inline]

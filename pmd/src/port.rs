@@ -39,10 +39,11 @@ pub trait Port: Send {
     /// Per-port counters, written only by the owning thread.
     fn counters(&self) -> &Arc<PortCounters>;
 
-    /// A file descriptor that becomes readable when frames wait, for the
-    /// adaptive poll mode to sleep on; `None` when the port has none (the
-    /// thread then naps in short steps instead of sleeping on readiness).
-    fn rx_fd(&self) -> Option<RawFd>;
+    /// File descriptors that become readable when frames wait, for the
+    /// adaptive poll mode to sleep on (an AF_XDP port has one per receive
+    /// queue); empty when the port has none (the thread then naps in short
+    /// steps instead of sleeping on readiness). Asked once, at thread start.
+    fn rx_fds(&self) -> Vec<RawFd>;
 
     /// True when the port takes frames with pending checksums and GSO
     /// segments as they are (a TAP with vnet headers); false when the

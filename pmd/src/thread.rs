@@ -286,10 +286,10 @@ impl Runner {
                 tracing::warn!(core, "could not pin PMD thread {} to core", self.id);
             }
         }
-        let fds: Vec<Option<RawFd>> = self.th.ports.iter().map(|(_, p)| p.rx_fd()).collect();
-        let all_have_fds = fds.iter().all(Option::is_some);
-        for (i, fd) in fds.iter().enumerate() {
-            if let Some(fd) = fd {
+        let fds: Vec<Vec<RawFd>> = self.th.ports.iter().map(|(_, p)| p.rx_fds()).collect();
+        let all_have_fds = fds.iter().all(|f| !f.is_empty());
+        for (i, port_fds) in fds.iter().enumerate() {
+            for fd in port_fds {
                 if let Err(e) =
                     self.poll
                         .registry()

@@ -8,9 +8,15 @@
 //! daemon, and the `podswitch` binary. Called by the binary and by `bench`.
 
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod dataplane;
+pub mod demo;
+pub mod endpoint;
 pub mod fdb;
 pub mod gateway;
+pub mod lab;
 pub mod pipeline;
+pub mod report;
 pub mod stats;
 pub mod topology;

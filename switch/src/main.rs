@@ -1,2 +1,160 @@
-//! The `podswitch` binary.
-fn main() {}
+//! The `podswitch` binary: run a switch from a config, check a config,
+//! bring a lab up or down, or run the built-in demo.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use switch::config::{self, Config};
+use switch::control::ControlSocket;
+use switch::daemon::Switch;
+use switch::{demo, lab};
+
+#[derive(Parser)]
+#[command(
+    name = "podswitch",
+    version,
+    about = "Userspace virtual switch for container networks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the switch in the foreground; prints `ready` once up, stops
+    /// cleanly on SIGINT/SIGTERM.
+    Run {
+        /// The config file.
+        config: PathBuf,
+    },
+    /// Validate a config; errors are printed as FILE:LINE:COL: message.
+    Check {
+        /// The config file.
+        config: PathBuf,
+    },
+    /// Create or remove the namespaces of a lab config.
+    Lab {
+        #[command(subcommand)]
+        cmd: LabCmd,
+    },
+    /// Build a small built-in lab, run traffic through it, show what
+    /// happened, and remove everything.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Create the endpoints' namespaces, then run the switch; on exit the
+    /// namespaces it created are removed.
+    Up {
+        /// The lab config.
+        config: PathBuf,
+    },
+    /// Remove the endpoints' namespaces (after a lab that was killed).
+    Down {
+        /// The lab config.
+        config: PathBuf,
+    },
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|errors| {
+        eprint!("{errors}");
+        if !errors.to_string().ends_with('\n') {
+            eprintln!();
+        }
+        ExitCode::from(2)
+    })
+}
+
+/// Runs until SIGINT or SIGTERM.
+fn serve(cfg: &Config) -> Result<()> {
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+    switch::control::claim(&cfg.switch.control)?;
+    let switch = Switch::start(cfg)?;
+    let control = ControlSocket::bind(&cfg.switch.control)?;
+    println!("ready");
+    std::io::stdout().flush().ok();
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP => tracing::warn!(
+                "reload on SIGHUP arrives with the control-plane issue; config unchanged"
+            ),
+            _ => break,
+        }
+    }
+    drop(control);
+    // Final counters on stderr: what moved and what was dropped, and why.
+    eprint!("{}", switch::report::ports(switch.dataplane()));
+    let reports = switch.stop();
+    let leaked: usize = reports.iter().map(|r| r.leaked).sum();
+    if leaked > 0 {
+        tracing::error!("{leaked} buffers were not returned to their pools");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Check { config } => match load(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} networks, {} endpoints, {} ports)",
+                    config.display(),
+                    cfg.networks.len(),
+                    cfg.endpoints.len(),
+                    cfg.ports.len()
+                );
+                Ok(())
+            }
+            Err(code) => return code,
+        },
+        Cmd::Run { config } => match load(&config) {
+            Ok(cfg) => serve(&cfg),
+            Err(code) => return code,
+        },
+        Cmd::Lab {
+            cmd: LabCmd::Up { config },
+        } => match load(&config) {
+            Ok(cfg) => lab::up(&cfg).and_then(|created| {
+                let r = serve(&cfg);
+                lab::finish(&cfg, &created);
+                r
+            }),
+            Err(code) => return code,
+        },
+        Cmd::Lab {
+            cmd: LabCmd::Down { config },
+        } => match load(&config) {
+            Ok(cfg) => {
+                for ns in lab::down(&cfg) {
+                    println!("removed netns {ns}");
+                }
+                Ok(())
+            }
+            Err(code) => return code,
+        },
+        Cmd::Demo => demo::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podswitch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

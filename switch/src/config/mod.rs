@@ -1,1 +1,400 @@
 //! The config file: TOML, the keys of DESIGN.md's contract.
+//!
+//! [`parse`] and [`load`] turn a file into a [`Config`]: plain, validated
+//! and resolved values (IPAM has given every endpoint an address and a MAC,
+//! defaults are filled in), or every error found, each with file, line and
+//! column. `podswitch check` prints those errors; `run` and reload compile
+//! the `Config` into the data path's snapshot. Whether an `iface` or a
+//! `netns` exists is not checked here: that is `run`'s job.
+//!
+//! - `raw`: the file as serde reads it, with spans.
+//! - `validate`: the rules, from raw to this model.
+//! - `ipam`: next-free-address allocation in a subnet.
+//! - `error`: errors and byte offset to line:column.
+
+mod error;
+mod ipam;
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+pub use error::{line_col, ConfigError, ConfigErrors};
+pub use ipam::Ipam;
+use ipnet::Ipv4Net;
+pub use pmd::wire::MacAddr;
+
+/// Reads and checks the config file at `path`. An unreadable file is one
+/// error naming it; otherwise as [`parse`], with the path as the file name.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &file),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file,
+            line: 0,
+            col: 0,
+            message: format!("cannot read config file: {e}"),
+        }])),
+    }
+}
+
+/// Checks config `text`; `file` is the name errors carry. A TOML syntax
+/// error, an unknown key or a value of the wrong type is the one error the
+/// TOML parser reports; past that, every rule is checked and every
+/// violation reported.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+    let raw: raw::RawFile =
+        toml::from_str(text).map_err(|e| ConfigErrors(vec![error::from_toml(file, text, &e)]))?;
+    validate::validate(raw, file, text)
+}
+
+/// A checked config: every reference resolves, every address is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub switch: SwitchCfg,
+    pub ports: Vec<PortCfg>,
+    pub networks: Vec<NetworkCfg>,
+    pub endpoints: Vec<EndpointCfg>,
+    pub port_mappings: Vec<PortMappingCfg>,
+    pub remote_endpoints: Vec<RemoteEndpointCfg>,
+    pub cluster: Option<ClusterCfg>,
+    pub nat: NatCfg,
+}
+
+impl Config {
+    /// The network called `name`.
+    pub fn network(&self, name: &str) -> Option<&NetworkCfg> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    /// The `[[port]]` called `name`.
+    pub fn port(&self, name: &str) -> Option<&PortCfg> {
+        self.ports.iter().find(|p| p.name == name)
+    }
+
+    /// The endpoint called `name`.
+    pub fn endpoint(&self, name: &str) -> Option<&EndpointCfg> {
+        self.endpoints.iter().find(|e| e.name == name)
+    }
+
+    /// The endpoints of network `network`, in file order.
+    pub fn endpoints_of<'a>(&'a self, network: &'a str) -> impl Iterator<Item = &'a EndpointCfg> {
+        self.endpoints.iter().filter(move |e| e.network == network)
+    }
+
+    /// The remote endpoints of network `network`, in file order.
+    pub fn remote_endpoints_of<'a>(
+        &'a self,
+        network: &'a str,
+    ) -> impl Iterator<Item = &'a RemoteEndpointCfg> {
+        self.remote_endpoints
+            .iter()
+            .filter(move |e| e.network == network)
+    }
+
+    /// The port mappings of network `network`, in file order.
+    pub fn port_mappings_of<'a>(
+        &'a self,
+        network: &'a str,
+    ) -> impl Iterator<Item = &'a PortMappingCfg> {
+        self.port_mappings
+            .iter()
+            .filter(move |m| m.network == network)
+    }
+
+    /// The uplink port of network `network`, if it has one.
+    pub fn uplink_of(&self, network: &str) -> Option<&PortCfg> {
+        let uplink = self.network(network)?.uplink.as_deref()?;
+        self.port(uplink)
+    }
+}
+
+/// `[switch]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchCfg {
+    /// Cores for PMD threads; empty means "the last core", which the daemon
+    /// resolves on the machine it runs on.
+    pub cores: Vec<usize>,
+    /// The control socket (default `/run/podswitch.sock`).
+    pub control: PathBuf,
+    /// The Prometheus endpoint, if any.
+    pub metrics: Option<SocketAddr>,
+    /// How PMD threads poll (key `poll`).
+    pub poll: PollCfg,
+    /// Seconds a learned MAC lives without traffic (key `mac_aging`).
+    pub mac_aging_secs: u32,
+    /// Entries per network's forwarding database (key `fdb_size`).
+    pub fdb_size: u32,
+}
+
+impl Default for SwitchCfg {
+    fn default() -> Self {
+        SwitchCfg {
+            cores: Vec::new(),
+            control: PathBuf::from("/run/podswitch.sock"),
+            metrics: None,
+            poll: PollCfg::Adaptive,
+            mac_aging_secs: 300,
+            fdb_size: 65536,
+        }
+    }
+}
+
+/// `poll = "adaptive" | "busy"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PollCfg {
+    /// Back off (sleep, wake on interrupt) when queues stay empty.
+    #[default]
+    Adaptive,
+    /// Spin on the queues: lowest latency, a core at 100 %.
+    Busy,
+}
+
+impl PollCfg {
+    /// The value as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollCfg::Adaptive => "adaptive",
+            PollCfg::Busy => "busy",
+        }
+    }
+}
+
+/// `[[port]]`: a host interface the switch owns frames on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortCfg {
+    pub name: String,
+    /// The existing kernel interface.
+    pub iface: String,
+    pub kind: PortKind,
+    /// podswitch's own address on this port (NAT external IP, VTEP IP),
+    /// with the prefix length of the attached subnet.
+    pub ip: Option<Ipv4Net>,
+    /// Next hop for destinations outside `ip`'s subnet.
+    pub gateway: Option<Ipv4Addr>,
+    /// A MAC to use instead of the interface's own.
+    pub mac: Option<MacAddr>,
+}
+
+/// `kind = "afxdp" | "tap"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PortKind {
+    #[default]
+    AfXdp,
+    Tap,
+}
+
+impl PortKind {
+    /// The value as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortKind::AfXdp => "afxdp",
+            PortKind::Tap => "tap",
+        }
+    }
+}
+
+/// `[[network]]`: one virtual switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkCfg {
+    pub name: String,
+    pub mode: NetworkMode,
+    pub subnet: Ipv4Net,
+    /// The address the switch owns in the subnet. A nat network always has
+    /// one: when the file leaves it out, the first host address (as Docker
+    /// does). Optional for the other modes.
+    pub gateway: Option<Ipv4Addr>,
+    /// The name of a `[[port]]`.
+    pub uplink: Option<String>,
+    /// Overlay only: the VXLAN network identifier.
+    pub vni: Option<u32>,
+    /// Overrides the endpoints' MTU.
+    pub mtu: Option<u32>,
+    /// Overlay only: the VXLAN UDP port (default 4789, RFC 7348).
+    pub vxlan_port: u16,
+}
+
+impl NetworkCfg {
+    /// The endpoints' MTU: `mtu` when set, else the uplink's MTU, minus the
+    /// 50 bytes of VXLAN over IPv4 on an overlay (RFC 7348 section 4).
+    pub fn endpoint_mtu(&self, uplink_mtu: u32) -> u32 {
+        match (self.mtu, self.mode) {
+            (Some(m), _) => m,
+            (None, NetworkMode::Overlay) => uplink_mtu.saturating_sub(50),
+            (None, _) => uplink_mtu,
+        }
+    }
+}
+
+/// `mode = "nat" | "bridge" | "transparent" | "l2bridge" | "l2tunnel" | "overlay"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// HNS NAT, Docker bridge (`bridge` is an alias).
+    Nat,
+    Transparent,
+    L2Bridge,
+    L2Tunnel,
+    Overlay,
+}
+
+/// The network modes this release implements. A mode's issue extends this
+/// list when it lands; the checker refuses the others.
+pub const SUPPORTED_MODES: &[NetworkMode] = &[NetworkMode::Nat];
+
+impl NetworkMode {
+    /// Every mode, in the order the docs list them.
+    pub const ALL: [NetworkMode; 5] = [
+        NetworkMode::Nat,
+        NetworkMode::Transparent,
+        NetworkMode::L2Bridge,
+        NetworkMode::L2Tunnel,
+        NetworkMode::Overlay,
+    ];
+
+    /// Reads a `mode` value; `bridge` is Docker's name for `nat`.
+    pub fn from_name(s: &str) -> Option<NetworkMode> {
+        match s {
+            "nat" | "bridge" => Some(NetworkMode::Nat),
+            "transparent" => Some(NetworkMode::Transparent),
+            "l2bridge" => Some(NetworkMode::L2Bridge),
+            "l2tunnel" => Some(NetworkMode::L2Tunnel),
+            "overlay" => Some(NetworkMode::Overlay),
+            _ => None,
+        }
+    }
+
+    /// The canonical name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Nat => "nat",
+            NetworkMode::Transparent => "transparent",
+            NetworkMode::L2Bridge => "l2bridge",
+            NetworkMode::L2Tunnel => "l2tunnel",
+            NetworkMode::Overlay => "overlay",
+        }
+    }
+
+    /// Whether this release implements the mode.
+    pub fn is_supported(self) -> bool {
+        SUPPORTED_MODES.contains(&self)
+    }
+}
+
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[[endpoint]]`: a container's interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointCfg {
+    pub name: String,
+    pub network: String,
+    pub attach: Attach,
+    /// Given in the file, or the next free address of the subnet.
+    pub ip: Ipv4Addr,
+    /// Given in the file, or `MacAddr::from_ipv4(ip)`.
+    pub mac: MacAddr,
+    /// Whether `ip` came from the file (false: IPAM chose it).
+    pub ip_given: bool,
+}
+
+/// Where an endpoint's frames come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attach {
+    /// `netns = ...`: an `ip netns` name or an absolute path to a namespace
+    /// file; the switch creates a TAP named eth0 there.
+    Netns(String),
+    /// `port = ...`: the name of a `[[port]]` the endpoint sits behind.
+    Port(String),
+}
+
+/// `[[port_mapping]]`: DNAT from the uplink's ip:host_port to endpoint:port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMappingCfg {
+    /// The endpoint's network (resolved when the file leaves it out).
+    pub network: String,
+    pub protocol: Protocol,
+    pub host_port: u16,
+    pub endpoint: String,
+    pub port: u16,
+}
+
+/// `protocol = "tcp" | "udp"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// The value as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// `[[remote_endpoint]]`: an overlay endpoint that lives on another host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEndpointCfg {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    /// Given in the file, or `MacAddr::from_ipv4(ip)`.
+    pub mac: MacAddr,
+    /// The VTEP address of the host it lives on.
+    pub vtep: Ipv4Addr,
+}
+
+/// `[cluster]`: overlay state shared through etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterCfg {
+    /// etcd endpoints, `http://` or `https://` URLs.
+    pub etcd: Vec<String>,
+    /// Key prefix (default `/podswitch`).
+    pub prefix: String,
+    /// Lease of this host's published keys, seconds (key `lease`, default 10).
+    pub lease_secs: u32,
+}
+
+/// `[nat]`: SNAT ports, conntrack size and timeouts (seconds; the defaults
+/// are Linux's nf_conntrack defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatCfg {
+    /// SNAT source ports, inclusive (key `port_range = "32768-60999"`).
+    pub port_range: (u16, u16),
+    /// Conntrack entries (key `max_entries`).
+    pub max_entries: u32,
+    pub tcp_established: u32,
+    pub tcp_syn_sent: u32,
+    pub tcp_fin_wait: u32,
+    pub tcp_time_wait: u32,
+    pub tcp_close: u32,
+    pub udp: u32,
+    /// A UDP flow that has seen replies (nf_conntrack_udp_timeout_stream).
+    pub udp_stream: u32,
+    pub icmp: u32,
+}
+
+impl Default for NatCfg {
+    fn default() -> Self {
+        NatCfg {
+            port_range: (32768, 60999),
+            max_entries: 1 << 20,
+            tcp_established: 432_000,
+            tcp_syn_sent: 120,
+            tcp_fin_wait: 120,
+            tcp_time_wait: 120,
+            tcp_close: 10,
+            udp: 30,
+            udp_stream: 120,
+            icmp: 30,
+        }
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what podswitch needs to build and test on Debian (run as root).
+# Idempotent: packages already present are skipped quickly.
+set -euo pipefail
+pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config m4 make libbpf-dev
+      iproute2 iputils-ping iperf3 ethtool util-linux procps)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# AF_XDP UMEM registration counts against RLIMIT_MEMLOCK; podswitch raises
+# it itself, but the shell may start tests that open UMEMs too.
+ulimit -l unlimited 2>/dev/null || true
+# libxdp looks for a bpffs; podswitch does not need one, but mount it so
+# libxdp does not log a warning on every socket.
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true

@@ -1,0 +1,149 @@
+//! Traffic between lab namespaces: ping and a byte-exact TCP transfer, used
+//! by `podswitch demo` and by the tests. Traffic goes only to addresses
+//! inside namespaces the lab created.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use pmd::netns::in_netns;
+
+/// Result of a ping run.
+#[derive(Debug, Clone, Copy)]
+pub struct PingReport {
+    /// Echo requests sent.
+    pub sent: u32,
+    /// Replies received.
+    pub received: u32,
+}
+
+/// Pings `dst` from inside `netns` (`count` requests, 200 ms apart).
+pub fn ping(netns: &str, dst: Ipv4Addr, count: u32) -> Result<PingReport> {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", netns, "ping", "-n", "-q", "-i", "0.2", "-W", "1",
+        ])
+        .arg("-c")
+        .arg(count.to_string())
+        .arg(dst.to_string())
+        .output()
+        .context("running ping (package iputils-ping)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "3 packets transmitted, 3 received, 0% packet loss, time 402ms"
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .with_context(|| format!("ping printed no summary: {text}"))?;
+    let nums: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    Ok(PingReport {
+        sent: *nums.first().unwrap_or(&0),
+        received: *nums.get(1).unwrap_or(&0),
+    })
+}
+
+/// Result of a TCP transfer.
+#[derive(Debug, Clone, Copy)]
+pub struct TransferReport {
+    /// Bytes the server received.
+    pub bytes: u64,
+    /// Wall time of the transfer.
+    pub secs: f64,
+    /// True when every byte arrived exactly as sent.
+    pub exact: bool,
+}
+
+impl TransferReport {
+    /// Goodput in Gbit/s.
+    pub fn gbps(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.secs / 1e9
+    }
+}
+
+/// The byte at offset `i` of a transfer: a pattern that catches reordered,
+/// duplicated or lost chunks (not just a length check).
+#[inline]
+fn pattern(i: u64) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (i >> 20) as u8
+}
+
+/// Sends `bytes` over TCP from `client_ns` to a server listening on
+/// `server_ip:port` inside `server_ns`, and checks every byte.
+pub fn tcp_transfer(
+    server_ns: &str,
+    server_ip: Ipv4Addr,
+    port: u16,
+    client_ns: &str,
+    bytes: u64,
+) -> Result<TransferReport> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let addr = SocketAddr::from((server_ip, port));
+    let server_ns = server_ns.to_string();
+    let server = std::thread::spawn(move || {
+        in_netns(&server_ns, move || -> Result<(u64, bool)> {
+            let listener = TcpListener::bind(addr).context("binding the test server")?;
+            let _ = ready_tx.send(());
+            let (mut s, _) = listener.accept()?;
+            s.set_read_timeout(Some(Duration::from_secs(20)))?;
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut off = 0u64;
+            let mut exact = true;
+            loop {
+                let n = s.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                for (k, b) in buf[..n].iter().enumerate() {
+                    if *b != pattern(off + k as u64) {
+                        exact = false;
+                    }
+                }
+                off += n as u64;
+            }
+            let _ = s.write_all(&off.to_be_bytes());
+            Ok((off, exact))
+        })
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("the test server did not start")?;
+    let client_ns = client_ns.to_string();
+    let start = Instant::now();
+    let client = in_netns(&client_ns, move || -> Result<u64> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .with_context(|| format!("connecting to {addr}"))?;
+        s.set_write_timeout(Some(Duration::from_secs(20)))?;
+        s.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut off = 0u64;
+        while off < bytes {
+            let n = (bytes - off).min(buf.len() as u64) as usize;
+            for (k, b) in buf[..n].iter_mut().enumerate() {
+                *b = pattern(off + k as u64);
+            }
+            s.write_all(&buf[..n])?;
+            off += n as u64;
+        }
+        s.shutdown(std::net::Shutdown::Write)?;
+        let mut ack = [0u8; 8];
+        s.read_exact(&mut ack)?;
+        Ok(u64::from_be_bytes(ack))
+    })??;
+    let secs = start.elapsed().as_secs_f64();
+    let (got, exact) = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("server thread panicked"))???;
+    if got != client {
+        bail!("server counted {got} bytes, acknowledged {client}");
+    }
+    Ok(TransferReport {
+        bytes: got,
+        secs,
+        exact: exact && got == bytes,
+    })
+}

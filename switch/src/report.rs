@@ -1,0 +1,102 @@
+//! Human-readable tables of a running switch: per-port counters, per-network
+//! counters and the learned MAC table (used by the demo and `ctl`).
+
+use std::fmt::Write;
+
+use pmd::counters::CounterSnapshot;
+use pmd::DropReason;
+
+use crate::dataplane::Dataplane;
+use crate::pipeline::FdbRow;
+
+/// Drops by reason as `reason=n, ...`, or `-`.
+fn drops(s: &CounterSnapshot) -> String {
+    let parts: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|r| s.drops_of(**r) > 0)
+        .map(|r| format!("{}={}", r.name(), s.drops_of(*r)))
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The per-port counter table.
+pub fn ports(dp: &Dataplane) -> String {
+    let topo = dp.topology();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  {:<12} {:<10} {:>10} {:>14} {:>10} {:>14}  drops",
+        "port", "network", "rx pkts", "rx bytes", "tx pkts", "tx bytes"
+    );
+    for (i, s) in dp.port_stats().iter().enumerate() {
+        let p = &topo.ports[i];
+        let net = p.network.map_or("-", |n| topo.network(n).name.as_str());
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<10} {:>10} {:>14} {:>10} {:>14}  {}",
+            p.name,
+            net,
+            s.rx_packets,
+            s.rx_bytes,
+            s.tx_packets,
+            s.tx_bytes,
+            drops(s)
+        );
+    }
+    out
+}
+
+/// The per-network counter table.
+pub fn networks(dp: &Dataplane) -> String {
+    let topo = dp.topology();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  {:<10} {:>9} {:>9} {:>8} {:>9} {:>11} {:>12}",
+        "network", "unicast", "flooded", "learned", "fdb_full", "arp_replies", "echo_replies"
+    );
+    for (i, s) in dp.net_stats().iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>9} {:>9} {:>8} {:>9} {:>11} {:>12}",
+            topo.networks[i].name,
+            s.unicast,
+            s.flooded,
+            s.learned,
+            s.fdb_full,
+            s.arp_replies,
+            s.echo_replies
+        );
+    }
+    out
+}
+
+/// The learned MAC table.
+pub fn fdb(dp: &Dataplane, rows: &[FdbRow]) -> String {
+    let topo = dp.topology();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  {:<10} {:<18} {:<12} {:>8}",
+        "network", "mac", "port", "age (s)"
+    );
+    for r in rows {
+        let port = topo
+            .ports
+            .get(r.port.0 as usize)
+            .map_or("?", |p| p.name.as_str());
+        let _ = writeln!(
+            out,
+            "  {:<10} {:<18} {:<12} {:>8.1}",
+            r.network,
+            r.mac.to_string(),
+            port,
+            r.age_secs
+        );
+    }
+    out
+}

@@ -1,0 +1,92 @@
+//! Every file in configs/ is a valid config: a new example is covered
+//! by adding it to the directory.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use switch::config::{self, Attach, MacAddr, NetworkMode, PollCfg, PortKind, Protocol};
+
+fn configs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
+}
+
+fn example(name: &str) -> config::Config {
+    let path = configs_dir().join(name);
+    config::load(&path).unwrap_or_else(|e| panic!("\n{e}"))
+}
+
+#[test]
+fn every_example_config_loads() {
+    let mut seen = 0;
+    let mut failures = Vec::new();
+    for entry in fs::read_dir(configs_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            seen += 1;
+            if let Err(e) = config::load(&path) {
+                failures.push(e.to_string());
+            }
+        }
+    }
+    assert!(seen >= 3, "only {seen} example configs");
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn the_nat_example_resolves_its_endpoints_and_mapping() {
+    let cfg = example("nat.toml");
+    let front = cfg.network("front").unwrap();
+    assert_eq!(front.mode, NetworkMode::Nat);
+    assert_eq!(front.uplink.as_deref(), Some("up0"));
+    assert_eq!(cfg.uplink_of("front").unwrap().iface, "veth-up");
+
+    let web = cfg.endpoint("web").unwrap();
+    assert_eq!(web.ip, Ipv4Addr::new(172, 30, 0, 10));
+    assert!(web.ip_given);
+    assert_eq!(web.attach, Attach::Netns("web".into()));
+    let db = cfg.endpoint("db").unwrap();
+    assert_eq!(
+        db.ip,
+        Ipv4Addr::new(172, 30, 0, 2),
+        "first free after the gateway"
+    );
+    assert!(!db.ip_given);
+    assert_eq!(db.mac, "02:00:ac:1e:00:02".parse::<MacAddr>().unwrap());
+
+    let m = &cfg.port_mappings[0];
+    assert_eq!(m.network, "front", "resolved from the endpoint");
+    assert_eq!((m.protocol, m.host_port, m.port), (Protocol::Tcp, 8080, 80));
+    assert_eq!(cfg.nat.port_range, (32768, 60999));
+}
+
+#[test]
+fn the_lab_example_keeps_its_networks_apart() {
+    let cfg = example("lab.toml");
+    assert_eq!(cfg.endpoints_of("left").count(), 2);
+    assert_eq!(cfg.endpoints_of("right").count(), 1);
+    let left = cfg.network("left").unwrap();
+    assert_eq!(left.mode, NetworkMode::Nat, "bridge is an alias of nat");
+    assert_eq!(
+        left.gateway,
+        Some(Ipv4Addr::new(10, 10, 1, 1)),
+        "default gateway"
+    );
+    assert!(left.uplink.is_none());
+    let ips: Vec<_> = cfg.endpoints.iter().map(|e| e.ip.to_string()).collect();
+    assert_eq!(ips, ["10.10.1.2", "10.10.1.3", "10.10.2.1"]);
+    assert!(cfg.cluster.is_none());
+}
+
+#[test]
+fn the_rig_example_is_a_busy_polling_l2_switch_between_two_ports() {
+    let cfg = example("rig.toml");
+    assert_eq!(cfg.switch.poll, PollCfg::Busy);
+    assert_eq!(cfg.switch.cores, [2, 3]);
+    assert!(cfg.ports.iter().all(|p| p.kind == PortKind::AfXdp));
+    let attaches: Vec<_> = cfg.endpoints.iter().map(|e| e.attach.clone()).collect();
+    assert_eq!(
+        attaches,
+        [Attach::Port("pbd0".into()), Attach::Port("pbd1".into())]
+    );
+}
