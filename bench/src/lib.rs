@@ -7,3 +7,4 @@
 //! side-by-side rig is `bench/rig.sh` over `../shared/rig`.
 
 pub mod pipeline;
+pub mod tcp;

@@ -3,7 +3,10 @@
 use anyhow::{ensure, Result};
 use clap::{Parser, Subcommand};
 
+use std::path::PathBuf;
+
 use bench::pipeline::{self, PipelineBench};
+use bench::tcp;
 
 #[derive(Parser)]
 #[command(name = "podbench", about = "Benchmarks of podswitch")]
@@ -23,6 +26,17 @@ enum Cmd {
         /// Packets to send (rounded up to whole bursts).
         #[arg(long, default_value_t = 10_000_000)]
         packets: u64,
+    },
+    /// iperf3 TCP between two namespaces through podswitch (`podswitch
+    /// run`, a nat network) and through a Linux bridge; prints both and the
+    /// ratio. Needs root and iperf3.
+    Tcp {
+        /// The podswitch binary.
+        #[arg(long, default_value = "target/release/podswitch")]
+        podswitch: PathBuf,
+        /// Seconds per iperf3 run.
+        #[arg(long, default_value_t = 5)]
+        secs: u32,
     },
 }
 
@@ -44,6 +58,15 @@ fn main() -> Result<()> {
                 r.elapsed.as_secs_f64(),
                 r.ns_per_packet(),
                 r.mpps()
+            );
+        }
+        Cmd::Tcp { podswitch, secs } => {
+            let r = tcp::run(&tcp::TcpOpts { podswitch, secs })?;
+            println!(
+                "tcp podswitch={:.2}Gbit/s bridge={:.2}Gbit/s ratio={:.2}",
+                r.podswitch_bps / 1e9,
+                r.bridge_bps / 1e9,
+                r.podswitch_bps / r.bridge_bps
             );
         }
     }
