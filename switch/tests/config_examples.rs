@@ -82,7 +82,7 @@ fn the_lab_example_keeps_its_networks_apart() {
 fn the_rig_example_is_a_busy_polling_l2_switch_between_two_ports() {
     let cfg = example("rig.toml");
     assert_eq!(cfg.switch.poll, PollCfg::Busy);
-    assert_eq!(cfg.switch.cores, [1]);
+    assert_eq!(cfg.switch.cores, [1], "the rig's DUT core");
     assert!(cfg.ports.iter().all(|p| p.kind == PortKind::AfXdp));
     let attaches: Vec<_> = cfg.endpoints.iter().map(|e| e.attach.clone()).collect();
     assert_eq!(
