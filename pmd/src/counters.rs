@@ -40,11 +40,17 @@ pub enum DropReason {
     NotForUs,
     /// The frame could not be segmented or checksummed in software.
     OffloadError,
+    /// An IPv4 TTL ran out at the switch's router (gateway -> uplink).
+    TtlExceeded,
+    /// Dropped by NAT; the network's NAT counters say why.
+    Nat,
+    /// The next hop did not answer ARP, or too many frames waited for it.
+    Unresolved,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 16;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::NoBuffer,
@@ -60,6 +66,9 @@ impl DropReason {
         DropReason::NoRoute,
         DropReason::NotForUs,
         DropReason::OffloadError,
+        DropReason::TtlExceeded,
+        DropReason::Nat,
+        DropReason::Unresolved,
     ];
 
     /// A short name for stats output.
@@ -78,6 +87,9 @@ impl DropReason {
             DropReason::NoRoute => "no_route",
             DropReason::NotForUs => "not_for_us",
             DropReason::OffloadError => "offload_error",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::Nat => "nat",
+            DropReason::Unresolved => "unresolved",
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod frame;
 pub mod gso;
 pub mod memport;
 pub mod meta;
+pub mod netdev;
 pub mod netns;
 pub mod pool;
 pub mod port;

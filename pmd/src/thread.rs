@@ -87,6 +87,10 @@ pub trait Pipeline: Send {
     /// Called between bursts at least every `max_sleep_ms`: aging, control
     /// messages. It may queue frames too.
     fn housekeeping(&mut self, _ctx: &mut Ctx<'_>) {}
+
+    /// Gives back every frame the pipeline holds (frames waiting for ARP),
+    /// before the thread ends.
+    fn release(&mut self, _pool: &mut Pool) {}
 }
 
 /// Transmit queues of one thread, one per port of the whole switch.
@@ -371,6 +375,7 @@ impl Runner {
             }
         }
         // Give every frame back before the pool goes away.
+        self.th.pipeline.release(&mut self.th.pool);
         for (_, port) in &mut self.th.ports {
             port.release(&mut self.th.pool);
         }

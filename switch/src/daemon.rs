@@ -4,10 +4,10 @@
 //! drops what was created (TAPs close, XDP links detach).
 
 use std::collections::HashMap;
-use std::ffi::CString;
 
 use anyhow::{bail, Context, Result};
-use pmd::afxdp::{self, AfXdpPort, XdpFilter};
+use pmd::afxdp::{self, AfXdpPort, L4Ports, XdpFilter};
+use pmd::netdev;
 use pmd::tap::TapPort;
 use pmd::thread::{PollMode, ThreadReport};
 use pmd::{Pool, PoolConfig, Port, PortId};
@@ -27,16 +27,11 @@ pub struct Switch {
 enum PortPlan {
     /// A TAP that becomes an endpoint's eth0.
     Endpoint(EndpointPlan),
-    /// A `[[port]]` on an existing interface.
+    /// A `[[port]]` on an existing interface, with endpoints behind it.
     Iface { iface: String, kind: PortKind },
-}
-
-/// Index of an interface in the namespace podswitch runs in, if it exists.
-fn ifindex(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (idx != 0).then_some(idx)
+    /// A `[[port]]` that is the uplink of NAT networks: the XDP filter hands
+    /// the switch only frames for its address.
+    Uplink { iface: String, kind: PortKind, ip: std::net::Ipv4Addr },
 }
 
 /// The cores PMD threads run on: the configured ones, or the last core.
@@ -65,15 +60,50 @@ impl Switch {
         for n in &cfg.networks {
             net_ids.insert(&n.name, topo.add_network(&n.name, n.subnet, n.gateway));
         }
-        let mut plans: Vec<(PortId, PortPlan)> = Vec::new();
+        // Each plan carries a group: the ports of one network (and its
+        // uplink) share a PMD thread, so its NAT state and FDB have one
+        // owner and its traffic never crosses threads.
+        let mut plans: Vec<(PortId, PortPlan, usize)> = Vec::new();
+        let group_of = |net: NetId| net.0 as usize;
+        let mut uplink_mtu: HashMap<&str, u32> = HashMap::new();
         let mut port_ids: HashMap<&str, PortId> = HashMap::new();
         for p in &cfg.ports {
-            if ifindex(&p.iface).is_none() && p.kind == PortKind::AfXdp {
+            if netdev::ifindex(&p.iface).is_none() && p.kind == PortKind::AfXdp {
                 bail!(
                     "port {}: interface {} does not exist in this network namespace",
                     p.name,
                     p.iface
                 );
+            }
+            let uplinked: Vec<&str> = cfg
+                .networks
+                .iter()
+                .filter(|n| n.uplink.as_deref() == Some(p.name.as_str()))
+                .map(|n| n.name.as_str())
+                .collect();
+            if let (Some(first), Some(ip)) = (uplinked.first(), p.ip) {
+                let mac = match p.mac {
+                    Some(m) => m,
+                    None => netdev::mac(&p.iface)
+                        .with_context(|| format!("port {}: reading the MAC of {}", p.name, p.iface))?,
+                };
+                let mtu = netdev::mtu(&p.iface).unwrap_or(1500);
+                uplink_mtu.insert(&p.name, mtu);
+                let uid = topo.add_uplink(&p.name, ip.addr(), ip.trunc(), p.gateway, mac);
+                for n in &uplinked {
+                    topo.set_uplink(net_ids[n], uid);
+                }
+                let id = topo.uplink(uid).port;
+                plans.push((
+                    id,
+                    PortPlan::Uplink {
+                        iface: p.iface.clone(),
+                        kind: p.kind,
+                        ip: ip.addr(),
+                    },
+                    group_of(net_ids[first]),
+                ));
+                continue;
             }
             // A port switches in the network of the endpoints behind it.
             let nets: Vec<&str> = cfg
@@ -82,22 +112,15 @@ impl Switch {
                 .filter(|e| matches!(&e.attach, Attach::Port(name) if *name == p.name))
                 .map(|e| e.network.as_str())
                 .collect();
-            if let Some(first) = nets.first() {
-                if nets.iter().any(|n| n != first) {
-                    bail!(
-                        "port {}: endpoints behind one port must share a network",
-                        p.name
-                    );
-                }
-            } else {
-                tracing::warn!(
-                    "port {} ({}) has no endpoints behind it; as an uplink it is used once NAT and overlay land",
-                    p.name,
-                    p.iface
-                );
+            let Some(first) = nets.first() else {
+                tracing::warn!("port {} ({}) has no endpoints and is no uplink; not opened", p.name, p.iface);
                 continue;
+            };
+            if nets.iter().any(|n| n != first) {
+                bail!("port {}: endpoints behind one port must share a network", p.name);
             }
-            let id = topo.add_port(&p.name, nets.first().map(|n| net_ids[n]));
+            let net = net_ids[first];
+            let id = topo.add_port(&p.name, Some(net));
             port_ids.insert(&p.name, id);
             plans.push((
                 id,
@@ -105,31 +128,39 @@ impl Switch {
                     iface: p.iface.clone(),
                     kind: p.kind,
                 },
+                group_of(net),
             ));
         }
         for e in &cfg.endpoints {
-            let Attach::Netns(ns) = &e.attach else {
-                continue;
+            let net_id = net_ids[e.network.as_str()];
+            let port_id = match &e.attach {
+                Attach::Port(name) => port_ids.get(name.as_str()).copied(),
+                Attach::Netns(ns) => {
+                    let net = cfg.network(&e.network).context("endpoint network")?;
+                    let uplink = net.uplink.as_deref().and_then(|u| uplink_mtu.get(u));
+                    let plan = EndpointPlan {
+                        name: e.name.clone(),
+                        netns: ns.clone(),
+                        mac: e.mac,
+                        ip: e.ip,
+                        prefix: net.subnet.prefix_len(),
+                        gateway: net.gateway,
+                        mtu: net.mtu.or(uplink.copied()).unwrap_or(1500),
+                    };
+                    endpoint::preflight(&plan)?;
+                    let id = topo.add_port(&e.name, Some(net_id));
+                    plans.push((id, PortPlan::Endpoint(plan), group_of(net_id)));
+                    Some(id)
+                }
             };
-            let net = cfg.network(&e.network).context("endpoint network")?;
-            let mtu = net.mtu.unwrap_or(1500);
-            let plan = EndpointPlan {
-                name: e.name.clone(),
-                netns: ns.clone(),
-                mac: e.mac,
-                ip: e.ip,
-                prefix: net.subnet.prefix_len(),
-                gateway: net.gateway,
-                mtu,
-            };
-            endpoint::preflight(&plan)?;
-            let id = topo.add_port(&e.name, Some(net_ids[e.network.as_str()]));
-            plans.push((id, PortPlan::Endpoint(plan)));
+            if let Some(port) = port_id {
+                topo.add_endpoint_addr(net_id, e.ip, e.mac, port);
+            }
         }
 
         // 2. Remove what a killed run of ours left on our interfaces.
         for p in &cfg.ports {
-            if p.kind == PortKind::AfXdp && ifindex(&p.iface).is_some() {
+            if p.kind == PortKind::AfXdp && netdev::ifindex(&p.iface).is_some() {
                 match afxdp::remove_stale_program(&p.iface) {
                     Ok(found) => {
                         for o in found {
@@ -157,25 +188,23 @@ impl Switch {
             PollCfg::Busy => PollMode::Busy,
             PollCfg::Adaptive => PollMode::default(),
         };
-        let threads = cores.len().min(plans.len()).max(1);
-        let needs_umem: Vec<bool> = (0..threads)
-            .map(|t| {
-                plans.iter().enumerate().any(|(i, (_, p))| {
-                    i % threads == t
-                        && matches!(
-                            p,
-                            PortPlan::Iface {
-                                kind: PortKind::AfXdp,
-                                ..
-                            }
-                        )
-                })
-            })
-            .collect();
+        let mut groups: Vec<usize> = plans.iter().map(|(_, _, g)| *g).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let threads = cores.len().min(groups.len()).max(1);
+        let thread_of = |g: usize| groups.iter().position(|x| *x == g).unwrap_or(0) % threads;
         let mut specs = Vec::with_capacity(threads);
-        for (t, umem) in needs_umem.iter().enumerate() {
+        for t in 0..threads {
+            let umem = plans.iter().any(|(_, p, g)| {
+                thread_of(*g) == t
+                    && matches!(
+                        p,
+                        PortPlan::Iface { kind: PortKind::AfXdp, .. }
+                            | PortPlan::Uplink { kind: PortKind::AfXdp, .. }
+                    )
+            });
             let pool = Pool::new(PoolConfig {
-                umem: *umem,
+                umem,
                 ..PoolConfig::default()
             })
             .with_context(|| format!("PMD thread {t}: buffer pool"))?;
@@ -186,21 +215,28 @@ impl Switch {
                 ports: Vec::new(),
             });
         }
-        for (i, (id, plan)) in plans.iter().enumerate() {
-            let spec = &mut specs[i % threads];
+        for (i, (id, plan, group)) in plans.iter().enumerate() {
+            let spec = &mut specs[thread_of(*group)];
             let port: Box<dyn Port> = match plan {
                 PortPlan::Endpoint(ep) => Box::new(endpoint::create(ep, *id, &tap_name(i))?),
-                PortPlan::Iface {
-                    iface,
-                    kind: PortKind::AfXdp,
-                } => Box::new(
+                PortPlan::Iface { iface, kind: PortKind::AfXdp } => Box::new(
                     AfXdpPort::open(iface, *id, &mut spec.pool, XdpFilter::All)
                         .with_context(|| format!("opening AF_XDP port on {iface}"))?,
                 ),
-                PortPlan::Iface {
-                    iface,
-                    kind: PortKind::Tap,
-                } => Box::new(
+                PortPlan::Uplink { iface, kind: PortKind::AfXdp, ip } => {
+                    let filter = XdpFilter::Switch {
+                        macs: Vec::new(),
+                        ips: vec![*ip],
+                        shared_ips: Vec::new(),
+                        l4: L4Ports::default(),
+                    };
+                    Box::new(
+                        AfXdpPort::open(iface, *id, &mut spec.pool, filter)
+                            .with_context(|| format!("opening AF_XDP uplink on {iface}"))?,
+                    )
+                }
+                PortPlan::Iface { iface, kind: PortKind::Tap }
+                | PortPlan::Uplink { iface, kind: PortKind::Tap, .. } => Box::new(
                     TapPort::create(iface, *id)
                         .with_context(|| format!("creating TAP port {iface}"))?,
                 ),
@@ -211,7 +247,8 @@ impl Switch {
             mac_aging_secs: cfg.switch.mac_aging_secs,
             fdb_size: cfg.switch.fdb_size,
         };
-        let dataplane = Dataplane::start(topo, settings, specs).context("starting PMD threads")?;
+        let dataplane =
+            Dataplane::start(topo, settings, specs).context("starting PMD threads")?;
         Ok(Switch { dataplane })
     }
 

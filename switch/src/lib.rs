@@ -20,5 +20,6 @@ pub mod lab;
 pub mod neighbor;
 pub mod pipeline;
 pub mod report;
+pub mod route;
 pub mod stats;
 pub mod topology;

@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 
+use hashbrown::HashMap;
 use ipnet::Ipv4Net;
 use pmd::wire::MacAddr;
 use pmd::PortId;
@@ -24,6 +25,43 @@ pub struct Network {
     pub gateway: Option<Gateway>,
     /// Ports that take part in this network's switching (flood domain).
     pub members: Vec<PortId>,
+    /// The uplink that NAT (or later the overlay) leaves through.
+    pub uplink: Option<UplinkId>,
+    /// Endpoints by IPv4 address: their MAC and port, for traffic the
+    /// switch routes to them (NAT replies, port mappings, hairpin).
+    pub endpoints: HashMap<Ipv4Addr, (MacAddr, PortId)>,
+}
+
+/// Index of an uplink in the topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UplinkId(pub u16);
+
+/// A port the switch owns an address on: the way out of NAT networks.
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    /// The `[[port]]` name.
+    pub name: String,
+    /// Its port.
+    pub port: PortId,
+    /// podswitch's address there (NAT external IP, VTEP).
+    pub ip: Ipv4Addr,
+    /// The on-link subnet of that address.
+    pub subnet: Ipv4Net,
+    /// Next hop for destinations outside `subnet`.
+    pub gateway: Option<Ipv4Addr>,
+    /// The interface's MAC, which carries `ip`.
+    pub mac: MacAddr,
+}
+
+impl Uplink {
+    /// The next hop for `dst`: itself when on-link, else the gateway.
+    pub fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        if self.subnet.contains(&dst) {
+            Some(dst)
+        } else {
+            self.gateway
+        }
+    }
 }
 
 /// What a port is to the switch.
@@ -32,8 +70,10 @@ pub struct PortInfo {
     /// Display name: the endpoint or `[[port]]` name.
     pub name: String,
     /// The network the port switches in; `None` for a port that belongs to
-    /// no network (frames from it are dropped).
+    /// no network (frames from it are dropped, unless it is an uplink).
     pub network: Option<NetId>,
+    /// Set when the port is an uplink.
+    pub uplink: Option<UplinkId>,
 }
 
 /// Every table the pipeline reads.
@@ -43,6 +83,8 @@ pub struct Topology {
     pub ports: Vec<PortInfo>,
     /// Networks by `NetId`.
     pub networks: Vec<Network>,
+    /// Uplinks by `UplinkId`.
+    pub uplinks: Vec<Uplink>,
 }
 
 impl Topology {
@@ -57,8 +99,55 @@ impl Topology {
                 mac: gateway_mac(ip),
             }),
             members: Vec::new(),
+            uplink: None,
+            endpoints: HashMap::new(),
         });
         id
+    }
+
+    /// Adds an uplink port and returns its id.
+    pub fn add_uplink(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        subnet: Ipv4Net,
+        gateway: Option<Ipv4Addr>,
+        mac: MacAddr,
+    ) -> UplinkId {
+        let uid = UplinkId(self.uplinks.len() as u16);
+        let port = PortId(self.ports.len() as u16);
+        self.ports.push(PortInfo {
+            name: name.to_string(),
+            network: None,
+            uplink: Some(uid),
+        });
+        self.uplinks.push(Uplink {
+            name: name.to_string(),
+            port,
+            ip,
+            subnet,
+            gateway,
+            mac,
+        });
+        uid
+    }
+
+    /// Attaches `network` to `uplink` (its NAT or overlay leaves there).
+    pub fn set_uplink(&mut self, network: NetId, uplink: UplinkId) {
+        self.networks[network.0 as usize].uplink = Some(uplink);
+    }
+
+    /// Records an endpoint's address for routed delivery.
+    pub fn add_endpoint_addr(&mut self, network: NetId, ip: Ipv4Addr, mac: MacAddr, port: PortId) {
+        self.networks[network.0 as usize]
+            .endpoints
+            .insert(ip, (mac, port));
+    }
+
+    /// An uplink by id.
+    #[inline]
+    pub fn uplink(&self, id: UplinkId) -> &Uplink {
+        &self.uplinks[id.0 as usize]
     }
 
     /// Adds a port switched in `network` and returns its id.
@@ -67,6 +156,7 @@ impl Topology {
         self.ports.push(PortInfo {
             name: name.to_string(),
             network,
+            uplink: None,
         });
         if let Some(n) = network {
             self.networks[n.0 as usize].members.push(id);
@@ -78,6 +168,12 @@ impl Topology {
     #[inline]
     pub fn network_of(&self, port: PortId) -> Option<NetId> {
         self.ports.get(port.0 as usize)?.network
+    }
+
+    /// The uplink a port is, if it is one.
+    #[inline]
+    pub fn uplink_of(&self, port: PortId) -> Option<UplinkId> {
+        self.ports.get(port.0 as usize)?.uplink
     }
 
     /// A network by id.

@@ -14,8 +14,13 @@ use pmd::{DropReason, Frame, PortId};
 
 use crate::fdb::{Fdb, FdbEntry, Learned};
 use crate::gateway::GatewayVerdict;
+use crate::neighbor::NeighborCache;
 use crate::stats::NetCounters;
-use crate::topology::{NetId, Topology};
+use crate::topology::{NetId, Topology, UplinkId};
+use nat::{L4Csum, Nat};
+use pmd::Pool;
+
+mod routed;
 
 /// Settings of the switching stage.
 #[derive(Debug, Clone, Copy)]
@@ -91,11 +96,18 @@ pub struct SwitchPipeline {
     bus: Arc<LearnBus>,
     control: Receiver<Control>,
     last_sweep_ns: u64,
+    /// NAT of each network, on the thread that owns its uplink.
+    nats: Vec<Option<Nat>>,
+    /// The NAT network behind each uplink (one per uplink).
+    uplink_nat: Vec<Option<NetId>>,
+    /// Next hops of each uplink.
+    neighbors: Vec<NeighborCache>,
 }
 
 impl SwitchPipeline {
     /// A pipeline for PMD thread `thread`. `counters` has one entry per
-    /// network of `topo`, owned by this thread.
+    /// network of `topo`, owned by this thread; `nats` has the NAT of each
+    /// network whose uplink this thread polls (`None` elsewhere).
     pub fn new(
         thread: usize,
         topo: Arc<Topology>,
@@ -103,7 +115,15 @@ impl SwitchPipeline {
         counters: Vec<Arc<NetCounters>>,
         bus: Arc<LearnBus>,
         control: Receiver<Control>,
+        nats: Vec<Option<Nat>>,
     ) -> SwitchPipeline {
+        let mut uplink_nat = vec![None; topo.uplinks.len()];
+        for (i, n) in topo.networks.iter().enumerate() {
+            if let (Some(up), Some(Some(_))) = (n.uplink, nats.get(i)) {
+                uplink_nat[up.0 as usize] = Some(NetId(i as u16));
+            }
+        }
+        let neighbors = topo.uplinks.iter().map(|_| NeighborCache::new()).collect();
         let fdbs = topo
             .networks
             .iter()
@@ -118,6 +138,9 @@ impl SwitchPipeline {
             bus,
             control,
             last_sweep_ns: 0,
+            nats,
+            uplink_nat,
+            neighbors,
         }
     }
 
@@ -184,10 +207,6 @@ impl SwitchPipeline {
     #[inline]
     fn switch_one(&mut self, ctx: &mut Ctx<'_>, mut frame: Frame) {
         let in_port = frame.in_port;
-        let Some(net) = self.topo.network_of(in_port) else {
-            ctx.drop_frame(frame, DropReason::Filtered);
-            return;
-        };
         let meta: PacketMeta = match meta::parse(ctx.pool.data(&frame)) {
             Ok(m) => m,
             Err(reason) => {
@@ -198,11 +217,45 @@ impl SwitchPipeline {
         if (meta.frame_len as usize) < frame.len() {
             ctx.pool.set_len(&mut frame, meta.frame_len as usize);
         }
+        let Some(net) = self.topo.network_of(in_port) else {
+            match self.topo.uplink_of(in_port) {
+                Some(up) => self.from_uplink(ctx, up, frame, &meta),
+                None => ctx.drop_frame(frame, DropReason::Filtered),
+            }
+            return;
+        };
         if meta.src_mac.is_multicast() || meta.src_mac == MacAddr::ZERO {
             ctx.drop_frame(frame, DropReason::BadSourceMac);
             return;
         }
         self.learn(net, meta.src_mac, in_port, ctx.now_ns);
+
+        if meta.ethertype == wire::ETHERTYPE_IPV4 {
+            if let Some(nat) = self.nats[net.0 as usize].as_mut() {
+                let gw = self.topo.network(net).gateway;
+                let to_gateway_mac = gw.is_some_and(|g| g.mac == meta.dst_mac);
+                let csum = L4Csum::from_offload(&frame.offload);
+                if to_gateway_mac {
+                    // Echo to the gateway itself is the gateway's; all else
+                    // sent to the gateway MAC is routed through NAT.
+                    let for_gateway = gw.is_some_and(|g| g.ip.octets() == meta.ip_dst)
+                        && is_echo_request(ctx.pool.data(&frame), &meta);
+                    if !for_gateway {
+                        let v = nat.outbound(ctx.pool.data_mut(&mut frame), &meta, csum, ctx.now_ns);
+                        self.apply_verdict(ctx, net, frame, &meta, v);
+                        return;
+                    }
+                } else if nat.has_hairpin_flows() {
+                    // A hairpinned connection's target answers the client
+                    // directly; NAT puts the mapped address back.
+                    let hp = nat.hairpin_reply(ctx.pool.data_mut(&mut frame), &meta, csum, ctx.now_ns);
+                    if let Some(v) = hp {
+                        self.apply_verdict(ctx, net, frame, &meta, v);
+                        return;
+                    }
+                }
+            }
+        }
 
         if let Some(gw) = self.topo.network(net).gateway {
             let for_gateway = meta.dst_mac == gw.mac
@@ -277,6 +330,13 @@ impl SwitchPipeline {
     }
 }
 
+/// True for an ICMP echo request (the gateway answers those).
+fn is_echo_request(frame: &[u8], meta: &PacketMeta) -> bool {
+    meta.ip_proto == wire::IPPROTO_ICMP
+        && !meta.later_fragment
+        && frame.get(meta.l4_off as usize) == Some(&8)
+}
+
 impl Pipeline for SwitchPipeline {
     fn process(&mut self, ctx: &mut Ctx<'_>, burst: &mut Vec<Frame>) {
         self.take_learn_events();
@@ -285,8 +345,22 @@ impl Pipeline for SwitchPipeline {
         }
     }
 
+    fn release(&mut self, pool: &mut Pool) {
+        for n in &mut self.neighbors {
+            for f in n.drain_held() {
+                pool.free(f);
+            }
+        }
+    }
+
     fn housekeeping(&mut self, ctx: &mut Ctx<'_>) {
         self.take_learn_events();
+        for nat in self.nats.iter_mut().flatten() {
+            nat.sweep(ctx.now_ns, 1024);
+        }
+        if !self.neighbors.is_empty() {
+            self.tick_neighbors(ctx);
+        }
         while let Ok(msg) = self.control.try_recv() {
             match msg {
                 Control::DumpFdb(reply) => {
