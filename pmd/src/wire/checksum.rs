@@ -85,6 +85,54 @@ pub fn update32(check: u16, old: u32, new: u32) -> u16 {
     update16(c, old as u16, new as u16)
 }
 
+/// Several RFC 1624 eqn. 3 terms (`~m + m'`, one per changed 16-bit field)
+/// summed, to apply to a checksum once: NAT changes addresses and ports
+/// together, and the same terms serve the IPv4 header, the TCP/UDP
+/// checksum and a pseudo-header seed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delta(u32);
+
+impl Delta {
+    /// Adds the change of one 16-bit field.
+    #[inline]
+    pub fn add16(&mut self, old: u16, new: u16) {
+        self.0 = fold(self.0 + (!old) as u32 + new as u32) as u32;
+    }
+
+    /// Adds the change of a 32-bit field (an IPv4 address).
+    #[inline]
+    pub fn add32(&mut self, old: u32, new: u32) {
+        self.add16((old >> 16) as u16, (new >> 16) as u16);
+        self.add16(old as u16, new as u16);
+    }
+
+    /// Adds the terms of another delta.
+    #[inline]
+    pub fn merge(&mut self, other: Delta) {
+        self.0 = fold(self.0 + other.0) as u32;
+    }
+
+    /// True when no field changed (or the changes cancel out).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0 || self.0 == 0xffff
+    }
+
+    /// A stored (complemented) checksum after the changes:
+    /// HC' = ~(~HC + sum(~m + m')), RFC 1624 eqn. 3.
+    #[inline]
+    pub fn apply(self, check: u16) -> u16 {
+        !fold((!check) as u32 + self.0)
+    }
+
+    /// An uncomplemented sum after the changes: the pseudo-header seed a
+    /// `needs_csum` frame carries in its checksum field (S' = S + ~m + m').
+    #[inline]
+    pub fn apply_to_sum(self, sum: u16) -> u16 {
+        fold(sum as u32 + self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +183,21 @@ mod tests {
         let inc = update32(c, old, new);
         data[10..12].copy_from_slice(&[0, 0]);
         assert_eq!(inc, checksum(&data));
+    }
+
+    #[test]
+    fn a_delta_of_several_fields_equals_one_update_per_field() {
+        let mut d = Delta::default();
+        d.add32(0x0a00_0001, 0xc0a8_0709);
+        d.add16(1234, 40000);
+        let chained = update16(update32(0x1c46, 0x0a00_0001, 0xc0a8_0709), 1234, 40000);
+        assert_eq!(d.apply(0x1c46), chained);
+        let seed = fold(pseudo_header_v4([10, 0, 0, 1], [10, 0, 0, 2], 6, 40));
+        let mut a = Delta::default();
+        a.add32(0x0a00_0001, 0xc0a8_0709);
+        assert_eq!(
+            a.apply_to_sum(seed),
+            fold(pseudo_header_v4([192, 168, 7, 9], [10, 0, 0, 2], 6, 40))
+        );
     }
 }

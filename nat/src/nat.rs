@@ -1,0 +1,545 @@
+//! [`Nat`]: one NAT network's translation state and its two entry points.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use pmd::meta::PacketMeta;
+
+use crate::config::{NatConfig, Timeouts};
+use crate::conntrack::{ConnTrack, Entry, Tuple, F_CLOSER_REPLY, F_HAIRPIN, F_SNAT_PORT};
+use crate::frag::FragTable;
+use crate::icmp_error::{parse_quoted, rewrite_error};
+use crate::packet::{Kind, Pkt};
+use crate::ports::PortAllocator;
+use crate::rewrite::{rewrite, set_addrs, L4Csum};
+use crate::state::{next_tcp, next_udp, tcp_timeout, udp_timeout, Side, TcpState};
+use crate::verdict::{NatCounters, NatDrop, Verdict};
+
+/// Slab slots a new flow sweeps for expired entries (the background part
+/// of lazy expiry; `Nat::sweep` from housekeeping does the rest).
+const SWEEP_PER_NEW_FLOW: usize = 4;
+/// Slots swept to reclaim room when the table or the port range is full.
+const RECLAIM_BUDGET: usize = 256;
+
+#[inline]
+fn secs(now_ns: u64) -> u32 {
+    (now_ns / 1_000_000_000) as u32
+}
+
+/// The translation state of one NAT network: connection table, SNAT
+/// ports, port mappings, fragment table and counters. Owned by one PMD
+/// thread; no locks.
+pub struct Nat {
+    ext: u32,
+    net: u32,
+    mask: u32,
+    gw: u32,
+    timeouts: Timeouts,
+    /// (protocol, host port) -> (endpoint address, endpoint port).
+    mappings: HashMap<(u8, u16), (u32, u16)>,
+    ct: ConnTrack,
+    ports: PortAllocator,
+    frags: FragTable,
+    hairpins: u32,
+    counters: Arc<NatCounters>,
+}
+
+fn release(ports: &mut PortAllocator, counters: &NatCounters, hairpins: &mut u32, e: &Entry) {
+    if e.flags & F_SNAT_PORT != 0 {
+        let o = e.tuples[Side::Orig as usize];
+        ports.release(e.proto, o.src, o.sport);
+    }
+    if e.flags & F_HAIRPIN != 0 {
+        *hairpins -= 1;
+    }
+    counters.flows_removed.add(1);
+}
+
+impl Nat {
+    /// A NAT for `cfg`. Mapped host ports inside `port_range` are taken
+    /// out of the SNAT range.
+    pub fn new(cfg: NatConfig) -> Nat {
+        let mut ports = PortAllocator::new(cfg.port_range.0, cfg.port_range.1);
+        let mut mappings = HashMap::new();
+        for m in &cfg.mappings {
+            ports.reserve(m.proto.number(), m.host_port);
+            mappings.insert(
+                (m.proto.number(), m.host_port),
+                (u32::from(m.internal_ip), m.internal_port),
+            );
+        }
+        let ext = u32::from(cfg.external_ip);
+        Nat {
+            ext,
+            net: u32::from(cfg.internal.network()),
+            mask: u32::from(cfg.internal.netmask()),
+            gw: u32::from(cfg.gateway_ip),
+            timeouts: cfg.timeouts,
+            mappings,
+            ct: ConnTrack::new(cfg.max_entries as usize),
+            ports,
+            frags: FragTable::new(ext.rotate_left(7) ^ 0x5bd1_e995),
+            hairpins: 0,
+            counters: Arc::new(NatCounters::default()),
+        }
+    }
+
+    /// The counters; clone the `Arc` for the stats side.
+    pub fn counters(&self) -> &Arc<NatCounters> {
+        &self.counters
+    }
+
+    /// Connections in the table (including expired ones not yet swept).
+    pub fn len(&self) -> usize {
+        self.ct.len()
+    }
+
+    /// True with no connection in the table.
+    pub fn is_empty(&self) -> bool {
+        self.ct.len() == 0
+    }
+
+    /// Internal endpoints (`ip:port` per protocol) holding an external
+    /// port now.
+    pub fn snat_mappings(&self) -> usize {
+        self.ports.mappings()
+    }
+
+    /// True while a hairpin connection lives: only then must the switch
+    /// offer frames between two endpoints to [`Nat::hairpin_reply`].
+    #[inline]
+    pub fn has_hairpin_flows(&self) -> bool {
+        self.hairpins > 0
+    }
+
+    /// Heap bytes of the connection table per connection in it now (slab,
+    /// free list and index; port mappings not included).
+    pub fn bytes_per_connection(&self) -> f64 {
+        self.ct.heap_bytes() as f64 / self.ct.len().max(1) as f64
+    }
+
+    #[inline]
+    fn internal(&self, a: u32) -> bool {
+        a & self.mask == self.net
+    }
+
+    #[inline]
+    fn toward(&self, dst: u32) -> Verdict {
+        if self.internal(dst) {
+            Verdict::ToInternal {
+                dst: Ipv4Addr::from(dst),
+            }
+        } else {
+            Verdict::ToUplink
+        }
+    }
+
+    #[inline]
+    fn done(&self, r: Result<Verdict, NatDrop>) -> Verdict {
+        match r {
+            Ok(v) => v,
+            Err(d) => {
+                self.counters.count_drop(d);
+                Verdict::Drop(d)
+            }
+        }
+    }
+
+    /// Translates an IPv4 frame from an endpoint of the network whose
+    /// destination is outside the subnet (the external address included:
+    /// hairpin), or is the gateway address without being ARP or echo for
+    /// the gateway itself (the reply of a container that reached its own
+    /// mapped port). `csum` says what the L4 checksum field holds.
+    pub fn outbound(
+        &mut self,
+        frame: &mut [u8],
+        meta: &PacketMeta,
+        csum: L4Csum,
+        now_ns: u64,
+    ) -> Verdict {
+        let r = self.outbound_inner(frame, meta, csum, secs(now_ns));
+        if r.is_ok() {
+            self.counters.translated_out.add(1);
+        }
+        self.done(r)
+    }
+
+    fn outbound_inner(
+        &mut self,
+        frame: &mut [u8],
+        meta: &PacketMeta,
+        csum: L4Csum,
+        now_s: u32,
+    ) -> Result<Verdict, NatDrop> {
+        let pkt = Pkt::parse(frame, meta)?;
+        if !self.internal(pkt.tuple.src) {
+            return Err(NatDrop::BadSource);
+        }
+        match pkt.kind {
+            Kind::LaterFragment => return self.follow_fragment(frame, &pkt, now_s),
+            Kind::IcmpError => return self.icmp_error(frame, &pkt, now_s, false),
+            _ => {}
+        }
+        let (idx, side) = match self.find(pkt.proto, &pkt.tuple, now_s) {
+            Some(hit) => hit,
+            None => self.open_outbound(&pkt, now_s)?,
+        };
+        Ok(self.apply(frame, &pkt, idx, side, csum, now_s))
+    }
+
+    /// Translates an IPv4 frame that arrived on the uplink addressed to
+    /// the external address: replies of SNAT connections, packets of
+    /// connections to mapped ports (new ones are created), ICMP errors
+    /// about either, and later fragments of those.
+    pub fn inbound(
+        &mut self,
+        frame: &mut [u8],
+        meta: &PacketMeta,
+        csum: L4Csum,
+        now_ns: u64,
+    ) -> Verdict {
+        let r = self.inbound_inner(frame, meta, csum, secs(now_ns));
+        if r.is_ok() {
+            self.counters.translated_in.add(1);
+        }
+        self.done(r)
+    }
+
+    fn inbound_inner(
+        &mut self,
+        frame: &mut [u8],
+        meta: &PacketMeta,
+        csum: L4Csum,
+        now_s: u32,
+    ) -> Result<Verdict, NatDrop> {
+        let pkt = Pkt::parse(frame, meta)?;
+        if pkt.tuple.dst != self.ext {
+            return Err(NatDrop::NoMapping);
+        }
+        if self.internal(pkt.tuple.src) {
+            return Err(NatDrop::BadSource);
+        }
+        match pkt.kind {
+            Kind::LaterFragment => return self.follow_fragment(frame, &pkt, now_s),
+            Kind::IcmpError => return self.icmp_error(frame, &pkt, now_s, false),
+            _ => {}
+        }
+        let (idx, side) = match self.find(pkt.proto, &pkt.tuple, now_s) {
+            Some(hit) => hit,
+            None => self.open_inbound(&pkt, now_s)?,
+        };
+        Ok(self.apply(frame, &pkt, idx, side, csum, now_s))
+    }
+
+    /// Offers a frame between two endpoints of the network. A hairpinned
+    /// connection keeps the client's address (DESIGN.md), so the target's
+    /// replies are addressed to the client directly and never pass the
+    /// gateway: the switch hands them here (only while
+    /// [`Nat::has_hairpin_flows`]) before switching. `None`: not a hairpin
+    /// reply, switch it as usual (the frame is untouched). `Some`: the
+    /// frame was translated (source becomes the external address and
+    /// mapped port) or dropped.
+    pub fn hairpin_reply(
+        &mut self,
+        frame: &mut [u8],
+        meta: &PacketMeta,
+        csum: L4Csum,
+        now_ns: u64,
+    ) -> Option<Verdict> {
+        if self.hairpins == 0 {
+            return None;
+        }
+        let now_s = secs(now_ns);
+        let pkt = Pkt::parse(frame, meta).ok()?;
+        if pkt.kind == Kind::IcmpError {
+            let q = parse_quoted(frame, &pkt).ok()?;
+            let (idx, _) = self.find(q.proto, &q.tuple.inverted(), now_s)?;
+            if self.ct.get(idx).flags & F_HAIRPIN == 0 {
+                return None;
+            }
+            let r = self.icmp_error(frame, &pkt, now_s, true);
+            self.counters.hairpin.add(1);
+            return Some(self.done(r));
+        }
+        if !matches!(pkt.kind, Kind::Tcp(_) | Kind::Udp) {
+            return None;
+        }
+        let (idx, side) = self.find(pkt.proto, &pkt.tuple, now_s)?;
+        if self.ct.get(idx).flags & F_HAIRPIN == 0 {
+            return None;
+        }
+        self.counters.translated_out.add(1);
+        Some(self.apply(frame, &pkt, idx, side, csum, now_s))
+    }
+
+    /// Removes up to `budget` slab slots' worth of expired connections
+    /// (call it from housekeeping; a few thousand per call keeps a
+    /// million-entry table swept every few seconds). Returns the number
+    /// removed.
+    pub fn sweep(&mut self, now_ns: u64, budget: usize) -> usize {
+        self.sweep_s(secs(now_ns), budget)
+    }
+
+    fn sweep_s(&mut self, now_s: u32, budget: usize) -> usize {
+        let Nat {
+            ct,
+            ports,
+            counters,
+            hairpins,
+            ..
+        } = self;
+        ct.sweep(now_s, budget, |e| release(ports, counters, hairpins, &e))
+    }
+
+    fn remove_conn(&mut self, idx: u32) {
+        let e = self.ct.remove(idx);
+        release(&mut self.ports, &self.counters, &mut self.hairpins, &e);
+    }
+
+    /// A live connection with `t` on one side; an expired one is removed
+    /// here (lazy expiry) and reported absent.
+    #[inline]
+    fn find(&mut self, proto: u8, t: &Tuple, now_s: u32) -> Option<(u32, Side)> {
+        let (idx, side) = self.ct.lookup(proto, t)?;
+        if self.ct.get(idx).expires_s <= now_s {
+            self.remove_conn(idx);
+            return None;
+        }
+        Some((idx, side))
+    }
+
+    fn open_outbound(&mut self, pkt: &Pkt, now_s: u32) -> Result<(u32, Side), NatDrop> {
+        let t = pkt.tuple;
+        match pkt.kind {
+            Kind::Tcp(f) if !f.opens() => return Err(NatDrop::InvalidState),
+            Kind::EchoReply => return Err(NatDrop::NoMapping),
+            _ => {}
+        }
+        if t.dst == self.ext {
+            // Hairpin: DNAT to the mapped endpoint. A container reaching
+            // its own mapped port would see its own address as client and
+            // answer itself; like Docker, it sees the gateway instead.
+            //
+            // RFC 4787 section 6, REQ-9: "A NAT MUST support 'Hairpinning'."
+            // RFC 5382 section 5, REQ-8 says the same for TCP.
+            let &(ip, port) = self
+                .mappings
+                .get(&(pkt.proto, t.dport))
+                .ok_or(NatDrop::NoMapping)?;
+            let client = if t.src == ip { self.gw } else { t.src };
+            let reply = Tuple {
+                src: ip,
+                sport: port,
+                dst: client,
+                dport: t.sport,
+            };
+            return self.open(pkt, reply, F_HAIRPIN, now_s);
+        }
+        if self.internal(t.dst) {
+            return Err(NatDrop::NoMapping);
+        }
+        self.make_room(now_s)?;
+        let ext_port = match self.ports.acquire(pkt.proto, t.src, t.sport) {
+            Some(p) => p,
+            None => {
+                self.sweep_s(now_s, RECLAIM_BUDGET);
+                self.ports
+                    .acquire(pkt.proto, t.src, t.sport)
+                    .ok_or(NatDrop::PortsExhausted)?
+            }
+        };
+        let reply = Tuple {
+            src: t.dst,
+            sport: t.dport,
+            dst: self.ext,
+            dport: ext_port,
+        };
+        let r = self.open(pkt, reply, F_SNAT_PORT, now_s);
+        if r.is_err() {
+            self.ports.release(pkt.proto, t.src, t.sport);
+        }
+        r
+    }
+
+    fn open_inbound(&mut self, pkt: &Pkt, now_s: u32) -> Result<(u32, Side), NatDrop> {
+        let t = pkt.tuple;
+        // Address-and-port-dependent filtering, as Linux does: only mapped
+        // ports accept new connections from outside. RFC 4787 section 5,
+        // REQ-8 recommends endpoint-independent filtering for application
+        // transparency and address-dependent filtering "if a more
+        // stringent filtering behavior is most important"; this NAT is the
+        // stricter kind, like the Docker hosts it stands in for.
+        let &(ip, port) = match pkt.kind {
+            Kind::Tcp(_) | Kind::Udp => self.mappings.get(&(pkt.proto, t.dport)),
+            _ => None,
+        }
+        .ok_or(NatDrop::NoMapping)?;
+        if let Kind::Tcp(f) = pkt.kind {
+            if !f.opens() {
+                return Err(NatDrop::InvalidState);
+            }
+        }
+        // Port mappings keep the client's source address (DESIGN.md).
+        let reply = Tuple {
+            src: ip,
+            sport: port,
+            dst: t.src,
+            dport: t.sport,
+        };
+        self.open(pkt, reply, 0, now_s)
+    }
+
+    fn make_room(&mut self, now_s: u32) -> Result<(), NatDrop> {
+        if self.ct.is_full() {
+            // Expired entries may be reclaimed; live ones are never
+            // evicted to make room.
+            self.sweep_s(now_s, RECLAIM_BUDGET);
+            if self.ct.is_full() {
+                return Err(NatDrop::TableFull);
+            }
+        }
+        Ok(())
+    }
+
+    fn open(
+        &mut self,
+        pkt: &Pkt,
+        reply: Tuple,
+        flags: u8,
+        now_s: u32,
+    ) -> Result<(u32, Side), NatDrop> {
+        self.sweep_s(now_s, SWEEP_PER_NEW_FLOW);
+        self.make_room(now_s)?;
+        if self.find(pkt.proto, &reply, now_s).is_some() {
+            return Err(NatDrop::TupleInUse);
+        }
+        let t = &self.timeouts;
+        let (state, timeout) = match pkt.kind {
+            Kind::Tcp(_) => (TcpState::SynSent as u8, t.tcp_syn_sent),
+            Kind::Udp => (0, t.udp),
+            _ => (0, t.icmp),
+        };
+        let idx = self.ct.insert(Entry {
+            tuples: [pkt.tuple, reply],
+            expires_s: now_s + timeout.max(1),
+            proto: pkt.proto,
+            state,
+            flags,
+        });
+        if flags & F_HAIRPIN != 0 {
+            self.hairpins += 1;
+        }
+        self.counters.flows_created.add(1);
+        Ok((idx, Side::Orig))
+    }
+
+    /// Advances the state, refreshes the timer and rewrites the frame to
+    /// the other side's tuple, inverted.
+    #[inline]
+    fn apply(
+        &mut self,
+        frame: &mut [u8],
+        pkt: &Pkt,
+        idx: u32,
+        side: Side,
+        csum: L4Csum,
+        now_s: u32,
+    ) -> Verdict {
+        let t = self.timeouts;
+        let e = self.ct.get_mut(idx);
+        let timeout = match pkt.kind {
+            Kind::Tcp(flags) => {
+                let closer = if e.flags & F_CLOSER_REPLY != 0 {
+                    Side::Reply
+                } else {
+                    Side::Orig
+                };
+                let (s, c) = next_tcp(TcpState::from_u8(e.state), closer, side, flags);
+                e.state = s as u8;
+                e.flags =
+                    (e.flags & !F_CLOSER_REPLY) | if c == Side::Reply { F_CLOSER_REPLY } else { 0 };
+                tcp_timeout(s, &t)
+            }
+            Kind::Udp => {
+                let replied = next_udp(e.state != 0, side);
+                e.state = replied as u8;
+                udp_timeout(replied, &t)
+            }
+            _ => t.icmp,
+        };
+        e.expires_s = now_s + timeout.max(1);
+        let new = e.tuples[side.other() as usize].inverted();
+        let hairpin = e.flags & F_HAIRPIN != 0;
+        rewrite(frame, pkt, &new, csum);
+        if pkt.first_fragment {
+            self.frags.record(
+                pkt.tuple.src,
+                pkt.tuple.dst,
+                pkt.ip_id,
+                pkt.proto,
+                new.src,
+                new.dst,
+                now_s,
+            );
+        }
+        if hairpin {
+            self.counters.hairpin.add(1);
+        }
+        self.toward(new.dst)
+    }
+
+    fn follow_fragment(
+        &mut self,
+        frame: &mut [u8],
+        pkt: &Pkt,
+        now_s: u32,
+    ) -> Result<Verdict, NatDrop> {
+        let t = pkt.tuple;
+        let (src, dst) = self
+            .frags
+            .lookup(t.src, t.dst, pkt.ip_id, pkt.proto, now_s)
+            .ok_or(NatDrop::FragmentUnknown)?;
+        set_addrs(frame, pkt.l3, src, dst);
+        self.counters.fragments.add(1);
+        Ok(self.toward(dst))
+    }
+
+    /// RFC 5508 section 4.1: the quoted packet is one this NAT translated,
+    /// so its tuple inverted is a side of a connection; it is reverted to
+    /// the other side's tuple (its form before translation), and the outer
+    /// destination becomes that tuple's source.
+    fn icmp_error(
+        &mut self,
+        frame: &mut [u8],
+        pkt: &Pkt,
+        now_s: u32,
+        hairpin_only: bool,
+    ) -> Result<Verdict, NatDrop> {
+        let q = parse_quoted(frame, pkt)?;
+        let (idx, side) = self
+            .find(q.proto, &q.tuple.inverted(), now_s)
+            .ok_or(NatDrop::NoMapping)?;
+        let e = *self.ct.get(idx);
+        if hairpin_only && e.flags & F_HAIRPIN == 0 {
+            return Err(NatDrop::NoMapping);
+        }
+        let inner = e.tuples[side.other() as usize];
+        let outer = pkt.tuple;
+        let dst = inner.src;
+        let src = if outer.src == q.tuple.dst {
+            // Sent by the quoted packet's destination itself: it appears
+            // as that destination did to the flow's sender.
+            inner.dst
+        } else if self.internal(outer.src) && !self.internal(dst) {
+            // An error from inside (a container acting as a router) leaves
+            // from the external address, like any other outbound packet.
+            self.ext
+        } else {
+            outer.src
+        };
+        rewrite_error(frame, pkt, &q, src, dst, &inner);
+        self.counters.icmp_errors.add(1);
+        Ok(self.toward(dst))
+    }
+}
