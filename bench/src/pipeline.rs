@@ -107,8 +107,16 @@ impl PipelineBench {
         let counters: Vec<Arc<NetCounters>> =
             topo.networks.iter().map(|_| Arc::default()).collect();
         let (control_tx, control_rx) = channel::unbounded();
-        let pipeline =
-            SwitchPipeline::new(0, topo, settings, counters, LearnBus::new(1), control_rx);
+        let no_nat = topo.networks.iter().map(|_| None).collect();
+        let pipeline = SwitchPipeline::new(
+            0,
+            topo,
+            settings,
+            counters,
+            LearnBus::new(1),
+            control_rx,
+            no_nat,
+        );
         let tx = TxQueues::new(vec![port0.counters().clone(), port1.counters().clone()]);
         let pool = Pool::new(PoolConfig {
             chunks: 1024,

@@ -12,7 +12,8 @@ use pmd::tap::TapPort;
 use pmd::thread::{PollMode, ThreadReport};
 use pmd::{Pool, PoolConfig, Port, PortId};
 
-use crate::config::{Attach, Config, PollCfg, PortKind};
+use crate::config::{Attach, Config, PollCfg, PortKind, Protocol};
+use nat::{NatConfig, PortMapping, Proto, Timeouts};
 use crate::dataplane::{Dataplane, ThreadSpec};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::SwitchSettings;
@@ -81,6 +82,13 @@ impl Switch {
                 .filter(|n| n.uplink.as_deref() == Some(p.name.as_str()))
                 .map(|n| n.name.as_str())
                 .collect();
+            if uplinked.len() > 1 {
+                bail!(
+                    "port {}: one nat network per uplink in this release ({} share it); give each its own uplink port",
+                    p.name,
+                    uplinked.join(", ")
+                );
+            }
             if let (Some(first), Some(ip)) = (uplinked.first(), p.ip) {
                 let mac = match p.mac {
                     Some(m) => m,
@@ -247,8 +255,9 @@ impl Switch {
             mac_aging_secs: cfg.switch.mac_aging_secs,
             fdb_size: cfg.switch.fdb_size,
         };
-        let dataplane =
-            Dataplane::start(topo, settings, specs).context("starting PMD threads")?;
+        let nats = nat_configs(cfg, &topo);
+        let dataplane = Dataplane::start_with_nat(topo, settings, specs, nats)
+            .context("starting PMD threads")?;
         Ok(Switch { dataplane })
     }
 
@@ -261,4 +270,53 @@ impl Switch {
     pub fn stop(self) -> Vec<ThreadReport> {
         self.dataplane.stop()
     }
+}
+
+/// The NAT config of each network with an uplink, by `NetId`.
+fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<NatConfig>> {
+    let n = &cfg.nat;
+    let timeouts = Timeouts {
+        tcp_syn_sent: n.tcp_syn_sent,
+        tcp_established: n.tcp_established,
+        tcp_fin_wait: n.tcp_fin_wait,
+        tcp_time_wait: n.tcp_time_wait,
+        tcp_close: n.tcp_close,
+        udp: n.udp,
+        udp_stream: n.udp_stream,
+        icmp: n.icmp,
+        ..Timeouts::default()
+    };
+    topo.networks
+        .iter()
+        .map(|net| {
+            let up = topo.uplink(net.uplink?);
+            let gw = net.gateway?;
+            let mappings = cfg
+                .port_mappings
+                .iter()
+                .filter(|m| m.network == net.name)
+                .filter_map(|m| {
+                    let ep = cfg.endpoint(&m.endpoint)?;
+                    Some(PortMapping {
+                        proto: match m.protocol {
+                            Protocol::Tcp => Proto::Tcp,
+                            Protocol::Udp => Proto::Udp,
+                        },
+                        host_port: m.host_port,
+                        internal_ip: ep.ip,
+                        internal_port: m.port,
+                    })
+                })
+                .collect();
+            Some(NatConfig {
+                external_ip: up.ip,
+                internal: net.subnet,
+                gateway_ip: gw.ip,
+                port_range: n.port_range,
+                max_entries: n.max_entries,
+                timeouts,
+                mappings,
+            })
+        })
+        .collect()
 }

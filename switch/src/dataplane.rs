@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::channel::{self, Sender};
+use nat::{Nat, NatConfig, NatCounters};
 use pmd::counters::{CounterSnapshot, PortCounters};
 use pmd::thread::{Engine, PmdThread, PollMode, ThreadReport};
 use pmd::{Pool, Port, PortId};
@@ -32,6 +33,7 @@ pub struct Dataplane {
     topo: Arc<Topology>,
     port_counters: Vec<Arc<PortCounters>>,
     net_counters: Vec<Vec<Arc<NetCounters>>>,
+    nat_counters: Vec<Option<Arc<NatCounters>>>,
     controls: Vec<Sender<Control>>,
 }
 
@@ -41,6 +43,18 @@ impl Dataplane {
         topo: Topology,
         settings: SwitchSettings,
         threads: Vec<ThreadSpec>,
+    ) -> std::io::Result<Dataplane> {
+        let nats = vec![None; topo.networks.len()];
+        Dataplane::start_with_nat(topo, settings, threads, nats)
+    }
+
+    /// As `start`, with a NAT config for each network that has one (by
+    /// `NetId`); each NAT runs on the thread that polls its uplink.
+    pub fn start_with_nat(
+        topo: Topology,
+        settings: SwitchSettings,
+        threads: Vec<ThreadSpec>,
+        nat_configs: Vec<Option<NatConfig>>,
     ) -> std::io::Result<Dataplane> {
         let topo = Arc::new(topo);
         let mut port_counters: Vec<Arc<PortCounters>> =
@@ -54,12 +68,27 @@ impl Dataplane {
         let mut net_counters = Vec::new();
         let mut controls = Vec::new();
         let mut pmd_threads = Vec::new();
+        let mut nat_counters: Vec<Option<Arc<NatCounters>>> = vec![None; topo.networks.len()];
         for (i, t) in threads.into_iter().enumerate() {
             let counters: Vec<Arc<NetCounters>> =
                 topo.networks.iter().map(|_| Arc::default()).collect();
+            // This thread runs the NAT of every network whose uplink it polls.
+            let nats: Vec<Option<Nat>> = topo
+                .networks
+                .iter()
+                .enumerate()
+                .map(|(n, net)| {
+                    let up = net.uplink?;
+                    let port = topo.uplink(up).port;
+                    t.ports.iter().any(|(id, _)| *id == port).then_some(())?;
+                    let nat = Nat::new(nat_configs.get(n)?.clone()?);
+                    nat_counters[n] = Some(nat.counters().clone());
+                    Some(nat)
+                })
+                .collect();
             let (tx, rx) = channel::unbounded();
             let pipeline =
-                SwitchPipeline::new(i, topo.clone(), settings, counters.clone(), bus.clone(), rx);
+                SwitchPipeline::new(i, topo.clone(), settings, counters.clone(), bus.clone(), rx, nats);
             net_counters.push(counters);
             controls.push(tx);
             pmd_threads.push(PmdThread {
@@ -76,6 +105,7 @@ impl Dataplane {
             topo,
             port_counters,
             net_counters,
+            nat_counters,
             controls,
         })
     }
@@ -99,6 +129,11 @@ impl Dataplane {
             }
         }
         out
+    }
+
+    /// NAT counters of each network that has NAT, by `NetId`.
+    pub fn nat_stats(&self) -> &[Option<Arc<NatCounters>>] {
+        &self.nat_counters
     }
 
     /// Every live FDB entry, merged over threads (newest wins).

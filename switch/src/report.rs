@@ -75,6 +75,34 @@ pub fn networks(dp: &Dataplane) -> String {
     out
 }
 
+/// The NAT table of every network that has NAT: translations, table
+/// occupancy, drops by reason.
+pub fn nat(dp: &Dataplane) -> String {
+    let topo = dp.topology();
+    let mut out = String::new();
+    for (i, c) in dp.nat_stats().iter().enumerate() {
+        let Some(c) = c else { continue };
+        let drops: Vec<String> = nat::NatDrop::ALL
+            .iter()
+            .filter(|r| c.drops_of(**r) > 0)
+            .map(|r| format!("{}={}", r.name(), c.drops_of(*r)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  nat {:<10} out {:>9} in {:>9} hairpin {:>6} icmp_err {:>5} frags {:>5} flows {:>7}  drops {}",
+            topo.networks[i].name,
+            c.translated_out.get(),
+            c.translated_in.get(),
+            c.hairpin.get(),
+            c.icmp_errors.get(),
+            c.fragments.get(),
+            c.occupancy(),
+            if drops.is_empty() { "-".to_string() } else { drops.join(", ") }
+        );
+    }
+    out
+}
+
 /// The learned MAC table.
 pub fn fdb(dp: &Dataplane, rows: &[FdbRow]) -> String {
     let topo = dp.topology();

@@ -16,7 +16,7 @@ use crate::fdb::{Fdb, FdbEntry, Learned};
 use crate::gateway::GatewayVerdict;
 use crate::neighbor::NeighborCache;
 use crate::stats::NetCounters;
-use crate::topology::{NetId, Topology, UplinkId};
+use crate::topology::{NetId, Topology};
 use nat::{L4Csum, Nat};
 use pmd::Pool;
 
