@@ -43,7 +43,10 @@ fn ioctl(name: &str, op: libc::c_ulong, req: &mut libc::ifreq) -> io::Result<()>
     // SAFETY: `fd` was opened above and is not used after this.
     unsafe { libc::close(fd) };
     if rc < 0 {
-        return Err(io::Error::new(err.kind(), format!("interface {name}: {err}")));
+        return Err(io::Error::new(
+            err.kind(),
+            format!("interface {name}: {err}"),
+        ));
     }
     Ok(())
 }

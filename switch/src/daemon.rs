@@ -13,11 +13,11 @@ use pmd::thread::{PollMode, ThreadReport};
 use pmd::{Pool, PoolConfig, Port, PortId};
 
 use crate::config::{Attach, Config, PollCfg, PortKind, Protocol};
-use nat::{NatConfig, PortMapping, Proto, Timeouts};
 use crate::dataplane::{Dataplane, ThreadSpec};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::SwitchSettings;
 use crate::topology::{NetId, Topology};
+use nat::{NatConfig, PortMapping, Proto, Timeouts};
 
 /// A running switch.
 pub struct Switch {
@@ -32,7 +32,11 @@ enum PortPlan {
     Iface { iface: String, kind: PortKind },
     /// A `[[port]]` that is the uplink of NAT networks: the XDP filter hands
     /// the switch only frames for its address.
-    Uplink { iface: String, kind: PortKind, ip: std::net::Ipv4Addr },
+    Uplink {
+        iface: String,
+        kind: PortKind,
+        ip: std::net::Ipv4Addr,
+    },
 }
 
 /// The cores PMD threads run on: the configured ones, or the last core.
@@ -92,8 +96,9 @@ impl Switch {
             if let (Some(first), Some(ip)) = (uplinked.first(), p.ip) {
                 let mac = match p.mac {
                     Some(m) => m,
-                    None => netdev::mac(&p.iface)
-                        .with_context(|| format!("port {}: reading the MAC of {}", p.name, p.iface))?,
+                    None => netdev::mac(&p.iface).with_context(|| {
+                        format!("port {}: reading the MAC of {}", p.name, p.iface)
+                    })?,
                 };
                 let mtu = netdev::mtu(&p.iface).unwrap_or(1500);
                 uplink_mtu.insert(&p.name, mtu);
@@ -121,11 +126,18 @@ impl Switch {
                 .map(|e| e.network.as_str())
                 .collect();
             let Some(first) = nets.first() else {
-                tracing::warn!("port {} ({}) has no endpoints and is no uplink; not opened", p.name, p.iface);
+                tracing::warn!(
+                    "port {} ({}) has no endpoints and is no uplink; not opened",
+                    p.name,
+                    p.iface
+                );
                 continue;
             };
             if nets.iter().any(|n| n != first) {
-                bail!("port {}: endpoints behind one port must share a network", p.name);
+                bail!(
+                    "port {}: endpoints behind one port must share a network",
+                    p.name
+                );
             }
             let net = net_ids[first];
             let id = topo.add_port(&p.name, Some(net));
@@ -207,8 +219,13 @@ impl Switch {
                 thread_of(*g) == t
                     && matches!(
                         p,
-                        PortPlan::Iface { kind: PortKind::AfXdp, .. }
-                            | PortPlan::Uplink { kind: PortKind::AfXdp, .. }
+                        PortPlan::Iface {
+                            kind: PortKind::AfXdp,
+                            ..
+                        } | PortPlan::Uplink {
+                            kind: PortKind::AfXdp,
+                            ..
+                        }
                     )
             });
             let pool = Pool::new(PoolConfig {
@@ -227,11 +244,18 @@ impl Switch {
             let spec = &mut specs[thread_of(*group)];
             let port: Box<dyn Port> = match plan {
                 PortPlan::Endpoint(ep) => Box::new(endpoint::create(ep, *id, &tap_name(i))?),
-                PortPlan::Iface { iface, kind: PortKind::AfXdp } => Box::new(
+                PortPlan::Iface {
+                    iface,
+                    kind: PortKind::AfXdp,
+                } => Box::new(
                     AfXdpPort::open(iface, *id, &mut spec.pool, XdpFilter::All)
                         .with_context(|| format!("opening AF_XDP port on {iface}"))?,
                 ),
-                PortPlan::Uplink { iface, kind: PortKind::AfXdp, ip } => {
+                PortPlan::Uplink {
+                    iface,
+                    kind: PortKind::AfXdp,
+                    ip,
+                } => {
                     let filter = XdpFilter::Switch {
                         macs: Vec::new(),
                         ips: vec![*ip],
@@ -243,8 +267,15 @@ impl Switch {
                             .with_context(|| format!("opening AF_XDP uplink on {iface}"))?,
                     )
                 }
-                PortPlan::Iface { iface, kind: PortKind::Tap }
-                | PortPlan::Uplink { iface, kind: PortKind::Tap, .. } => Box::new(
+                PortPlan::Iface {
+                    iface,
+                    kind: PortKind::Tap,
+                }
+                | PortPlan::Uplink {
+                    iface,
+                    kind: PortKind::Tap,
+                    ..
+                } => Box::new(
                     TapPort::create(iface, *id)
                         .with_context(|| format!("creating TAP port {iface}"))?,
                 ),

@@ -87,8 +87,15 @@ impl Dataplane {
                 })
                 .collect();
             let (tx, rx) = channel::unbounded();
-            let pipeline =
-                SwitchPipeline::new(i, topo.clone(), settings, counters.clone(), bus.clone(), rx, nats);
+            let pipeline = SwitchPipeline::new(
+                i,
+                topo.clone(),
+                settings,
+                counters.clone(),
+                bus.clone(),
+                rx,
+                nats,
+            );
             net_counters.push(counters);
             controls.push(tx);
             pmd_threads.push(PmdThread {

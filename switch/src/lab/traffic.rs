@@ -3,7 +3,7 @@
 //! inside namespaces the lab created.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -146,4 +146,135 @@ pub fn tcp_transfer(
         secs,
         exact: exact && got == bytes,
     })
+}
+
+/// A server in `server_ns` on `server_ip:port` sends `bytes` to a client
+/// that connects from `client_ns` to `connect_to` (the server's address,
+/// or a NAT address mapped to it). Returns the transfer and the client
+/// address the server saw.
+pub fn tcp_fetch(
+    server_ns: &str,
+    server_ip: Ipv4Addr,
+    port: u16,
+    client_ns: &str,
+    connect_to: SocketAddr,
+    bytes: u64,
+) -> Result<(TransferReport, SocketAddr)> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let addr = SocketAddr::from((server_ip, port));
+    let server_ns = server_ns.to_string();
+    let server = std::thread::spawn(move || {
+        in_netns(&server_ns, move || -> Result<SocketAddr> {
+            let listener = TcpListener::bind(addr).context("binding the test server")?;
+            let _ = ready_tx.send(());
+            let (mut s, peer) = listener.accept()?;
+            s.set_write_timeout(Some(Duration::from_secs(30)))?;
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut off = 0u64;
+            while off < bytes {
+                let n = (bytes - off).min(buf.len() as u64) as usize;
+                for (k, b) in buf[..n].iter_mut().enumerate() {
+                    *b = pattern(off + k as u64);
+                }
+                s.write_all(&buf[..n])?;
+                off += n as u64;
+            }
+            Ok(peer)
+        })
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("the test server did not start")?;
+    let start = Instant::now();
+    let client_ns = client_ns.to_string();
+    let (got, exact) = in_netns(&client_ns, move || -> Result<(u64, bool)> {
+        let mut s = TcpStream::connect_timeout(&connect_to, Duration::from_secs(5))
+            .with_context(|| format!("connecting to {connect_to}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut off = 0u64;
+        let mut exact = true;
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            for (k, b) in buf[..n].iter().enumerate() {
+                if *b != pattern(off + k as u64) {
+                    exact = false;
+                }
+            }
+            off += n as u64;
+        }
+        Ok((off, exact))
+    })??;
+    let secs = start.elapsed().as_secs_f64();
+    let peer = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("server thread panicked"))???;
+    Ok((
+        TransferReport {
+            bytes: got,
+            secs,
+            exact: exact && got == bytes,
+        },
+        peer,
+    ))
+}
+
+/// A UDP echo server in `server_ns` on `server_ip:port` answers `count`
+/// datagrams sent from `client_ns` to `send_to`. Returns how many echoes
+/// came back intact and the client addresses the server saw.
+pub fn udp_echo(
+    server_ns: &str,
+    server_ip: Ipv4Addr,
+    port: u16,
+    client_ns: &str,
+    send_to: SocketAddr,
+    count: u32,
+) -> Result<(u32, Vec<SocketAddr>)> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let addr = SocketAddr::from((server_ip, port));
+    let server_ns = server_ns.to_string();
+    let server = std::thread::spawn(move || {
+        in_netns(&server_ns, move || -> Result<Vec<SocketAddr>> {
+            let sock = UdpSocket::bind(addr).context("binding the UDP echo server")?;
+            sock.set_read_timeout(Some(Duration::from_millis(1500)))?;
+            let _ = ready_tx.send(());
+            let mut peers = Vec::new();
+            let mut buf = [0u8; 2048];
+            for _ in 0..count {
+                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                    break;
+                };
+                peers.push(peer);
+                sock.send_to(&buf[..n], peer)?;
+            }
+            Ok(peers)
+        })
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("the UDP server did not start")?;
+    let client_ns = client_ns.to_string();
+    let ok = in_netns(&client_ns, move || -> Result<u32> {
+        let sock = UdpSocket::bind(("0.0.0.0", 0))?;
+        sock.set_read_timeout(Some(Duration::from_millis(1000)))?;
+        let mut ok = 0;
+        let mut buf = [0u8; 2048];
+        for i in 0..count {
+            let msg = format!("podswitch udp echo {i}");
+            sock.send_to(msg.as_bytes(), send_to)?;
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                if &buf[..n] == msg.as_bytes() {
+                    ok += 1;
+                }
+            }
+        }
+        Ok(ok)
+    })??;
+    let peers = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("server thread panicked"))???;
+    Ok((ok, peers))
 }

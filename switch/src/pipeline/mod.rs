@@ -241,14 +241,16 @@ impl SwitchPipeline {
                     let for_gateway = gw.is_some_and(|g| g.ip.octets() == meta.ip_dst)
                         && is_echo_request(ctx.pool.data(&frame), &meta);
                     if !for_gateway {
-                        let v = nat.outbound(ctx.pool.data_mut(&mut frame), &meta, csum, ctx.now_ns);
+                        let v =
+                            nat.outbound(ctx.pool.data_mut(&mut frame), &meta, csum, ctx.now_ns);
                         self.apply_verdict(ctx, net, frame, &meta, v);
                         return;
                     }
                 } else if nat.has_hairpin_flows() {
                     // A hairpinned connection's target answers the client
                     // directly; NAT puts the mapped address back.
-                    let hp = nat.hairpin_reply(ctx.pool.data_mut(&mut frame), &meta, csum, ctx.now_ns);
+                    let hp =
+                        nat.hairpin_reply(ctx.pool.data_mut(&mut frame), &meta, csum, ctx.now_ns);
                     if let Some(v) = hp {
                         self.apply_verdict(ctx, net, frame, &meta, v);
                         return;

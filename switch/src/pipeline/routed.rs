@@ -106,7 +106,13 @@ impl SwitchPipeline {
 
     /// Handles a frame that arrived on uplink `up`: ARP for the uplink
     /// address and from next hops, and IPv4 to the uplink address (NAT).
-    pub(super) fn from_uplink(&mut self, ctx: &mut Ctx<'_>, up: UplinkId, mut frame: Frame, meta: &PacketMeta) {
+    pub(super) fn from_uplink(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        up: UplinkId,
+        mut frame: Frame,
+        meta: &PacketMeta,
+    ) {
         let uplink = self.topo.uplink(up);
         let (ip, mac, port) = (uplink.ip, uplink.mac, uplink.port);
         match meta.ethertype {

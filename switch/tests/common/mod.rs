@@ -55,8 +55,23 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `podswitch ARGS CONFIG` and waits for its `ready` line.
     pub fn start_with(args: &[&str], text: &str) -> Daemon {
+        Daemon::start_in(None, args, text)
+    }
+
+    /// Starts `podswitch ARGS CONFIG` inside `netns` (when given) and waits
+    /// for its `ready` line. `ip netns exec` execs podswitch, so the child's
+    /// PID is podswitch's.
+    pub fn start_in(netns: Option<&str>, args: &[&str], text: &str) -> Daemon {
         let config = TempConfig::new(text);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podswitch"))
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_podswitch")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_podswitch")),
+        };
+        let mut child = cmd
             .args(args)
             .arg(&config.path)
             .stdin(Stdio::null())
