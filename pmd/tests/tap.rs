@@ -554,8 +554,13 @@ fn a_tap_can_be_created_as_eth0_inside_a_namespace_and_drains_frames_it_has_no_b
     );
     pool.free(held);
     // With a buffer again, the next ARP retry is received, with its header.
+    // The kernel retransmits ARP once a second, so wait for it.
     let _ = in_netns(ns.name(), || icmp_echo("10.250.0.2".parse().unwrap(), 1));
-    tap.rx_burst(&mut pool, &mut out, 32);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while out.is_empty() && std::time::Instant::now() < deadline {
+        tap.rx_burst(&mut pool, &mut out, 32);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(!out.is_empty(), "a frame is received once buffers are back");
     assert!(out.iter().all(|f| f.in_port == PortId(7)));
     for f in out.drain(..) {
