@@ -681,3 +681,49 @@ pub fn decapsulate_frame(
     }
     verdict
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A VXLAN header as Linux's vxlan device sends it for VNI 42 (`ip link
+    /// add vxlan0 type vxlan id 42`): `vx_flags` = htonl(0x08000000),
+    /// `vx_vni` = htonl(42 << 8).
+    const LINUX_VNI_42: [u8; 8] = [0x08, 0, 0, 0, 0, 0, 42, 0];
+
+    #[test]
+    fn the_header_linux_sends_parses_to_its_vni_with_the_i_flag() {
+        let h = VxlanHeader::new_checked(&LINUX_VNI_42[..]).unwrap();
+        assert_eq!(h.flags(), FLAG_I);
+        assert!(h.vni_valid() && h.reserved_clear());
+        assert_eq!(h.vni(), 42);
+    }
+
+    #[test]
+    fn an_emitted_header_matches_the_linux_layout_byte_for_byte() {
+        let mut b = [0xffu8; 8];
+        VxlanHeader::new_unchecked(&mut b[..]).emit(42);
+        assert_eq!(b, LINUX_VNI_42);
+        VxlanHeader::new_unchecked(&mut b[..]).emit(0x00ab_cdef);
+        assert_eq!(b, [0x08, 0, 0, 0, 0xab, 0xcd, 0xef, 0]);
+        // Only 24 bits exist.
+        VxlanHeader::new_unchecked(&mut b[..]).emit(0x0100_0001);
+        assert_eq!(VxlanHeader::new_checked(&b[..]).unwrap().vni(), 1);
+    }
+
+    #[test]
+    fn a_short_buffer_is_no_header_and_reserved_bits_are_seen() {
+        assert!(VxlanHeader::new_checked(&[0u8; 7][..]).is_none());
+        for at in [0usize, 1, 2, 3, 7] {
+            let mut b = LINUX_VNI_42;
+            b[at] |= if at == 0 { 0x80 } else { 1 };
+            assert!(!VxlanHeader::new_checked(&b[..]).unwrap().reserved_clear());
+        }
+    }
+
+    #[test]
+    fn the_outer_headers_add_50_bytes() {
+        assert_eq!(OUTER_LEN, 50);
+        assert_eq!(field::outer::VXLAN.end, OUTER_LEN);
+    }
+}
