@@ -419,6 +419,9 @@ pub fn encapsulate(pool: &mut Pool, frame: &mut Frame, e: &Encap) -> Result<(), 
         return Err(EncapError::TooLarge { len: inner_len });
     }
     let headroom = frame.headroom();
+    if headroom < OUTER_LEN {
+        return Err(EncapError::NoHeadroom { headroom });
+    }
     let src_port = source_port(pool.data(frame));
     if frame.offload.needs_csum {
         frame.offload.csum_start += OUTER_LEN as u16;

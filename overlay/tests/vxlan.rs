@@ -265,11 +265,14 @@ fn a_frame_without_headroom_or_a_gso_frame_is_not_encapsulated() {
         encapsulate(&mut pool, &mut frame, &e).unwrap();
     }
     let len = frame.len();
+    frame.offload.needs_csum = true;
+    frame.offload.csum_start = 34;
     assert_eq!(
         encapsulate(&mut pool, &mut frame, &e),
         Err(EncapError::NoHeadroom { headroom: 6 })
     );
     assert_eq!(frame.len(), len, "unchanged on error");
+    assert_eq!(frame.offload.csum_start, 34, "offload unchanged on error");
     assert_eq!(&pool.data(&frame)[200..], &before[..]);
     pool.free(frame);
 
@@ -500,4 +503,18 @@ fn the_tables_refuse_configs_that_cannot_work() {
         Err(VtepConfigError::DuplicateMac { .. })
     ));
     assert_eq!(t.network(VNI).unwrap().peers(), &[HOST_A]);
+}
+
+#[test]
+fn a_pending_inner_checksum_offload_moves_with_the_inner_frame() {
+    let mut pool = pool();
+    let inner = inner_udp(64, C1_IP, C2_IP, 40000, 53);
+    let mut frame = pool.alloc_copy(&inner).unwrap();
+    frame.offload.needs_csum = true;
+    frame.offload.csum_start = 34;
+    frame.offload.csum_offset = 6;
+    encapsulate(&mut pool, &mut frame, &encap_a_to_b(VXLAN_PORT)).unwrap();
+    assert_eq!(frame.offload.csum_start, 34 + OUTER_LEN as u16);
+    assert_eq!(frame.offload.csum_offset, 6);
+    pool.free(frame);
 }
