@@ -363,9 +363,12 @@ impl LearnedMacs {
         vtep: Ipv4Addr,
         now_ns: u64,
     ) -> bool {
-        if mac.is_multicast() || mac == MacAddr::ZERO || tables.remote_vtep(vni, mac).is_some() {
+        if mac.is_multicast() || mac == MacAddr::ZERO {
             return false;
         }
+        // The common case first, one lookup: a MAC already learned (never a
+        // static one: those are refused below, and a reload that makes a
+        // learned MAC static is covered by `destination` preferring static).
         if let Some(e) = self.entries.get_mut(&(vni, mac)) {
             let news = e.vtep != vtep || now_ns.saturating_sub(e.seen_ns) > self.aging_ns;
             *e = LearnedEntry {
@@ -374,7 +377,7 @@ impl LearnedMacs {
             };
             return news;
         }
-        if self.entries.len() >= self.max_entries {
+        if self.entries.len() >= self.max_entries || tables.remote_vtep(vni, mac).is_some() {
             return false;
         }
         self.entries.insert(
