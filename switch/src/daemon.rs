@@ -63,7 +63,11 @@ impl Switch {
         let mut topo = Topology::default();
         let mut net_ids: HashMap<&str, NetId> = HashMap::new();
         for n in &cfg.networks {
-            net_ids.insert(&n.name, topo.add_network(&n.name, n.subnet, n.gateway));
+            let id = topo.add_network(&n.name, n.subnet, n.gateway);
+            if let Some(mac) = n.gateway_mac {
+                topo.set_gateway_mac(id, mac);
+            }
+            net_ids.insert(&n.name, id);
         }
         // Each plan carries a group: the ports of one network (and its
         // uplink) share a PMD thread, so its NAT state and FDB have one
@@ -103,6 +107,7 @@ impl Switch {
                 let mtu = netdev::mtu(&p.iface).unwrap_or(1500);
                 uplink_mtu.insert(&p.name, mtu);
                 let uid = topo.add_uplink(&p.name, ip.addr(), ip.trunc(), p.gateway, mac);
+                topo.uplinks[uid.0 as usize].static_neighbors = p.neighbors.clone();
                 for n in &uplinked {
                     topo.set_uplink(net_ids[n], uid);
                 }

@@ -65,6 +65,12 @@ impl NeighborCache {
         (now_ns.saturating_sub(*seen) <= REACHABLE_NS).then_some(*mac)
     }
 
+    /// Adds a neighbour that never expires (configured, not learned).
+    pub fn add_static(&mut self, ip: Ipv4Addr, mac: MacAddr) {
+        // `u64::MAX` as "seen" keeps `lookup`'s age at zero forever.
+        self.known.insert(ip, (mac, u64::MAX));
+    }
+
     /// Holds `frame` until `ip` (not known: see `lookup`) resolves.
     pub fn hold(&mut self, ip: Ipv4Addr, frame: Frame, now_ns: u64) -> Hold {
         if !self.pending.contains_key(&ip) && self.pending.len() >= MAX_PENDING {
@@ -90,7 +96,13 @@ impl NeighborCache {
     /// Learns `ip` at `mac` (an ARP reply or request seen on the uplink) and
     /// returns the frames that waited for it.
     pub fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr, now_ns: u64) -> Vec<Frame> {
-        self.known.insert(ip, (mac, now_ns));
+        match self.known.get_mut(&ip) {
+            // A configured neighbour stays as configured.
+            Some((_, seen)) if *seen == u64::MAX => {}
+            _ => {
+                self.known.insert(ip, (mac, now_ns));
+            }
+        }
         self.pending.remove(&ip).map(|p| p.held).unwrap_or_default()
     }
 

@@ -51,6 +51,8 @@ pub struct Uplink {
     pub gateway: Option<Ipv4Addr>,
     /// The interface's MAC, which carries `ip`.
     pub mac: MacAddr,
+    /// Next hops configured statically (never ARPed, never expire).
+    pub static_neighbors: Vec<(Ipv4Addr, MacAddr)>,
 }
 
 impl Uplink {
@@ -128,8 +130,16 @@ impl Topology {
             subnet,
             gateway,
             mac,
+            static_neighbors: Vec::new(),
         });
         uid
+    }
+
+    /// Overrides the MAC a network's gateway answers with.
+    pub fn set_gateway_mac(&mut self, network: NetId, mac: MacAddr) {
+        if let Some(gw) = self.networks[network.0 as usize].gateway.as_mut() {
+            gw.mac = mac;
+        }
     }
 
     /// Attaches `network` to `uplink` (its NAT or overlay leaves there).

@@ -177,6 +177,9 @@ pub struct PortCfg {
     pub gateway: Option<Ipv4Addr>,
     /// A MAC to use instead of the interface's own.
     pub mac: Option<MacAddr>,
+    /// Static next hops (ip, mac) for neighbours that never answer ARP
+    /// (a benchmark sink); others are resolved by ARP.
+    pub neighbors: Vec<(Ipv4Addr, MacAddr)>,
 }
 
 /// `kind = "afxdp" | "tap"`.
@@ -215,6 +218,9 @@ pub struct NetworkCfg {
     pub mtu: Option<u32>,
     /// Overlay only: the VXLAN UDP port (default 4789, RFC 7348).
     pub vxlan_port: u16,
+    /// The MAC the gateway answers with (default: `02:50:` + the gateway
+    /// IP), e.g. a NIC's own MAC that clients already send to.
+    pub gateway_mac: Option<MacAddr>,
 }
 
 impl NetworkCfg {

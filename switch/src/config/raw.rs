@@ -55,6 +55,15 @@ pub struct RawPort {
     pub ip: Option<S<String>>,
     pub gateway: Option<S<String>>,
     pub mac: Option<S<String>>,
+    pub neighbors: Option<Vec<S<RawNeighbor>>>,
+}
+
+/// `neighbors = [{ ip = "...", mac = "..." }]` on a `[[port]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNeighbor {
+    pub ip: S<String>,
+    pub mac: S<String>,
 }
 
 /// `[[network]]`.
@@ -69,6 +78,7 @@ pub struct RawNetwork {
     pub vni: Option<S<u32>>,
     pub mtu: Option<S<u32>>,
     pub vxlan_port: Option<S<u16>>,
+    pub gateway_mac: Option<S<String>>,
 }
 
 /// `[[endpoint]]`.

@@ -374,6 +374,20 @@ fn check_ports(d: &mut Diag, raw: &[S<RawPort>]) -> Vec<Port> {
             Some(a)
         });
         let mac = p.mac.as_ref().and_then(|m| unicast_mac(d, m));
+        let mut neighbors = Vec::new();
+        for nb in p.neighbors.iter().flatten().map(S::get_ref) {
+            let (Some(a), Some(m)) = (ipv4(d, &nb.ip, "ip"), unicast_mac(d, &nb.mac)) else {
+                continue;
+            };
+            match ip {
+                Some(n) if !n.trunc().contains(&a) => d.at(
+                    nb.ip.span(),
+                    format!("neighbor {a} is not on the port's subnet {}", n.trunc()),
+                ),
+                None => d.at(nb.ip.span(), "neighbors need the port's ip (its subnet)"),
+                _ => neighbors.push((a, m)),
+            }
+        }
         out.push(Port {
             cfg: PortCfg {
                 name: p.name.get_ref().clone(),
@@ -382,6 +396,7 @@ fn check_ports(d: &mut Diag, raw: &[S<RawPort>]) -> Vec<Port> {
                 ip,
                 gateway,
                 mac,
+                neighbors,
             },
         });
     }
@@ -615,6 +630,7 @@ fn check_networks<'r>(
                 vni,
                 mtu,
                 vxlan_port,
+                gateway_mac: n.gateway_mac.as_ref().and_then(|m| unicast_mac(d, m)),
             }),
         });
     }

@@ -123,7 +123,17 @@ impl SwitchPipeline {
                 uplink_nat[up.0 as usize] = Some(NetId(i as u16));
             }
         }
-        let neighbors = topo.uplinks.iter().map(|_| NeighborCache::new()).collect();
+        let neighbors = topo
+            .uplinks
+            .iter()
+            .map(|u| {
+                let mut n = NeighborCache::new();
+                for (ip, mac) in &u.static_neighbors {
+                    n.add_static(*ip, *mac);
+                }
+                n
+            })
+            .collect();
         let fdbs = topo
             .networks
             .iter()
