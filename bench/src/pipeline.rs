@@ -116,6 +116,7 @@ impl PipelineBench {
             LearnBus::new(1),
             control_rx,
             no_nat,
+            Vec::new(),
         );
         let tx = TxQueues::new(vec![port0.counters().clone(), port1.counters().clone()]);
         let pool = Pool::new(PoolConfig {

@@ -46,11 +46,13 @@ pub enum DropReason {
     Nat,
     /// The next hop did not answer ARP, or too many frames waited for it.
     Unresolved,
+    /// VXLAN the overlay refused; the overlay counters say why.
+    Overlay,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::NoBuffer,
@@ -69,6 +71,7 @@ impl DropReason {
         DropReason::TtlExceeded,
         DropReason::Nat,
         DropReason::Unresolved,
+        DropReason::Overlay,
     ];
 
     /// A short name for stats output.
@@ -90,6 +93,7 @@ impl DropReason {
             DropReason::TtlExceeded => "ttl_exceeded",
             DropReason::Nat => "nat",
             DropReason::Unresolved => "unresolved",
+            DropReason::Overlay => "overlay",
         }
     }
 }

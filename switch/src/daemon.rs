@@ -12,7 +12,7 @@ use pmd::tap::TapPort;
 use pmd::thread::{PollMode, ThreadReport};
 use pmd::{Pool, PoolConfig, Port, PortId};
 
-use crate::config::{Attach, Config, PollCfg, PortKind, Protocol};
+use crate::config::{Attach, Config, NetworkMode, PollCfg, PortKind, Protocol};
 use crate::dataplane::{Dataplane, ThreadSpec};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::SwitchSettings;
@@ -73,7 +73,26 @@ impl Switch {
         // uplink) share a PMD thread, so its NAT state and FDB have one
         // owner and its traffic never crosses threads.
         let mut plans: Vec<(PortId, PortPlan, usize)> = Vec::new();
-        let group_of = |net: NetId| net.0 as usize;
+        // Networks that share an uplink share its thread (its NAT, VTEP
+        // tables and next hops have one owner).
+        let uplink_group: HashMap<&str, usize> = cfg
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), 1_000_000 + i))
+            .collect();
+        let net_group: Vec<usize> = cfg
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                n.uplink
+                    .as_deref()
+                    .and_then(|u| uplink_group.get(u).copied())
+                    .unwrap_or(i)
+            })
+            .collect();
+        let group_of = |net: NetId| net_group[net.0 as usize];
         let mut uplink_mtu: HashMap<&str, u32> = HashMap::new();
         let mut port_ids: HashMap<&str, PortId> = HashMap::new();
         for p in &cfg.ports {
@@ -90,7 +109,14 @@ impl Switch {
                 .filter(|n| n.uplink.as_deref() == Some(p.name.as_str()))
                 .map(|n| n.name.as_str())
                 .collect();
-            if uplinked.len() > 1 {
+            let nat_nets = cfg
+                .networks
+                .iter()
+                .filter(|n| {
+                    n.uplink.as_deref() == Some(p.name.as_str()) && n.mode == NetworkMode::Nat
+                })
+                .count();
+            if nat_nets > 1 {
                 bail!(
                     "port {}: one nat network per uplink in this release ({} share it); give each its own uplink port",
                     p.name,
@@ -108,9 +134,11 @@ impl Switch {
                 uplink_mtu.insert(&p.name, mtu);
                 let uid = topo.add_uplink(&p.name, ip.addr(), ip.trunc(), p.gateway, mac);
                 topo.uplinks[uid.0 as usize].static_neighbors = p.neighbors.clone();
+                topo.uplinks[uid.0 as usize].mtu = mtu;
                 for n in &uplinked {
                     topo.set_uplink(net_ids[n], uid);
                 }
+                build_overlay(cfg, &mut topo, uid, &net_ids)?;
                 let id = topo.uplink(uid).port;
                 plans.push((
                     id,
@@ -163,6 +191,10 @@ impl Switch {
                 Attach::Netns(ns) => {
                     let net = cfg.network(&e.network).context("endpoint network")?;
                     let uplink = net.uplink.as_deref().and_then(|u| uplink_mtu.get(u));
+                    let mtu = match uplink {
+                        Some(m) => net.endpoint_mtu(*m),
+                        None => net.mtu.unwrap_or(1500),
+                    };
                     let plan = EndpointPlan {
                         name: e.name.clone(),
                         netns: ns.clone(),
@@ -170,7 +202,7 @@ impl Switch {
                         ip: e.ip,
                         prefix: net.subnet.prefix_len(),
                         gateway: net.gateway,
-                        mtu: net.mtu.or(uplink.copied()).unwrap_or(1500),
+                        mtu,
                     };
                     endpoint::preflight(&plan)?;
                     let id = topo.add_port(&e.name, Some(net_id));
@@ -324,7 +356,11 @@ fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<NatConfig>> {
     };
     topo.networks
         .iter()
-        .map(|net| {
+        .zip(&cfg.networks)
+        .map(|(net, ncfg)| {
+            if ncfg.mode != NetworkMode::Nat {
+                return None;
+            }
             let up = topo.uplink(net.uplink?);
             let gw = net.gateway?;
             let mappings = cfg
@@ -355,4 +391,49 @@ fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<NatConfig>> {
             })
         })
         .collect()
+}
+
+/// Builds the VTEP tables of uplink `uid` from the overlay networks that
+/// use it and their static remote endpoints.
+fn build_overlay(
+    cfg: &Config,
+    topo: &mut Topology,
+    uid: crate::topology::UplinkId,
+    net_ids: &HashMap<&str, NetId>,
+) -> Result<()> {
+    let up = topo.uplink(uid).clone();
+    let mut tables = overlay::VtepTables::new(up.ip);
+    let mut nets = Vec::new();
+    for n in &cfg.networks {
+        if n.mode != NetworkMode::Overlay || n.uplink.as_deref() != Some(up.name.as_str()) {
+            continue;
+        }
+        let vni = n.vni.context("overlay network without vni")?;
+        let id = net_ids[n.name.as_str()];
+        topo.set_vxlan(id, vni, n.vxlan_port);
+        let gw = topo.network(id).gateway.map(|g| overlay::GatewayAddr {
+            ip: g.ip,
+            mac: g.mac,
+        });
+        tables
+            .add_network(vni, n.vxlan_port, gw)
+            .with_context(|| format!("network {}", n.name))?;
+        for r in cfg.remote_endpoints.iter().filter(|r| r.network == n.name) {
+            tables
+                .add_remote_endpoint(overlay::RemoteEndpoint {
+                    vni,
+                    ip: r.ip,
+                    mac: r.mac,
+                    vtep: r.vtep,
+                })
+                .with_context(|| format!("remote endpoint {} of network {}", r.ip, n.name))?;
+        }
+        nets.push((vni, id));
+    }
+    if !nets.is_empty() {
+        let u = &mut topo.uplinks[uid.0 as usize];
+        u.vteps = Some(std::sync::Arc::new(tables));
+        u.overlay_nets = nets;
+    }
+    Ok(())
 }

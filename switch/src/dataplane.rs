@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crossbeam::channel::{self, Sender};
 use nat::{Nat, NatConfig, NatCounters};
+use overlay::OverlayCounters;
 use pmd::counters::{CounterSnapshot, PortCounters};
 use pmd::thread::{Engine, PmdThread, PollMode, ThreadReport};
 use pmd::{Pool, Port, PortId};
@@ -34,6 +35,7 @@ pub struct Dataplane {
     port_counters: Vec<Arc<PortCounters>>,
     net_counters: Vec<Vec<Arc<NetCounters>>>,
     nat_counters: Vec<Option<Arc<NatCounters>>>,
+    overlay_counters: Vec<Arc<OverlayCounters>>,
     controls: Vec<Sender<Control>>,
 }
 
@@ -69,6 +71,9 @@ impl Dataplane {
         let mut controls = Vec::new();
         let mut pmd_threads = Vec::new();
         let mut nat_counters: Vec<Option<Arc<NatCounters>>> = vec![None; topo.networks.len()];
+        // Overlay counters per uplink: only the uplink's thread writes them.
+        let overlay_counters: Vec<Arc<OverlayCounters>> =
+            topo.uplinks.iter().map(|_| Arc::default()).collect();
         for (i, t) in threads.into_iter().enumerate() {
             let counters: Vec<Arc<NetCounters>> =
                 topo.networks.iter().map(|_| Arc::default()).collect();
@@ -95,6 +100,7 @@ impl Dataplane {
                 bus.clone(),
                 rx,
                 nats,
+                overlay_counters.clone(),
             );
             net_counters.push(counters);
             controls.push(tx);
@@ -113,6 +119,7 @@ impl Dataplane {
             port_counters,
             net_counters,
             nat_counters,
+            overlay_counters,
             controls,
         })
     }
@@ -141,6 +148,19 @@ impl Dataplane {
     /// NAT counters of each network that has NAT, by `NetId`.
     pub fn nat_stats(&self) -> &[Option<Arc<NatCounters>>] {
         &self.nat_counters
+    }
+
+    /// Overlay counters of each uplink, by `UplinkId`.
+    pub fn overlay_stats(&self) -> &[Arc<OverlayCounters>] {
+        &self.overlay_counters
+    }
+
+    /// Sends a control message to every PMD thread and wakes them.
+    pub fn broadcast(&self, make: impl Fn() -> Control) {
+        for c in &self.controls {
+            let _ = c.send(make());
+        }
+        self.engine.wake();
     }
 
     /// Every live FDB entry, merged over threads (newest wins).

@@ -103,6 +103,35 @@ pub fn nat(dp: &Dataplane) -> String {
     out
 }
 
+/// Overlay counters of every uplink that carries overlay networks.
+pub fn overlay(dp: &Dataplane) -> String {
+    let topo = dp.topology();
+    let mut out = String::new();
+    for (i, c) in dp.overlay_stats().iter().enumerate() {
+        if topo.uplinks[i].vteps.is_none() {
+            continue;
+        }
+        let drops: Vec<String> = overlay::DecapDrop::ALL
+            .iter()
+            .filter(|r| c.decap_drops_of(**r) > 0)
+            .map(|r| format!("{}={}", r.name(), c.decap_drops_of(*r)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  vxlan {:<8} encap {:>9} decap {:>9} learned {:>5} arp_suppressed {:>5} frag_needed {:>5} too_big {:>5}  drops {}",
+            topo.uplinks[i].name,
+            c.encapsulated.get(),
+            c.decapsulated.get(),
+            c.learned.get(),
+            c.arp_suppressed.get(),
+            c.frag_needed.get(),
+            c.too_big.get(),
+            if drops.is_empty() { "-".to_string() } else { drops.join(", ") }
+        );
+    }
+    out
+}
+
 /// The learned MAC table.
 pub fn fdb(dp: &Dataplane, rows: &[FdbRow]) -> String {
     let topo = dp.topology();

@@ -30,6 +30,8 @@ pub struct Network {
     /// Endpoints by IPv4 address: their MAC and port, for traffic the
     /// switch routes to them (NAT replies, port mappings, hairpin).
     pub endpoints: HashMap<Ipv4Addr, (MacAddr, PortId)>,
+    /// Overlay networks: the VXLAN network identifier and UDP port.
+    pub vxlan: Option<(u32, u16)>,
 }
 
 /// Index of an uplink in the topology.
@@ -53,6 +55,13 @@ pub struct Uplink {
     pub mac: MacAddr,
     /// Next hops configured statically (never ARPed, never expire).
     pub static_neighbors: Vec<(Ipv4Addr, MacAddr)>,
+    /// The interface MTU (the overlay's inner MTU is 50 less).
+    pub mtu: u32,
+    /// Overlay tables of the VTEP on this uplink (networks by VNI, peers,
+    /// remote endpoints); `None` when no overlay network uses it.
+    pub vteps: Option<std::sync::Arc<overlay::VtepTables>>,
+    /// Overlay networks on this uplink, by VNI.
+    pub overlay_nets: Vec<(u32, NetId)>,
 }
 
 impl Uplink {
@@ -103,8 +112,14 @@ impl Topology {
             members: Vec::new(),
             uplink: None,
             endpoints: HashMap::new(),
+            vxlan: None,
         });
         id
+    }
+
+    /// Makes `network` an overlay network with `vni` on UDP `port`.
+    pub fn set_vxlan(&mut self, network: NetId, vni: u32, port: u16) {
+        self.networks[network.0 as usize].vxlan = Some((vni, port));
     }
 
     /// Adds an uplink port and returns its id.
@@ -131,6 +146,9 @@ impl Topology {
             gateway,
             mac,
             static_neighbors: Vec::new(),
+            mtu: 1500,
+            vteps: None,
+            overlay_nets: Vec::new(),
         });
         uid
     }

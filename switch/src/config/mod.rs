@@ -248,7 +248,7 @@ pub enum NetworkMode {
 
 /// The network modes this release implements. A mode's issue extends this
 /// list when it lands; the checker refuses the others.
-pub const SUPPORTED_MODES: &[NetworkMode] = &[NetworkMode::Nat];
+pub const SUPPORTED_MODES: &[NetworkMode] = &[NetworkMode::Nat, NetworkMode::Overlay];
 
 impl NetworkMode {
     /// Every mode, in the order the docs list them.

@@ -20,7 +20,11 @@ use crate::topology::{NetId, Topology};
 use nat::{L4Csum, Nat};
 use pmd::Pool;
 
+mod overlaid;
 mod routed;
+
+use crate::topology::UplinkId;
+use overlay::{LearnedMacs, OverlayCounters, VtepTables};
 
 /// Settings of the switching stage.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +88,9 @@ pub enum Control {
     /// Replace the topology (reload); learned state is kept for networks
     /// that still exist.
     Swap(Arc<Topology>),
+    /// Replace an uplink's overlay tables (remote endpoints from the
+    /// cluster store).
+    OverlayTables(UplinkId, Arc<VtepTables>),
 }
 
 /// The per-thread switching pipeline.
@@ -102,6 +109,14 @@ pub struct SwitchPipeline {
     uplink_nat: Vec<Option<NetId>>,
     /// Next hops of each uplink.
     neighbors: Vec<NeighborCache>,
+    /// Overlay tables of each uplink's VTEP (swapped by the cluster store).
+    vteps: Vec<Option<Arc<VtepTables>>>,
+    /// Inner MACs learned from VXLAN, per uplink.
+    learned: Vec<LearnedMacs>,
+    /// Overlay counters per uplink (written only on the uplink's thread).
+    overlay_counters: Vec<Arc<OverlayCounters>>,
+    /// Reused vector for GSO segments.
+    scratch: Vec<Frame>,
 }
 
 impl SwitchPipeline {
@@ -116,6 +131,7 @@ impl SwitchPipeline {
         bus: Arc<LearnBus>,
         control: Receiver<Control>,
         nats: Vec<Option<Nat>>,
+        overlay_counters: Vec<Arc<OverlayCounters>>,
     ) -> SwitchPipeline {
         let mut uplink_nat = vec![None; topo.uplinks.len()];
         for (i, n) in topo.networks.iter().enumerate() {
@@ -123,6 +139,17 @@ impl SwitchPipeline {
                 uplink_nat[up.0 as usize] = Some(NetId(i as u16));
             }
         }
+        let overlay_counters = if overlay_counters.len() == topo.uplinks.len() {
+            overlay_counters
+        } else {
+            topo.uplinks.iter().map(|_| Arc::default()).collect()
+        };
+        let vteps = topo.uplinks.iter().map(|u| u.vteps.clone()).collect();
+        let learned = topo
+            .uplinks
+            .iter()
+            .map(|_| LearnedMacs::new(settings.fdb_size as usize, settings.mac_aging_secs))
+            .collect();
         let neighbors = topo
             .uplinks
             .iter()
@@ -151,6 +178,10 @@ impl SwitchPipeline {
             nats,
             uplink_nat,
             neighbors,
+            vteps,
+            learned,
+            overlay_counters,
+            scratch: Vec::with_capacity(64),
         }
     }
 
@@ -293,6 +324,10 @@ impl SwitchPipeline {
             }
         }
 
+        if let Some((vni, _)) = self.topo.network(net).vxlan {
+            self.overlay_out(ctx, net, vni, frame, &meta);
+            return;
+        }
         if meta.dst_mac.is_multicast() {
             self.flood(ctx, net, frame);
             return;
@@ -358,6 +393,9 @@ impl Pipeline for SwitchPipeline {
     }
 
     fn release(&mut self, pool: &mut Pool) {
+        for f in self.scratch.drain(..) {
+            pool.free(f);
+        }
         for n in &mut self.neighbors {
             for f in n.drain_held() {
                 pool.free(f);
@@ -379,12 +417,20 @@ impl Pipeline for SwitchPipeline {
                     let _ = reply.send(self.dump_fdb(ctx.now_ns));
                 }
                 Control::Swap(topo) => self.swap(topo),
+                Control::OverlayTables(up, tables) => {
+                    if let Some(slot) = self.vteps.get_mut(up.0 as usize) {
+                        *slot = Some(tables);
+                    }
+                }
             }
         }
         if ctx.now_ns.saturating_sub(self.last_sweep_ns) > 1_000_000_000 {
             self.last_sweep_ns = ctx.now_ns;
             for fdb in &mut self.fdbs {
                 fdb.sweep(ctx.now_ns);
+            }
+            for l in &mut self.learned {
+                l.sweep(ctx.now_ns);
             }
         }
     }

@@ -137,6 +137,10 @@ impl SwitchPipeline {
                 }
             }
             wire::ETHERTYPE_IPV4 if meta.ip_dst == ip.octets() => {
+                if self.is_vxlan(up, ctx.pool.data(&frame), meta) {
+                    self.overlay_in(ctx, up, frame, meta);
+                    return;
+                }
                 let Some(net) = self.uplink_nat[up.0 as usize] else {
                     ctx.drop_frame(frame, DropReason::NotForUs);
                     return;

@@ -1,0 +1,328 @@
+//! Overlay networks in the pipeline: frames of an overlay network that are
+//! not for a local port are encapsulated in VXLAN toward the VTEP of the
+//! remote endpoint (or replicated to every peer VTEP for broadcast and
+//! unknown unicast); VXLAN arriving on the uplink is decapsulated and
+//! switched inside its network, never sent back to the overlay (split
+//! horizon).
+
+use std::net::Ipv4Addr;
+
+use overlay::{
+    check_mtu, decapsulate_frame, encapsulate, frag_needed_in_place, Decap, Destination, Encap,
+    GatewayAddr, MtuVerdict,
+};
+use pmd::meta::PacketMeta;
+use pmd::thread::Ctx;
+use pmd::wire::{self, MacAddr};
+use pmd::{DropReason, Frame};
+
+use super::SwitchPipeline;
+use crate::neighbor::Hold;
+use crate::topology::{NetId, UplinkId};
+
+/// Outer TTL of VXLAN packets.
+const OUTER_TTL: u8 = 64;
+
+impl SwitchPipeline {
+    /// Switches a frame of overlay network `net` (VNI `vni`) that came from
+    /// a local port, after learning and the gateway.
+    pub(super) fn overlay_out(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        net: NetId,
+        vni: u32,
+        mut frame: Frame,
+        meta: &PacketMeta,
+    ) {
+        let Some(up) = self.topo.network(net).uplink else {
+            ctx.drop_frame(frame, DropReason::NoRoute);
+            return;
+        };
+        let Some(tables) = self.vteps[up.0 as usize].clone() else {
+            ctx.drop_frame(frame, DropReason::NoRoute);
+            return;
+        };
+        let in_port = frame.in_port;
+        if meta.dst_mac.is_multicast() {
+            // ARP for a known remote endpoint is answered here (ARP
+            // suppression), so it never floods the overlay.
+            if meta.ethertype == wire::ETHERTYPE_ARP
+                && tables.arp_suppress(vni, ctx.pool.data_mut(&mut frame), meta)
+            {
+                self.overlay_counters[up.0 as usize].arp_suppressed.add(1);
+                ctx.send(in_port, frame);
+                return;
+            }
+            let peers: Vec<Ipv4Addr> = tables
+                .network(vni)
+                .map(|n| n.peers().to_vec())
+                .unwrap_or_default();
+            self.replicate(ctx, net, up, vni, &frame, meta, &peers);
+            self.flood(ctx, net, frame);
+            return;
+        }
+        match self.fdbs[net.0 as usize].lookup(meta.dst_mac, ctx.now_ns) {
+            Some(out) if out == in_port => {
+                ctx.drop_frame(frame, DropReason::Filtered);
+                return;
+            }
+            Some(out) => {
+                ctx.send(out, frame);
+                return;
+            }
+            None => {}
+        }
+        let dest = tables.destination(vni, meta.dst_mac, &self.learned[up.0 as usize], ctx.now_ns);
+        match dest {
+            Some(Destination::Unicast(vtep)) => {
+                self.encap_send(ctx, net, up, vni, frame, meta, vtep)
+            }
+            Some(Destination::Flood(peers)) => {
+                let peers = peers.to_vec();
+                self.replicate(ctx, net, up, vni, &frame, meta, &peers);
+                self.flood(ctx, net, frame);
+            }
+            None => ctx.drop_frame(frame, DropReason::NoRoute),
+        }
+    }
+
+    /// Head-end replication: a copy of `frame` to each VTEP in `peers`.
+    #[allow(clippy::too_many_arguments)]
+    fn replicate(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        net: NetId,
+        up: UplinkId,
+        vni: u32,
+        frame: &Frame,
+        meta: &PacketMeta,
+        peers: &[Ipv4Addr],
+    ) {
+        for vtep in peers {
+            match ctx.pool.clone_frame(frame) {
+                Some(copy) => self.encap_send(ctx, net, up, vni, copy, meta, *vtep),
+                None => ctx.tx.count_drop(frame.in_port, DropReason::NoBuffer),
+            }
+        }
+    }
+
+    /// Encapsulates `frame` toward `vtep` and sends it to the underlay next
+    /// hop; GSO segments are cut first, oversized frames answered with
+    /// ICMP fragmentation-needed (IPv4 with DF) or dropped.
+    #[allow(clippy::too_many_arguments)]
+    fn encap_send(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        net: NetId,
+        up: UplinkId,
+        vni: u32,
+        frame: Frame,
+        meta: &PacketMeta,
+        vtep: Ipv4Addr,
+    ) {
+        let inner_mtu = self
+            .topo
+            .uplink(up)
+            .mtu
+            .saturating_sub(overlay::OUTER_LEN as u32) as u16;
+        if frame.offload.gso_type != 0 {
+            let mut segs = std::mem::take(&mut self.scratch);
+            let r = pmd::gso::segment_tcp(ctx.pool, &frame, &mut segs);
+            let in_port = frame.in_port;
+            ctx.pool.free(frame);
+            if r.is_err() {
+                self.scratch = segs;
+                ctx.tx.count_drop(in_port, DropReason::OffloadError);
+                return;
+            }
+            // Segments are as long as the sender's MSS allows; when its MTU
+            // is larger than the overlay's, the first one is answered with
+            // fragmentation-needed and all are dropped.
+            let too_big = segs
+                .first()
+                .is_some_and(|f| f.len() > inner_mtu as usize + wire::ETH_HDR);
+            let mut it = segs.drain(..);
+            if too_big {
+                if let Some(mut first) = it.next() {
+                    first.in_port = in_port;
+                    for rest in it.by_ref() {
+                        ctx.pool.free(rest);
+                    }
+                    match pmd::meta::parse(ctx.pool.data(&first)) {
+                        Ok(m) => self.too_big(ctx, net, up, first, &m, inner_mtu, true),
+                        Err(reason) => ctx.drop_frame(first, reason),
+                    }
+                }
+            } else {
+                for seg in it.by_ref() {
+                    self.encap_one(ctx, up, vni, seg, vtep);
+                }
+            }
+            drop(it);
+            self.scratch = segs;
+            return;
+        }
+        match check_mtu(ctx.pool.data(&frame), meta, inner_mtu) {
+            MtuVerdict::Fits => self.encap_one(ctx, up, vni, frame, vtep),
+            MtuVerdict::FragNeeded => self.too_big(ctx, net, up, frame, meta, inner_mtu, true),
+            MtuVerdict::Drop => self.too_big(ctx, net, up, frame, meta, inner_mtu, false),
+        }
+    }
+
+    /// A frame too big for the overlay: ICMP fragmentation-needed back to
+    /// the sender (from the network's gateway) when `answer`, else a drop.
+    #[allow(clippy::too_many_arguments)]
+    fn too_big(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        net: NetId,
+        up: UplinkId,
+        mut frame: Frame,
+        meta: &PacketMeta,
+        inner_mtu: u16,
+        answer: bool,
+    ) {
+        let gw = self.topo.network(net).gateway;
+        let from = gw.map(|g| GatewayAddr {
+            ip: g.ip,
+            mac: g.mac,
+        });
+        let in_port = frame.in_port;
+        match from {
+            Some(from)
+                if answer && frag_needed_in_place(ctx.pool, &mut frame, meta, inner_mtu, from) =>
+            {
+                self.overlay_counters[up.0 as usize].frag_needed.add(1);
+                frame.offload = pmd::Offload::default();
+                ctx.send(in_port, frame);
+            }
+            _ => {
+                self.overlay_counters[up.0 as usize].too_big.add(1);
+                ctx.drop_frame(frame, DropReason::TooBig);
+            }
+        }
+    }
+
+    fn encap_one(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        up: UplinkId,
+        vni: u32,
+        mut frame: Frame,
+        vtep: Ipv4Addr,
+    ) {
+        let uplink = self.topo.uplink(up);
+        let (port, src_vtep, src_mac) = (uplink.port, uplink.ip, uplink.mac);
+        let Some(hop) = uplink.next_hop(vtep) else {
+            ctx.drop_frame(frame, DropReason::NoRoute);
+            return;
+        };
+        let udp_dst_port = self.vteps[up.0 as usize]
+            .as_ref()
+            .and_then(|t| t.network(vni).map(|n| n.udp_port))
+            .unwrap_or(overlay::VXLAN_PORT);
+        let hop_mac = self.neighbors[up.0 as usize].lookup(hop, ctx.now_ns);
+        let e = Encap {
+            vni,
+            src_vtep,
+            dst_vtep: vtep,
+            src_mac,
+            dst_mac: hop_mac.unwrap_or(MacAddr::ZERO),
+            udp_dst_port,
+            ttl: OUTER_TTL,
+        };
+        if encapsulate(ctx.pool, &mut frame, &e).is_err() {
+            self.overlay_counters[up.0 as usize].encap_errors.add(1);
+            ctx.drop_frame(frame, DropReason::TooBig);
+            return;
+        }
+        self.overlay_counters[up.0 as usize].encapsulated.add(1);
+        if hop_mac.is_some() {
+            ctx.send(port, frame);
+            return;
+        }
+        match self.neighbors[up.0 as usize].hold(hop, frame, ctx.now_ns) {
+            Hold::Held { request } => {
+                if request {
+                    self.send_arp_request(ctx, up, hop);
+                }
+            }
+            Hold::Full(frame) => ctx.drop_frame(frame, DropReason::Unresolved),
+        }
+    }
+
+    /// True when the uplink frame is VXLAN for this host's VTEP.
+    pub(super) fn is_vxlan(&self, up: UplinkId, frame: &[u8], meta: &PacketMeta) -> bool {
+        let Some(tables) = self.vteps[up.0 as usize].as_ref() else {
+            return false;
+        };
+        let l4 = meta.l4_off as usize;
+        meta.ip_proto == wire::IPPROTO_UDP
+            && !meta.later_fragment
+            && frame
+                .get(l4 + 2..l4 + 4)
+                .is_some_and(|p| tables.is_vxlan_port(u16::from_be_bytes([p[0], p[1]])))
+    }
+
+    /// Decapsulates VXLAN from uplink `up` and switches the inner frame in
+    /// its network; never back to the overlay.
+    pub(super) fn overlay_in(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        up: UplinkId,
+        mut frame: Frame,
+        meta: &PacketMeta,
+    ) {
+        let Some(tables) = self.vteps[up.0 as usize].clone() else {
+            ctx.drop_frame(frame, DropReason::NotForUs);
+            return;
+        };
+        let verdict = decapsulate_frame(
+            ctx.pool,
+            &mut frame,
+            meta,
+            &tables,
+            &mut self.learned[up.0 as usize],
+            &self.overlay_counters[up.0 as usize],
+            ctx.now_ns,
+        );
+        let (vni, inner) = match verdict {
+            Decap::Inner { vni, meta, .. } => (vni, meta),
+            Decap::Drop(_) => {
+                ctx.drop_frame(frame, DropReason::Overlay);
+                return;
+            }
+        };
+        let Some(&(_, net)) = self
+            .topo
+            .uplink(up)
+            .overlay_nets
+            .iter()
+            .find(|(v, _)| *v == vni)
+        else {
+            ctx.drop_frame(frame, DropReason::Overlay);
+            return;
+        };
+        // A remote host may not speak for a local endpoint's MAC.
+        let fdb = &self.fdbs[net.0 as usize];
+        if inner.src_mac.is_multicast()
+            || fdb
+                .lookup(inner.src_mac, ctx.now_ns)
+                .is_some_and(|p| p != frame.in_port)
+        {
+            ctx.drop_frame(frame, DropReason::BadSourceMac);
+            return;
+        }
+        if inner.dst_mac.is_multicast() {
+            self.flood(ctx, net, frame);
+            return;
+        }
+        match fdb.lookup(inner.dst_mac, ctx.now_ns) {
+            Some(out) => {
+                self.counters[net.0 as usize].unicast.add(1);
+                ctx.send(out, frame);
+            }
+            None => self.flood(ctx, net, frame),
+        }
+    }
+}
