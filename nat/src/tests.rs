@@ -139,15 +139,13 @@ fn assert_checksums(f: &[u8]) {
                 "TCP"
             );
         }
-        17 => {
-            if f[l4 + 6..l4 + 8] != [0, 0] {
-                let acc = checksum::pseudo_header_v4(m.ip_src, m.ip_dst, 17, len);
-                assert_eq!(
-                    checksum::fold(checksum::sum(acc, &f[l4..end])),
-                    0xffff,
-                    "UDP"
-                );
-            }
+        17 if f[l4 + 6..l4 + 8] != [0, 0] => {
+            let acc = checksum::pseudo_header_v4(m.ip_src, m.ip_dst, 17, len);
+            assert_eq!(
+                checksum::fold(checksum::sum(acc, &f[l4..end])),
+                0xffff,
+                "UDP"
+            );
         }
         1 => {
             assert_eq!(checksum::checksum(&f[l4..end]), 0, "ICMP");
