@@ -422,7 +422,7 @@ impl Nat {
         };
         let idx = self.ct.insert(Entry {
             tuples: [pkt.tuple, reply],
-            expires_s: now_s + timeout.max(1),
+            expires_s: now_s.saturating_add(timeout.max(1)),
             proto: pkt.proto,
             state,
             flags,
@@ -468,7 +468,7 @@ impl Nat {
             }
             _ => t.icmp,
         };
-        e.expires_s = now_s + timeout.max(1);
+        e.expires_s = now_s.saturating_add(timeout.max(1));
         let new = e.tuples[side.other() as usize].inverted();
         let hairpin = e.flags & F_HAIRPIN != 0;
         rewrite(frame, pkt, &new, csum);

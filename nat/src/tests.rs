@@ -741,6 +741,18 @@ fn the_sweep_removes_expired_flows_and_frees_their_ports() {
     assert_eq!(nat.counters().occupancy(), 0);
 }
 
+#[test]
+fn a_huge_configured_timeout_saturates_instead_of_overflowing() {
+    let mut c = cfg();
+    c.timeouts.udp = u32::MAX;
+    let mut nat = Nat::new(c);
+    let mut f = udp(WEB, 1, FAR, 53);
+    assert_eq!(
+        out(&mut nat, &mut f, u32::MAX as u64 * S),
+        Verdict::ToUplink
+    );
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;
