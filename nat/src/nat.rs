@@ -273,10 +273,16 @@ impl Nat {
         Some(self.apply(frame, &pkt, idx, side, csum, now_s))
     }
 
-    /// Removes up to `budget` slab slots' worth of expired connections
-    /// (call it from housekeeping; a few thousand per call keeps a
-    /// million-entry table swept every few seconds). Returns the number
-    /// removed.
+    /// Visits up to `budget` slab slots and removes the expired
+    /// connections among them (the incremental half of lazy expiry; call
+    /// it from housekeeping). Returns the number removed.
+    ///
+    /// Measured (bench `nat_sweep`, 1M-entry table, 2-core VM): visiting a
+    /// live slot costs about 1.1 ns, removing an expired connection about
+    /// 530 ns (a few cache misses: both index slots and the port mapping).
+    /// A budget of 256 bounds a call to about 140 us even when everything
+    /// expires at once, and at one call per millisecond visits a million
+    /// slots every 4 s.
     pub fn sweep(&mut self, now_ns: u64, budget: usize) -> usize {
         self.sweep_s(secs(now_ns), budget)
     }

@@ -1,6 +1,6 @@
 //! Flow states as pure `match` functions `(state, side, header) -> state`,
 //! one per protocol, and the idle timeout of each state. No I/O, no table:
-//! [`crate::conntrack`] stores the result.
+//! the connection table stores the result.
 //!
 //! The TCP machine follows Linux's `nf_conntrack_proto_tcp` states (without
 //! its sequence-window checks): a NAT needs to know how long to keep a
