@@ -7,7 +7,7 @@ use hashbrown::HashMap;
 use pmd::meta::PacketMeta;
 
 use crate::config::{NatConfig, Timeouts};
-use crate::conntrack::{ConnTrack, Entry, Tuple, F_CLOSER_REPLY, F_HAIRPIN, F_SNAT_PORT};
+use crate::conntrack::{ConnTrack, Entry, Tuple, F_CLOSER_REPLY, F_DNAT, F_HAIRPIN, F_SNAT_PORT};
 use crate::frag::FragTable;
 use crate::icmp_error::{parse_quoted, rewrite_error};
 use crate::packet::{Kind, Pkt};
@@ -35,6 +35,7 @@ pub struct Nat {
     net: u32,
     mask: u32,
     gw: u32,
+    port_range: (u16, u16),
     timeouts: Timeouts,
     /// (protocol, host port) -> (endpoint address, endpoint port).
     mappings: HashMap<(u8, u16), (u32, u16)>,
@@ -75,6 +76,7 @@ impl Nat {
             net: u32::from(cfg.internal.network()),
             mask: u32::from(cfg.internal.netmask()),
             gw: u32::from(cfg.gateway_ip),
+            port_range: cfg.port_range,
             timeouts: cfg.timeouts,
             mappings,
             ct: ConnTrack::new(cfg.max_entries as usize),
@@ -83,6 +85,64 @@ impl Nat {
             hairpins: 0,
             counters: Arc::new(NatCounters::default()),
         }
+    }
+
+    /// Applies a reloaded config (DESIGN.md: "Flows of a removed endpoint
+    /// or mapping are dropped; all others go on untouched").
+    ///
+    /// While the external address, the subnet, the gateway and the port
+    /// range stay, the table is kept: timeouts and `max_entries` apply
+    /// from now on (a smaller bound evicts nothing, it refuses new flows
+    /// until the table drains), and the connections of a mapping that is
+    /// gone or points elsewhere are removed, in one pass over the table
+    /// (reload work, not packet work). A new host port that an internal
+    /// endpoint holds for SNAT stays with it until its connections end.
+    /// When any of the four changed, every translation is stale and the
+    /// table starts empty. Returns true when connections were kept.
+    pub fn reconfigure(&mut self, cfg: NatConfig) -> bool {
+        let same = u32::from(cfg.external_ip) == self.ext
+            && u32::from(cfg.internal.network()) == self.net
+            && u32::from(cfg.internal.netmask()) == self.mask
+            && u32::from(cfg.gateway_ip) == self.gw
+            && cfg.port_range == self.port_range;
+        if !same {
+            let counters = Arc::clone(&self.counters);
+            counters.flows_removed.add(self.ct.len() as u64);
+            *self = Nat::new(cfg);
+            self.counters = counters;
+            return false;
+        }
+        self.timeouts = cfg.timeouts;
+        self.ct.set_max(cfg.max_entries as usize);
+        self.ports.clear_reserved();
+        self.mappings.clear();
+        for m in &cfg.mappings {
+            self.ports.reserve(m.proto.number(), m.host_port);
+            self.mappings.insert(
+                (m.proto.number(), m.host_port),
+                (u32::from(m.internal_ip), m.internal_port),
+            );
+        }
+        let Nat {
+            ct,
+            ports,
+            counters,
+            hairpins,
+            mappings,
+            ..
+        } = self;
+        ct.retain(
+            |e| {
+                let (o, r) = (
+                    e.tuples[Side::Orig as usize],
+                    e.tuples[Side::Reply as usize],
+                );
+                e.flags & (F_DNAT | F_HAIRPIN) == 0
+                    || mappings.get(&(e.proto, o.dport)) == Some(&(r.src, r.sport))
+            },
+            |e| release(ports, counters, hairpins, &e),
+        );
+        true
     }
 
     /// The counters; clone the `Arc` for the stats side.
@@ -393,7 +453,7 @@ impl Nat {
             dst: t.src,
             dport: t.sport,
         };
-        self.open(pkt, reply, 0, now_s)
+        self.open(pkt, reply, F_DNAT, now_s)
     }
 
     fn make_room(&mut self, now_s: u32) -> Result<(), NatDrop> {

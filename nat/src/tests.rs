@@ -753,6 +753,42 @@ fn a_huge_configured_timeout_saturates_instead_of_overflowing() {
     );
 }
 
+#[test]
+fn a_reload_drops_the_flows_of_a_removed_mapping_and_keeps_the_rest() {
+    let mut nat = Nat::new(cfg());
+    let p = established(&mut nat, 1234, 0);
+    let mut web = tcp(OUT, 5555, EXT, 8080, F::Syn);
+    assert_eq!(inb(&mut nat, &mut web, 0), to(WEB));
+    let mut dns = udp(OUT, 7777, EXT, 5353);
+    assert_eq!(inb(&mut nat, &mut dns, 0), to(WEB));
+    assert_eq!(nat.len(), 3, "fixture: one SNAT and two DNAT flows");
+    let mut c = cfg();
+    c.mappings.retain(|m| m.host_port != 8080);
+    assert!(nat.reconfigure(c));
+    assert_eq!(nat.len(), 2);
+    let mut again = tcp(OUT, 5555, EXT, 8080, F::Ack);
+    assert_eq!(
+        inb(&mut nat, &mut again, S),
+        Verdict::Drop(NatDrop::NoMapping)
+    );
+    let mut dns2 = udp(OUT, 7777, EXT, 5353);
+    assert_eq!(inb(&mut nat, &mut dns2, S), to(WEB));
+    let mut reply = tcp(FAR, 443, EXT, p, F::Ack);
+    assert_eq!(inb(&mut nat, &mut reply, S), to(WEB));
+}
+
+#[test]
+fn a_reload_with_a_new_external_address_starts_an_empty_table() {
+    let mut nat = Nat::new(cfg());
+    established(&mut nat, 1234, 0);
+    let mut c = cfg();
+    c.external_ip = Ipv4Addr::new(10, 99, 0, 3);
+    assert!(!nat.reconfigure(c));
+    assert!(nat.is_empty());
+    assert_eq!(nat.counters().occupancy(), 0);
+    assert_eq!(nat.counters().flows_created.get(), 1, "counters survive");
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;
