@@ -388,7 +388,7 @@ impl Nat {
             // answer itself; like Docker, it sees the gateway instead.
             //
             // RFC 4787 section 6, REQ-9: "A NAT MUST support 'Hairpinning'."
-            // RFC 5382 section 5, REQ-8 says the same for TCP.
+            // RFC 5382 asks the same of TCP.
             let &(ip, port) = self
                 .mappings
                 .get(&(pkt.proto, t.dport))
@@ -431,11 +431,12 @@ impl Nat {
     fn open_inbound(&mut self, pkt: &Pkt, now_s: u32) -> Result<(u32, Side), NatDrop> {
         let t = pkt.tuple;
         // Address-and-port-dependent filtering, as Linux does: only mapped
-        // ports accept new connections from outside. RFC 4787 section 5,
-        // REQ-8 recommends endpoint-independent filtering for application
-        // transparency and address-dependent filtering "if a more
-        // stringent filtering behavior is most important"; this NAT is the
-        // stricter kind, like the Docker hosts it stands in for.
+        // ports accept new connections from outside; an SNAT port answers
+        // only the remote ip:port it was opened for. RFC 4787 section 5,
+        // REQ-8 recommends endpoint-independent filtering when application
+        // transparency matters most and address-dependent filtering when
+        // stringency does; this is stricter still (one below both
+        // recommendations), like the Docker hosts it stands in for.
         let &(ip, port) = match pkt.kind {
             Kind::Tcp(_) | Kind::Udp => self.mappings.get(&(pkt.proto, t.dport)),
             _ => None,

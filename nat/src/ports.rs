@@ -5,16 +5,17 @@
 //! Mapping' behavior." An internal `ip:port` keeps one external port for
 //! every destination while any of its connections lives; the mapping is
 //! counted by references and the port returns to the pool with the last
-//! connection. RFC 5382 section 4 (REQ-1) asks the same of TCP.
+//! connection. RFC 5382 section 4.1, REQ-1: "A NAT MUST have an
+//! 'Endpoint-Independent Mapping' behavior for TCP."
 //!
-//! RFC 4787 section 4.2.1, REQ-4: "A NAT MUST NOT have a 'Port assignment'
+//! RFC 4787 section 4.2.1, REQ-3: "A NAT MUST NOT have a 'Port assignment'
 //! behavior of 'Port overloading'." One external port belongs to one
 //! internal endpoint, so the range bounds the number of distinct internal
 //! endpoints per protocol, not the number of connections.
 //!
-//! RFC 4787 section 4.2.1, REQ-3 leaves port preservation optional; like
-//! Linux, the internal port is kept when it is in the range and free,
-//! otherwise the next free port from a rotating cursor is taken.
+//! Port preservation is optional in RFC 4787 (section 4.2.1); like Linux,
+//! the internal port is kept when it is in the range and free, otherwise
+//! the next free port from a rotating cursor is taken.
 
 use hashbrown::HashMap;
 
