@@ -22,6 +22,15 @@ const SWEEP_PER_NEW_FLOW: usize = 4;
 /// Slots swept to reclaim room when the table or the port range is full.
 const RECLAIM_BUDGET: usize = 256;
 
+/// 0.0.0.0/8, 127.0.0.0/8 and 224.0.0.0/3 (multicast, reserved,
+/// broadcast): never translated (RFC 1122 section 3.2.1.3 forbids
+/// forwarding most of them; multicast stays on the network's L2).
+#[inline]
+fn martian(a: u32) -> bool {
+    let top = a >> 24;
+    top == 0 || top == 127 || top >= 224
+}
+
 #[inline]
 fn secs(now_ns: u64) -> u32 {
     (now_ns / 1_000_000_000) as u32
@@ -236,6 +245,9 @@ impl Nat {
         if !self.internal(pkt.tuple.src) {
             return Err(NatDrop::BadSource);
         }
+        if martian(pkt.tuple.dst) {
+            return Err(NatDrop::BadDestination);
+        }
         match pkt.kind {
             Kind::LaterFragment => return self.follow_fragment(frame, &pkt, now_s),
             Kind::IcmpError => return self.icmp_error(frame, &pkt, now_s, false),
@@ -277,7 +289,7 @@ impl Nat {
         if pkt.tuple.dst != self.ext {
             return Err(NatDrop::NoMapping);
         }
-        if self.internal(pkt.tuple.src) {
+        if self.internal(pkt.tuple.src) || martian(pkt.tuple.src) {
             return Err(NatDrop::BadSource);
         }
         match pkt.kind {

@@ -531,6 +531,26 @@ fn a_source_outside_the_network_is_dropped_both_ways() {
 }
 
 #[test]
+fn multicast_broadcast_and_loopback_are_never_translated() {
+    let mut nat = Nat::new(cfg());
+    for dst in [
+        [224, 0, 0, 251],
+        [255, 255, 255, 255],
+        [127, 0, 0, 1],
+        [0, 1, 2, 3],
+    ] {
+        let mut f = udp(WEB, 5353, dst, 5353);
+        assert_eq!(
+            out(&mut nat, &mut f, 0),
+            Verdict::Drop(NatDrop::BadDestination)
+        );
+        let mut g = udp(dst, 5353, EXT, 5353);
+        assert_eq!(inb(&mut nat, &mut g, 0), Verdict::Drop(NatDrop::BadSource));
+    }
+    assert!(nat.is_empty());
+}
+
+#[test]
 fn a_udp_flow_expires_after_its_timeout_and_its_port_is_reused() {
     let mut c = cfg();
     c.port_range = (50000, 50000);
@@ -836,7 +856,7 @@ mod props {
             ttl in any::<u8>(),
             zero_udp in any::<bool>(),
         ) {
-            prop_assume!(far[0] != 172 && far != EXT);
+            prop_assume!(far[0] != 172 && far[0] != 0 && far[0] != 127 && far[0] < 224 && far != EXT);
             let mut nat = Nat::new(cfg());
             let mut f = frame_of(kind, [172, 30, 0, host], sport, far, dport, &payload);
             f[22] = ttl;
