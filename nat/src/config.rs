@@ -62,7 +62,9 @@ pub struct Timeouts {
     pub udp: u32,
     /// UDP seen in both directions (`udp_timeout_stream`, 120).
     pub udp_stream: u32,
-    /// ICMP echo (`icmp_timeout`, 30).
+    /// ICMP echo (`icmp_timeout`, 30). RFC 5508 asks ICMP query
+    /// sessions to last at least 60 s; Linux's 30 s default (and the
+    /// `[nat]` default) is shorter.
     pub icmp: u32,
 }
 

@@ -55,6 +55,8 @@ pub(crate) const F_SNAT_PORT: u8 = 1;
 pub(crate) const F_HAIRPIN: u8 = 2;
 /// The first FIN came from the reply side.
 pub(crate) const F_CLOSER_REPLY: u8 = 4;
+/// A connection from outside to a mapped port.
+pub(crate) const F_DNAT: u8 = 8;
 
 /// One connection. `tuples[Orig]` is the first packet's tuple as it
 /// arrived, `tuples[Reply]` the tuple its answers arrive with. A packet
@@ -217,6 +219,23 @@ impl ConnTrack {
             }
         }
         removed
+    }
+
+    /// Removes every entry `keep` refuses, handing each to `gone`. A full
+    /// pass: for reloads, never on the packet path.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool, mut gone: impl FnMut(Entry)) {
+        for idx in 0..self.entries.len() as u32 {
+            let e = &self.entries[idx as usize];
+            if e.proto != 0 && !keep(e) {
+                gone(self.remove(idx));
+            }
+        }
+    }
+
+    /// A new bound; live entries above it stay (never evicted), new ones
+    /// are refused until they drain.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
     }
 
     /// Heap bytes held now (slab, free list, index).

@@ -72,7 +72,7 @@ impl FragTable {
             live: true,
             new_src,
             new_dst,
-            expires_s: now_s + TTL_S,
+            expires_s: now_s.saturating_add(TTL_S),
         };
     }
 

@@ -1,26 +1,20 @@
-//! ICMP errors about translated flows (RFC 5508 section 4).
+//! ICMP errors about translated flows (RFC 5508 section 4, "ICMP Error
+//! Packet Handling").
 //!
-//! RFC 5508 section 4.1, REQ-3: "When an ICMP Error packet is received,
-//! if the ICMP checksum fails to validate, the NAT SHOULD silently drop
-//! the ICMP Error packet. If the ICMP checksum is valid, do the
-//! following: a) Revert the IP and transport headers of the embedded IP
-//! packet to their original form, using the matching mapping; and b)
-//! Leave the ICMP Error type and code unchanged; and c) If the NAT
-//! enforces Basic NAT function ..., the NAT MUST translate the source IP
-//! address of the ICMP Error packet with its public IP address." (Here: the
-//! destination of the outer packet is translated back to the flow's
-//! sender; an error sent by a container goes out from the external
-//! address.)
+//! RFC 5508 section 4, REQ-3 (its translation steps): "a) Revert the IP
+//! and transport headers of the embedded IP packet to their original
+//! form, using the matching mapping; and b) Leave the ICMP Error type and
+//! code unchanged". The outer header is translated too: its destination
+//! becomes the flow's sender, and an error that a container sends leaves
+//! from the external address.
 //!
-//! RFC 5508 section 7, REQ-10: "NAT devices enforcing Basic NAT ... MUST
-//! support the traversal of 'Packet Too Big' ICMP error messages ... " so
-//! path MTU discovery works: fragmentation-needed (type 3 code 4) is one
-//! of the translated types and its next-hop MTU field is left alone.
+//! Path MTU discovery depends on this: fragmentation-needed (type 3 code
+//! 4) is one of the translated types and its next-hop MTU is left alone.
 //!
-//! The checksum is updated incrementally like every other rewrite, so an
-//! error whose checksum was bad stays bad (and its receiver drops it)
-//! rather than being validated here: that keeps this path free of a sum
-//! over the quoted bytes.
+//! REQ-3 also says an error whose ICMP checksum fails SHOULD be dropped.
+//! Here the checksum is updated incrementally like every other rewrite,
+//! so a bad one stays bad and the receiver drops it; that keeps this path
+//! free of a sum over the quoted bytes.
 
 use pmd::wire::checksum::Delta;
 use pmd::wire::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};

@@ -14,8 +14,31 @@
 //! translate IPv6. One [`Nat`] per NAT network, owned by the PMD thread
 //! that polls the network's endpoints and uplink, so nothing is locked.
 //!
-//! Called by `switch` (its pipeline hands it the frames that cross the
-//! network's gateway); tested and benchmarked without I/O.
+//! Called by `switch`; tested and benchmarked without I/O. What the
+//! switch does around it, per NAT network:
+//! - build a [`NatConfig`] from `[nat]`, the network and its
+//!   `[[port_mapping]]`s (mapped endpoints resolved to addresses) and keep
+//!   one [`Nat`] on the PMD thread that owns the network and its uplink;
+//! - after `pmd::meta::parse` (and padding trim), hand to
+//!   [`Nat::outbound`] every IPv4 frame from an endpoint addressed to the
+//!   gateway MAC that the gateway itself does not answer (ARP, echo to
+//!   the gateway address): destinations outside the subnet, the external
+//!   address (hairpin), and the gateway address (replies of a container
+//!   that reached its own mapped port);
+//! - hand to [`Nat::inbound`] every IPv4 frame from the uplink addressed
+//!   to the external address that is not the switch's own (ARP, echo to
+//!   the uplink address, VXLAN);
+//! - while [`Nat::has_hairpin_flows`], offer IPv4 frames between two
+//!   endpoints of the network to [`Nat::hairpin_reply`] before switching
+//!   them (`None`: switch as usual);
+//! - pass `L4Csum::from_offload(&frame.offload)`: a TAP frame with
+//!   `needs_csum` carries a pseudo-header seed, not a checksum
+//!   ([`L4Csum`] states the rule), and keeps `needs_csum` afterwards;
+//! - act on the [`Verdict`]: `ToUplink` gets the uplink MAC as source and
+//!   the next hop's MAC (ARP on the uplink); `ToInternal { dst }` gets the
+//!   gateway MAC as source and `dst`'s MAC; `Drop` is already counted in
+//!   [`NatCounters`] (read through [`Nat::counters`]);
+//! - call [`Nat::sweep`] from housekeeping with a small budget.
 //!
 //! Behaviour in brief (the modules quote the RFC sections they implement):
 //! - mappings are endpoint-independent (RFC 4787 REQ-1), filtering is
@@ -27,7 +50,8 @@
 //!   expired entry found by a lookup is removed) plus an incremental
 //!   sweep with a per-call budget ([`Nat::sweep`]), never a full scan;
 //! - later fragments follow their first fragment through a small table,
-//!   or are dropped as `FragmentUnknown` ([`frag`](crate) module docs).
+//!   or are dropped as `FragmentUnknown` when that table has no entry
+//!   (out of order, evicted, or older than 30 s): no reassembly, no queue.
 
 mod config;
 mod conntrack;

@@ -7,7 +7,7 @@ use hashbrown::HashMap;
 use pmd::meta::PacketMeta;
 
 use crate::config::{NatConfig, Timeouts};
-use crate::conntrack::{ConnTrack, Entry, Tuple, F_CLOSER_REPLY, F_HAIRPIN, F_SNAT_PORT};
+use crate::conntrack::{ConnTrack, Entry, Tuple, F_CLOSER_REPLY, F_DNAT, F_HAIRPIN, F_SNAT_PORT};
 use crate::frag::FragTable;
 use crate::icmp_error::{parse_quoted, rewrite_error};
 use crate::packet::{Kind, Pkt};
@@ -22,6 +22,15 @@ const SWEEP_PER_NEW_FLOW: usize = 4;
 /// Slots swept to reclaim room when the table or the port range is full.
 const RECLAIM_BUDGET: usize = 256;
 
+/// 0.0.0.0/8, 127.0.0.0/8 and 224.0.0.0/3 (multicast, reserved,
+/// broadcast): never translated (RFC 1122 section 3.2.1.3 forbids
+/// forwarding most of them; multicast stays on the network's L2).
+#[inline]
+fn martian(a: u32) -> bool {
+    let top = a >> 24;
+    top == 0 || top == 127 || top >= 224
+}
+
 #[inline]
 fn secs(now_ns: u64) -> u32 {
     (now_ns / 1_000_000_000) as u32
@@ -35,6 +44,7 @@ pub struct Nat {
     net: u32,
     mask: u32,
     gw: u32,
+    port_range: (u16, u16),
     timeouts: Timeouts,
     /// (protocol, host port) -> (endpoint address, endpoint port).
     mappings: HashMap<(u8, u16), (u32, u16)>,
@@ -75,6 +85,7 @@ impl Nat {
             net: u32::from(cfg.internal.network()),
             mask: u32::from(cfg.internal.netmask()),
             gw: u32::from(cfg.gateway_ip),
+            port_range: cfg.port_range,
             timeouts: cfg.timeouts,
             mappings,
             ct: ConnTrack::new(cfg.max_entries as usize),
@@ -83,6 +94,64 @@ impl Nat {
             hairpins: 0,
             counters: Arc::new(NatCounters::default()),
         }
+    }
+
+    /// Applies a reloaded config (DESIGN.md: "Flows of a removed endpoint
+    /// or mapping are dropped; all others go on untouched").
+    ///
+    /// While the external address, the subnet, the gateway and the port
+    /// range stay, the table is kept: timeouts and `max_entries` apply
+    /// from now on (a smaller bound evicts nothing, it refuses new flows
+    /// until the table drains), and the connections of a mapping that is
+    /// gone or points elsewhere are removed, in one pass over the table
+    /// (reload work, not packet work). A new host port that an internal
+    /// endpoint holds for SNAT stays with it until its connections end.
+    /// When any of the four changed, every translation is stale and the
+    /// table starts empty. Returns true when connections were kept.
+    pub fn reconfigure(&mut self, cfg: NatConfig) -> bool {
+        let same = u32::from(cfg.external_ip) == self.ext
+            && u32::from(cfg.internal.network()) == self.net
+            && u32::from(cfg.internal.netmask()) == self.mask
+            && u32::from(cfg.gateway_ip) == self.gw
+            && cfg.port_range == self.port_range;
+        if !same {
+            let counters = Arc::clone(&self.counters);
+            counters.flows_removed.add(self.ct.len() as u64);
+            *self = Nat::new(cfg);
+            self.counters = counters;
+            return false;
+        }
+        self.timeouts = cfg.timeouts;
+        self.ct.set_max(cfg.max_entries as usize);
+        self.ports.clear_reserved();
+        self.mappings.clear();
+        for m in &cfg.mappings {
+            self.ports.reserve(m.proto.number(), m.host_port);
+            self.mappings.insert(
+                (m.proto.number(), m.host_port),
+                (u32::from(m.internal_ip), m.internal_port),
+            );
+        }
+        let Nat {
+            ct,
+            ports,
+            counters,
+            hairpins,
+            mappings,
+            ..
+        } = self;
+        ct.retain(
+            |e| {
+                let (o, r) = (
+                    e.tuples[Side::Orig as usize],
+                    e.tuples[Side::Reply as usize],
+                );
+                e.flags & (F_DNAT | F_HAIRPIN) == 0
+                    || mappings.get(&(e.proto, o.dport)) == Some(&(r.src, r.sport))
+            },
+            |e| release(ports, counters, hairpins, &e),
+        );
+        true
     }
 
     /// The counters; clone the `Arc` for the stats side.
@@ -176,6 +245,9 @@ impl Nat {
         if !self.internal(pkt.tuple.src) {
             return Err(NatDrop::BadSource);
         }
+        if martian(pkt.tuple.dst) {
+            return Err(NatDrop::BadDestination);
+        }
         match pkt.kind {
             Kind::LaterFragment => return self.follow_fragment(frame, &pkt, now_s),
             Kind::IcmpError => return self.icmp_error(frame, &pkt, now_s, false),
@@ -217,7 +289,7 @@ impl Nat {
         if pkt.tuple.dst != self.ext {
             return Err(NatDrop::NoMapping);
         }
-        if self.internal(pkt.tuple.src) {
+        if self.internal(pkt.tuple.src) || martian(pkt.tuple.src) {
             return Err(NatDrop::BadSource);
         }
         match pkt.kind {
@@ -273,10 +345,16 @@ impl Nat {
         Some(self.apply(frame, &pkt, idx, side, csum, now_s))
     }
 
-    /// Removes up to `budget` slab slots' worth of expired connections
-    /// (call it from housekeeping; a few thousand per call keeps a
-    /// million-entry table swept every few seconds). Returns the number
-    /// removed.
+    /// Visits up to `budget` slab slots and removes the expired
+    /// connections among them (the incremental half of lazy expiry; call
+    /// it from housekeeping). Returns the number removed.
+    ///
+    /// Measured (bench `nat_sweep`, 1M-entry table, 2-core VM): visiting a
+    /// live slot costs about 1.1 ns, removing an expired connection about
+    /// 530 ns (a few cache misses: both index slots and the port mapping).
+    /// A budget of 256 bounds a call to about 140 us even when everything
+    /// expires at once, and at one call per millisecond visits a million
+    /// slots every 4 s.
     pub fn sweep(&mut self, now_ns: u64, budget: usize) -> usize {
         self.sweep_s(secs(now_ns), budget)
     }
@@ -322,7 +400,7 @@ impl Nat {
             // answer itself; like Docker, it sees the gateway instead.
             //
             // RFC 4787 section 6, REQ-9: "A NAT MUST support 'Hairpinning'."
-            // RFC 5382 section 5, REQ-8 says the same for TCP.
+            // RFC 5382 asks the same of TCP.
             let &(ip, port) = self
                 .mappings
                 .get(&(pkt.proto, t.dport))
@@ -365,11 +443,12 @@ impl Nat {
     fn open_inbound(&mut self, pkt: &Pkt, now_s: u32) -> Result<(u32, Side), NatDrop> {
         let t = pkt.tuple;
         // Address-and-port-dependent filtering, as Linux does: only mapped
-        // ports accept new connections from outside. RFC 4787 section 5,
-        // REQ-8 recommends endpoint-independent filtering for application
-        // transparency and address-dependent filtering "if a more
-        // stringent filtering behavior is most important"; this NAT is the
-        // stricter kind, like the Docker hosts it stands in for.
+        // ports accept new connections from outside; an SNAT port answers
+        // only the remote ip:port it was opened for. RFC 4787 section 5,
+        // REQ-8 recommends endpoint-independent filtering when application
+        // transparency matters most and address-dependent filtering when
+        // stringency does; this is stricter still (one below both
+        // recommendations), like the Docker hosts it stands in for.
         let &(ip, port) = match pkt.kind {
             Kind::Tcp(_) | Kind::Udp => self.mappings.get(&(pkt.proto, t.dport)),
             _ => None,
@@ -387,7 +466,7 @@ impl Nat {
             dst: t.src,
             dport: t.sport,
         };
-        self.open(pkt, reply, 0, now_s)
+        self.open(pkt, reply, F_DNAT, now_s)
     }
 
     fn make_room(&mut self, now_s: u32) -> Result<(), NatDrop> {
@@ -422,7 +501,7 @@ impl Nat {
         };
         let idx = self.ct.insert(Entry {
             tuples: [pkt.tuple, reply],
-            expires_s: now_s + timeout.max(1),
+            expires_s: now_s.saturating_add(timeout.max(1)),
             proto: pkt.proto,
             state,
             flags,
@@ -468,7 +547,7 @@ impl Nat {
             }
             _ => t.icmp,
         };
-        e.expires_s = now_s + timeout.max(1);
+        e.expires_s = now_s.saturating_add(timeout.max(1));
         let new = e.tuples[side.other() as usize].inverted();
         let hairpin = e.flags & F_HAIRPIN != 0;
         rewrite(frame, pkt, &new, csum);

@@ -5,16 +5,17 @@
 //! Mapping' behavior." An internal `ip:port` keeps one external port for
 //! every destination while any of its connections lives; the mapping is
 //! counted by references and the port returns to the pool with the last
-//! connection. RFC 5382 section 4 (REQ-1) asks the same of TCP.
+//! connection. RFC 5382 section 4.1, REQ-1: "A NAT MUST have an
+//! 'Endpoint-Independent Mapping' behavior for TCP."
 //!
-//! RFC 4787 section 4.2.1, REQ-4: "A NAT MUST NOT have a 'Port assignment'
+//! RFC 4787 section 4.2.1, REQ-3: "A NAT MUST NOT have a 'Port assignment'
 //! behavior of 'Port overloading'." One external port belongs to one
 //! internal endpoint, so the range bounds the number of distinct internal
 //! endpoints per protocol, not the number of connections.
 //!
-//! RFC 4787 section 4.2.1, REQ-3 leaves port preservation optional; like
-//! Linux, the internal port is kept when it is in the range and free,
-//! otherwise the next free port from a rotating cursor is taken.
+//! Port preservation is optional in RFC 4787 (section 4.2.1); like Linux,
+//! the internal port is kept when it is in the range and free, otherwise
+//! the next free port from a rotating cursor is taken.
 
 use hashbrown::HashMap;
 
@@ -30,8 +31,10 @@ struct Mapping {
 pub(crate) struct PortAllocator {
     lo: u16,
     hi: u16,
-    /// Bit set = port taken (by a mapping or reserved for a host port).
+    /// Bit set = port held by a mapping (bits past the range always set).
     used: [Vec<u64>; 3],
+    /// Bit set = a mapped host port, never handed out.
+    reserved: [Vec<u64>; 3],
     cursor: [u32; 3],
     mappings: HashMap<(u8, u32, u16), Mapping>,
 }
@@ -58,6 +61,7 @@ impl PortAllocator {
             lo,
             hi,
             used: [bits.clone(), bits.clone(), bits],
+            reserved: [vec![0; words], vec![0; words], vec![0; words]],
             cursor: [0; 3],
             mappings: HashMap::new(),
         }
@@ -69,11 +73,24 @@ impl PortAllocator {
             .then(|| (port - self.lo) as usize)
     }
 
-    /// Takes a mapped host port out of the SNAT range for good.
+    /// Takes a mapped host port out of the SNAT range (until
+    /// [`PortAllocator::clear_reserved`]). An endpoint that holds it
+    /// already keeps it until its connections end.
     pub fn reserve(&mut self, proto: u8, port: u16) {
         if let Some(b) = self.bit(port) {
-            self.used[slot(proto)][b / 64] |= 1 << (b % 64);
+            self.reserved[slot(proto)][b / 64] |= 1 << (b % 64);
         }
+    }
+
+    /// Forgets every reserved host port (a reload reserves the new set).
+    pub fn clear_reserved(&mut self) {
+        for r in &mut self.reserved {
+            r.fill(0);
+        }
+    }
+
+    fn taken(&self, s: usize, w: usize) -> u64 {
+        self.used[s][w] | self.reserved[s][w]
     }
 
     /// The external port of `ip:port`: the existing mapping (one more
@@ -85,7 +102,7 @@ impl PortAllocator {
         }
         let s = slot(proto);
         let b = match self.bit(port) {
-            Some(b) if self.used[s][b / 64] & (1 << (b % 64)) == 0 => b,
+            Some(b) if self.taken(s, b / 64) & (1 << (b % 64)) == 0 => b,
             _ => self.next_free(s)?,
         };
         self.used[s][b / 64] |= 1 << (b % 64);
@@ -96,13 +113,13 @@ impl PortAllocator {
     }
 
     fn next_free(&mut self, s: usize) -> Option<usize> {
-        let words = &self.used[s];
-        let n = words.len();
+        let n = self.used[s].len();
         let start = self.cursor[s] as usize % n;
         for k in 0..n {
             let w = (start + k) % n;
-            if words[w] != u64::MAX {
-                let b = w * 64 + (!words[w]).trailing_zeros() as usize;
+            let word = self.taken(s, w);
+            if word != u64::MAX {
+                let b = w * 64 + (!word).trailing_zeros() as usize;
                 self.cursor[s] = w as u32;
                 return Some(b);
             }
@@ -166,5 +183,16 @@ mod tests {
             Some(1000),
             "protocols have their own ports"
         );
+    }
+
+    #[test]
+    fn a_released_port_that_became_reserved_stays_reserved() {
+        let mut p = PortAllocator::new(1000, 1001);
+        assert_eq!(p.acquire(6, 1, 1000), Some(1000));
+        p.reserve(6, 1000);
+        p.release(6, 1, 1000);
+        assert_eq!(p.acquire(6, 2, 1000), Some(1001));
+        p.clear_reserved();
+        assert_eq!(p.acquire(6, 3, 1000), Some(1000));
     }
 }

@@ -1,6 +1,6 @@
 //! Flow states as pure `match` functions `(state, side, header) -> state`,
 //! one per protocol, and the idle timeout of each state. No I/O, no table:
-//! [`crate::conntrack`] stores the result.
+//! the connection table stores the result.
 //!
 //! The TCP machine follows Linux's `nf_conntrack_proto_tcp` states (without
 //! its sequence-window checks): a NAT needs to know how long to keep a
@@ -85,8 +85,11 @@ impl TcpFlags {
     }
 
     /// A segment that may open a connection: SYN alone (no ACK, RST, FIN).
-    /// A NAT creates TCP state only from one (RFC 5382 section 5: an
-    /// unsolicited non-SYN segment is not a new connection).
+    /// NAT creates TCP state only from one, like Linux with
+    /// `nf_conntrack_tcp_loose = 0` (Linux's default, 1, also picks up
+    /// flows mid-stream; here a flow whose state was lost is reset by its
+    /// ends instead). Simultaneous open still works: an internal SYN
+    /// creates the mapping, the external SYN then matches its reply side.
     pub fn opens(self) -> bool {
         self.0 & (Self::SYN | Self::ACK | Self::RST | Self::FIN) == Self::SYN
     }
@@ -142,9 +145,10 @@ pub fn tcp_timeout(state: TcpState, t: &Timeouts) -> u32 {
 ///
 /// RFC 4787 section 4.3, REQ-5: "A NAT UDP mapping timer MUST NOT expire
 /// in less than two minutes, unless REQ-5a applies" (5a: ports 0-1023).
-/// The default stream timeout is 120 s; the 30 s unreplied default is
-/// Linux's and applies only before any reply, i.e. to a mapping nobody
-/// has answered yet.
+/// The default stream timeout is 120 s. The 30 s unreplied default is
+/// Linux's (and the `[nat]` default) and falls short of REQ-5 for a
+/// mapping nobody has answered yet; configure `udp = 120` for strict
+/// compliance.
 pub fn udp_timeout(replied: bool, t: &Timeouts) -> u32 {
     if replied {
         t.udp_stream

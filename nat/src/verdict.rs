@@ -58,11 +58,14 @@ pub enum NatDrop {
     BadSource,
     /// The translated tuple of a new flow is already a live connection's.
     TupleInUse,
+    /// A destination no NAT forwards: 0.0.0.0/8, 127.0.0.0/8, multicast,
+    /// reserved or broadcast (224.0.0.0/3).
+    BadDestination,
 }
 
 impl NatDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     /// Every reason, in counter order.
     pub const ALL: [NatDrop; Self::COUNT] = [
         NatDrop::TableFull,
@@ -75,6 +78,7 @@ impl NatDrop {
         NatDrop::Unsupported,
         NatDrop::BadSource,
         NatDrop::TupleInUse,
+        NatDrop::BadDestination,
     ];
 
     /// A short name for stats output.
@@ -90,6 +94,7 @@ impl NatDrop {
             NatDrop::Unsupported => "unsupported",
             NatDrop::BadSource => "bad_source",
             NatDrop::TupleInUse => "tuple_in_use",
+            NatDrop::BadDestination => "bad_destination",
         }
     }
 }
