@@ -198,13 +198,15 @@ fn outbound_tcp_udp_and_ping_leave_from_the_uplink_address() {
         .lines()
         .find(|l| l.trim_start().starts_with("nat front"))
         .unwrap();
+    // "out" counts frames before segmentation: uploads leave the TAP as
+    // 64 KB TSO frames, so they are few.
     let words: Vec<&str> = line.split_whitespace().collect();
     let after = |w: &str| -> u64 {
         let i = words.iter().position(|x| *x == w).unwrap();
         words[i + 1].parse().unwrap()
     };
     assert!(
-        after("out") > 1000 && after("in") > 1000,
+        after("out") > 100 && after("in") > 1000,
         "NAT counted translations: {line}"
     );
 }
