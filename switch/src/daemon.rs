@@ -13,6 +13,7 @@ use pmd::thread::{PollMode, ThreadReport};
 use pmd::{Pool, PoolConfig, Port, PortId};
 
 use crate::config::{Attach, Config, NetworkMode, PollCfg, PortKind, Protocol};
+use crate::cluster::ClusterSync;
 use crate::dataplane::{Dataplane, ThreadSpec};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::SwitchSettings;
@@ -22,6 +23,7 @@ use nat::{NatConfig, PortMapping, Proto, Timeouts};
 /// A running switch.
 pub struct Switch {
     dataplane: Dataplane,
+    cluster: Option<ClusterSync>,
 }
 
 /// What a port will be, decided before anything is created.
@@ -326,7 +328,16 @@ impl Switch {
         let nats = nat_configs(cfg, &topo);
         let dataplane = Dataplane::start_with_nat(topo, settings, specs, nats)
             .context("starting PMD threads")?;
-        Ok(Switch { dataplane })
+        let cluster = match &cfg.cluster {
+            Some(c) => Some(ClusterSync::start(
+                cfg,
+                c,
+                dataplane.topology(),
+                dataplane.control_handle(),
+            )?),
+            None => None,
+        };
+        Ok(Switch { dataplane, cluster })
     }
 
     /// The running data plane (counters, FDB).
@@ -334,8 +345,13 @@ impl Switch {
         &self.dataplane
     }
 
-    /// Stops the threads; ports close (TAPs vanish, XDP links detach).
+    /// Leaves the cluster (other hosts drop this host's endpoints at
+    /// once), then stops the threads; ports close (TAPs vanish, XDP links
+    /// detach).
     pub fn stop(self) -> Vec<ThreadReport> {
+        if let Some(c) = self.cluster {
+            c.stop();
+        }
         self.dataplane.stop()
     }
 }

@@ -28,6 +28,22 @@ pub struct ThreadSpec {
     pub ports: Vec<(PortId, Box<dyn Port>)>,
 }
 
+/// A handle to send control messages to every PMD thread from any thread
+/// (they are applied between bursts, within `max_sleep_ms` when idle).
+#[derive(Clone)]
+pub struct ControlHandle {
+    controls: Vec<Sender<Control>>,
+}
+
+impl ControlHandle {
+    /// Sends one message per thread.
+    pub fn send_all(&self, make: impl Fn() -> Control) {
+        for c in &self.controls {
+            let _ = c.send(make());
+        }
+    }
+}
+
 /// Running PMD threads and the control side's handles on them.
 pub struct Dataplane {
     engine: Engine,
@@ -153,6 +169,13 @@ impl Dataplane {
     /// Overlay counters of each uplink, by `UplinkId`.
     pub fn overlay_stats(&self) -> &[Arc<OverlayCounters>] {
         &self.overlay_counters
+    }
+
+    /// A handle for other control threads (the cluster store).
+    pub fn control_handle(&self) -> ControlHandle {
+        ControlHandle {
+            controls: self.controls.clone(),
+        }
     }
 
     /// Sends a control message to every PMD thread and wakes them.
