@@ -104,6 +104,8 @@ pub(super) struct Worker {
     sink: ViewSink,
     /// The session reached its watch (for the backoff reset).
     synced: bool,
+    /// A session failed since the last synchronisation (for the log).
+    outage: bool,
 }
 
 enum Outcome {
@@ -120,6 +122,7 @@ impl Worker {
             client: None,
             sink,
             synced: false,
+            outage: false,
         }
     }
 
@@ -134,6 +137,7 @@ impl Worker {
         mut stop: oneshot::Receiver<Stop>,
     ) -> Result<(), ClusterError> {
         let mut backoff = BACKOFF_MIN;
+        let mut failing = false;
         loop {
             self.synced = false;
             let outcome = tokio::select! {
@@ -146,11 +150,21 @@ impl Worker {
                 Outcome::Ended(e) => {
                     if self.synced {
                         backoff = BACKOFF_MIN;
+                        failing = false;
                     }
-                    tracing::warn!(
-                        "cluster: etcd {:?}: {e}; keeping the last view, retrying in {backoff:?}",
-                        self.cfg.endpoints
-                    );
+                    // Once per outage at warn level, each retry at debug.
+                    if failing {
+                        tracing::debug!(
+                            "cluster: etcd still unreachable: {e}; retrying in {backoff:?}"
+                        );
+                    } else {
+                        tracing::warn!(
+                            "cluster: etcd {:?}: {e}; keeping the last view, retrying every {BACKOFF_MAX:?} at most",
+                            self.cfg.endpoints
+                        );
+                    }
+                    failing = true;
+                    self.outage = true;
                 }
             }
             tokio::select! {
@@ -285,7 +299,12 @@ impl Worker {
             timed("lease keep-alive", client.lease_keep_alive(lease)).await?;
         self.synced = true;
         tracing::info!(
-            "cluster: synchronised at revision {revision}: {} local, {} remote endpoints",
+            "cluster: {} at revision {revision}: {} local, {} remote endpoints",
+            if std::mem::take(&mut self.outage) {
+                "etcd reachable again, resynchronised"
+            } else {
+                "synchronised"
+            },
             published.len(),
             remote.len()
         );
