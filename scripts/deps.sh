@@ -3,7 +3,8 @@
 # Idempotent: packages already present are skipped quickly.
 set -euo pipefail
 pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config m4 make libbpf-dev
-      iproute2 iputils-ping iperf3 ethtool util-linux procps)
+      iproute2 iputils-ping iperf3 ethtool util-linux procps
+      etcd-server protobuf-compiler)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

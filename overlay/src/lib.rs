@@ -13,7 +13,8 @@
 //! `now_ns`); no underlay routing or ARP for the next hop (the switch
 //! resolves the outer destination MAC with the NAT issue's neighbour code);
 //! no cloning for head-end replication (it returns the list of VTEPs, the
-//! switch clones); no IPv6 underlay; no cluster store yet ([`cluster`]).
+//! switch clones); no IPv6 underlay. [`cluster`] is the exception to "no threads": the
+//! optional etcd client runs on its own thread, off the data path.
 //!
 //! Who calls it: `switch`'s pipeline, per frame on an overlay network or
 //! per VXLAN packet received on the uplink; `bench` for microbenchmarks.

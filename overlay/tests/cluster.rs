@@ -1,0 +1,410 @@
+//! The cluster client against a real etcd (Debian's `etcd-server`) on
+//! loopback: its own data dir, free ports, stopped by PID. Skipped (with a
+//! message) when `etcd` is not installed. Root is not needed.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use overlay::cluster::{ClusterClient, ClusterSettings, ClusterView, Published};
+use pmd::wire::MacAddr;
+
+/// One etcd server on 127.0.0.1.
+struct Etcd {
+    child: Option<Child>,
+    base: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free port on 127.0.0.1")
+}
+
+fn etcd_installed() -> bool {
+    let ok = Command::new("etcd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        println!("SKIPPED: etcd not installed (apt-get install etcd-server)");
+    }
+    ok
+}
+
+impl Etcd {
+    /// Ports and a data dir, not started yet.
+    fn prepare() -> Etcd {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let base = std::env::temp_dir().join(format!(
+            "podswitch-etcd-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).expect("create the etcd test dir");
+        let client_port = free_port();
+        let mut peer_port = free_port();
+        while peer_port == client_port {
+            peer_port = free_port();
+        }
+        Etcd {
+            child: None,
+            base,
+            client_port,
+            peer_port,
+        }
+    }
+
+    fn start() -> Etcd {
+        let mut e = Etcd::prepare();
+        e.run();
+        e
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Starts (or restarts, same data dir and ports) and waits until it
+    /// answers /health.
+    fn run(&mut self) {
+        assert!(self.child.is_none(), "etcd already running");
+        let client = self.url();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.base.join("etcd.log"))
+            .expect("open etcd.log");
+        let child = Command::new("etcd")
+            .args(["--name", "default"])
+            .arg("--data-dir")
+            .arg(self.base.join("data"))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("default={peer}")])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if self.healthy() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "etcd exited ({status}); see {}",
+                    self.base.join("etcd.log").display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not become healthy in 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.client_port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        if s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.contains("\"health\":\"true\"")
+    }
+
+    /// Stops it by PID: SIGTERM, then SIGKILL after 3 s.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("overlay=info")
+        .try_init();
+}
+
+fn settings(etcd: &Etcd, host: u8, lease_secs: u32) -> ClusterSettings {
+    ClusterSettings {
+        endpoints: vec![etcd.url()],
+        prefix: "/podswitch".into(),
+        lease_secs,
+        host_id: format!("host-{host}"),
+    }
+}
+
+/// Endpoint `n` of host `host`: 172.30.<host>.<n> on "front" (VNI 4242).
+fn ep(host: u8, n: u8) -> Published {
+    Published {
+        network: "front".into(),
+        vni: 4242,
+        ip: Ipv4Addr::new(172, 30, host, n),
+        mac: MacAddr([2, 0, 0, 0, host, n]),
+        vtep: Ipv4Addr::new(10, 99, 0, host),
+    }
+}
+
+fn ips(v: &ClusterView) -> Vec<Ipv4Addr> {
+    v.endpoints.iter().map(|r| r.ip).collect()
+}
+
+/// Receives views until one has exactly `want` (sorted) IPs; returns the
+/// time it took and every view seen on the way.
+fn wait_for(
+    c: &ClusterClient,
+    want: &[Ipv4Addr],
+    within: Duration,
+    who: &str,
+) -> (Duration, Vec<ClusterView>) {
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let left = within.saturating_sub(t0.elapsed());
+        match c.views().recv_timeout(left) {
+            Ok(v) => {
+                let done = ips(&v) == want;
+                seen.push(v);
+                if done {
+                    return (t0.elapsed(), seen);
+                }
+            }
+            Err(_) => panic!(
+                "{who}: no view with {want:?} within {within:?}; views seen: {:?}",
+                seen.iter().map(ips).collect::<Vec<_>>()
+            ),
+        }
+    }
+}
+
+fn ip(host: u8, n: u8) -> Ipv4Addr {
+    ep(host, n).ip
+}
+
+#[test]
+fn three_hosts_see_each_other_and_a_stopped_host_goes_at_once() {
+    if !etcd_installed() {
+        return;
+    }
+    logs();
+    let t = Instant::now();
+    let etcd = Etcd::start();
+    let a = ClusterClient::start(settings(&etcd, 1, 10), vec![ep(1, 1)]).unwrap();
+    let b = ClusterClient::start(settings(&etcd, 2, 10), vec![ep(2, 1)]).unwrap();
+    let c = ClusterClient::start(settings(&etcd, 3, 10), vec![ep(3, 1)]).unwrap();
+
+    let (ta, _) = wait_for(&a, &[ip(2, 1), ip(3, 1)], Duration::from_secs(3), "A");
+    let (tb, _) = wait_for(&b, &[ip(1, 1), ip(3, 1)], Duration::from_secs(3), "B");
+    let (tc, seen) = wait_for(&c, &[ip(1, 1), ip(2, 1)], Duration::from_secs(3), "C");
+    println!("all three see each other: A {ta:?}, B {tb:?}, C {tc:?}");
+    let r = &seen.last().unwrap().endpoints[0];
+    assert_eq!(
+        (r.network.as_str(), r.vni, r.mac, r.vtep, r.host.as_str()),
+        ("front", 4242, ep(1, 1).mac, ep(1, 1).vtep, "host-1")
+    );
+
+    // A clean stop revokes the lease: gone from A and C at once.
+    let t0 = Instant::now();
+    b.stop().expect("B stops and revokes its lease");
+    let stop_time = t0.elapsed();
+    let (ta, _) = wait_for(&a, &[ip(3, 1)], Duration::from_secs(1), "A after B stopped");
+    let (tc, _) = wait_for(&c, &[ip(1, 1)], Duration::from_secs(1), "C after B stopped");
+    println!("B stopped in {stop_time:?}; gone from A in {ta:?}, from C in {tc:?}");
+
+    // A reload on A: one endpoint replaced by two.
+    a.update_local(vec![ep(1, 2), ep(1, 3)]).unwrap();
+    let (tc, _) = wait_for(
+        &c,
+        &[ip(1, 2), ip(1, 3)],
+        Duration::from_secs(2),
+        "C after A's reload",
+    );
+    println!("A's reload seen by C in {tc:?}");
+
+    a.stop().unwrap();
+    c.stop().unwrap();
+    println!("test took {:?}", t.elapsed());
+}
+
+#[test]
+fn an_abandoned_host_goes_when_its_lease_expires() {
+    if !etcd_installed() {
+        return;
+    }
+    logs();
+    let t = Instant::now();
+    let etcd = Etcd::start();
+    let a = ClusterClient::start(settings(&etcd, 1, 2), vec![ep(1, 1)]).unwrap();
+    let b = ClusterClient::start(settings(&etcd, 2, 2), vec![ep(2, 1)]).unwrap();
+    wait_for(&a, &[ip(2, 1)], Duration::from_secs(3), "A");
+    wait_for(&b, &[ip(1, 1)], Duration::from_secs(3), "B");
+    // Let a few keep-alives pass: the lease must outlive its first TTL.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(a.views().try_iter().all(|v| ips(&v) == [ip(2, 1)]));
+
+    let t0 = Instant::now();
+    b.abandon();
+    let (gone, _) = wait_for(&a, &[], Duration::from_secs(6), "A after B died");
+    println!("B died; gone from A after {gone:?} (lease 2 s)");
+    // Not a revoke: it took about a lease time.
+    assert!(t0.elapsed() > Duration::from_millis(1000), "{gone:?}");
+    a.stop().unwrap();
+    println!("test took {:?}", t.elapsed());
+}
+
+#[test]
+fn an_etcd_outage_keeps_the_last_view_and_resynchronises() {
+    if !etcd_installed() {
+        return;
+    }
+    logs();
+    let t = Instant::now();
+    let mut etcd = Etcd::start();
+    let a = ClusterClient::start(settings(&etcd, 1, 3), vec![ep(1, 1)]).unwrap();
+    let b = ClusterClient::start(settings(&etcd, 2, 3), vec![ep(2, 1)]).unwrap();
+    let c = ClusterClient::start(settings(&etcd, 3, 3), vec![ep(3, 1)]).unwrap();
+    wait_for(&a, &[ip(2, 1), ip(3, 1)], Duration::from_secs(3), "A");
+    wait_for(&b, &[ip(1, 1), ip(3, 1)], Duration::from_secs(3), "B");
+    wait_for(&c, &[ip(1, 1), ip(2, 1)], Duration::from_secs(3), "C");
+
+    // etcd gone for longer than the lease: nothing that erases the view.
+    etcd.stop();
+    let down = Instant::now();
+    a.update_local(vec![ep(1, 1), ep(1, 2)]).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    for (who, cl) in [("A", &a), ("B", &b), ("C", &c)] {
+        let views: Vec<_> = cl.views().try_iter().collect();
+        assert!(
+            views.is_empty(),
+            "{who} got views while etcd was down: {views:?}"
+        );
+    }
+
+    // Back on the same data dir and ports: everyone resynchronises and
+    // sees A's endpoint published during the outage.
+    etcd.run();
+    println!("etcd was down {:?}", down.elapsed());
+    let back = Instant::now();
+    let (tb, seen_b) = wait_for(
+        &b,
+        &[ip(1, 1), ip(1, 2), ip(3, 1)],
+        Duration::from_secs(8),
+        "B after etcd came back",
+    );
+    let (tc, seen_c) = wait_for(
+        &c,
+        &[ip(1, 1), ip(1, 2), ip(2, 1)],
+        Duration::from_secs(8),
+        "C after etcd came back",
+    );
+    let (ta, seen_a) = wait_for(&a, &[ip(2, 1), ip(3, 1)], Duration::from_secs(8), "A");
+    println!(
+        "resynchronised {:?} after etcd restart (B {tb:?}, then C {tc:?}, A {ta:?} more)",
+        back.elapsed()
+    );
+    // No view on the way lost an endpoint that never left.
+    for v in seen_b.iter() {
+        assert!(
+            ips(v).contains(&ip(1, 1)) && ips(v).contains(&ip(3, 1)),
+            "B saw {v:?}"
+        );
+    }
+    for v in seen_c.iter() {
+        assert!(
+            ips(v).contains(&ip(1, 1)) && ips(v).contains(&ip(2, 1)),
+            "C saw {v:?}"
+        );
+    }
+    for v in seen_a.iter() {
+        assert_eq!(ips(v), [ip(2, 1), ip(3, 1)], "A saw {v:?}");
+    }
+
+    // And after the restart, changes flow again.
+    b.update_local(vec![ep(2, 1), ep(2, 7)]).unwrap();
+    wait_for(
+        &a,
+        &[ip(2, 1), ip(2, 7), ip(3, 1)],
+        Duration::from_secs(2),
+        "A after B's update",
+    );
+    for cl in [a, b, c] {
+        cl.stop().unwrap();
+    }
+    println!("test took {:?}", t.elapsed());
+}
+
+#[test]
+fn a_client_waits_for_etcd_and_stops_in_bounded_time_without_it() {
+    if !etcd_installed() {
+        return;
+    }
+    logs();
+    let t = Instant::now();
+    let mut etcd = Etcd::prepare();
+    // Started before etcd: no error, no view, until etcd answers.
+    let a = ClusterClient::start(settings(&etcd, 1, 4), vec![ep(1, 1)]).unwrap();
+    let b = ClusterClient::start(settings(&etcd, 2, 4), vec![ep(2, 1)]).unwrap();
+    assert!(a.views().recv_timeout(Duration::from_millis(500)).is_err());
+    etcd.run();
+    let (ta, _) = wait_for(&a, &[ip(2, 1)], Duration::from_secs(5), "A");
+    println!("A synchronised {ta:?} after etcd came up");
+
+    // etcd gone: stop still ends within 3 s (the revoke cannot be done).
+    etcd.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let r = a.stop();
+    let took = t0.elapsed();
+    println!("stop without etcd took {took:?}: {r:?}");
+    assert!(took <= Duration::from_secs(3), "{took:?}");
+    assert!(r.is_err(), "the revoke cannot have worked");
+    let t0 = Instant::now();
+    drop(b);
+    assert!(t0.elapsed() <= Duration::from_secs(3));
+    println!("test took {:?}", t.elapsed());
+}
