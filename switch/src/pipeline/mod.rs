@@ -406,7 +406,7 @@ impl Pipeline for SwitchPipeline {
     fn housekeeping(&mut self, ctx: &mut Ctx<'_>) {
         self.take_learn_events();
         for nat in self.nats.iter_mut().flatten() {
-            nat.sweep(ctx.now_ns, 1024);
+            nat.sweep(ctx.now_ns, 256);
         }
         if !self.neighbors.is_empty() {
             self.tick_neighbors(ctx);
