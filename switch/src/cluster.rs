@@ -36,11 +36,18 @@ struct UplinkBase {
 
 impl ClusterSync {
     /// Publishes this host's overlay endpoints and starts applying views.
-    pub fn start(cfg: &Config, cluster: &ClusterCfg, topo: &Topology, control: ControlHandle) -> Result<ClusterSync> {
+    pub fn start(
+        cfg: &Config,
+        cluster: &ClusterCfg,
+        topo: &Topology,
+        control: ControlHandle,
+    ) -> Result<ClusterSync> {
         let mut bases = Vec::new();
         let mut local = Vec::new();
         for (i, up) in topo.uplinks.iter().enumerate() {
-            let Some(tables) = up.vteps.clone() else { continue };
+            let Some(tables) = up.vteps.clone() else {
+                continue;
+            };
             let networks: Vec<(String, u32)> = up
                 .overlay_nets
                 .iter()
@@ -136,7 +143,11 @@ fn apply(bases: &[UplinkBase], view: &ClusterView, control: &ControlHandle) {
         let mut t = (*b.tables).clone();
         let mut added = 0;
         for r in &view.endpoints {
-            if !b.networks.iter().any(|(n, vni)| *n == r.network && *vni == r.vni) {
+            if !b
+                .networks
+                .iter()
+                .any(|(n, vni)| *n == r.network && *vni == r.vni)
+            {
                 continue;
             }
             match t.add_remote_endpoint(r.to_remote_endpoint()) {

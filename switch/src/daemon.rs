@@ -12,8 +12,8 @@ use pmd::tap::TapPort;
 use pmd::thread::{PollMode, ThreadReport};
 use pmd::{Pool, PoolConfig, Port, PortId};
 
-use crate::config::{Attach, Config, NetworkMode, PollCfg, PortKind, Protocol};
 use crate::cluster::ClusterSync;
+use crate::config::{Attach, Config, NetworkMode, PollCfg, PortKind, Protocol};
 use crate::dataplane::{Dataplane, ThreadSpec};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::SwitchSettings;
