@@ -73,11 +73,7 @@ pub fn parse(frame: &[u8]) -> Result<PacketMeta, DropReason> {
                 return Err(DropReason::Malformed);
             }
         }
-        wire::ETHERTYPE_IPV6 => {
-            if frame.len() < l3 + 40 {
-                return Err(DropReason::Truncated);
-            }
-        }
+        wire::ETHERTYPE_IPV6 if frame.len() < l3 + 40 => return Err(DropReason::Truncated),
         _ => {}
     }
     Ok(meta)

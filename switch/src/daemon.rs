@@ -253,7 +253,7 @@ impl Switch {
         let threads = cores.len().min(groups.len()).max(1);
         let thread_of = |g: usize| groups.iter().position(|x| *x == g).unwrap_or(0) % threads;
         let mut specs = Vec::with_capacity(threads);
-        for t in 0..threads {
+        for (t, core) in cores.iter().copied().enumerate().take(threads) {
             let umem = plans.iter().any(|(_, p, g)| {
                 thread_of(*g) == t
                     && matches!(
@@ -273,7 +273,7 @@ impl Switch {
             })
             .with_context(|| format!("PMD thread {t}: buffer pool"))?;
             specs.push(ThreadSpec {
-                core: Some(cores[t]),
+                core: Some(core),
                 mode,
                 pool,
                 ports: Vec::new(),

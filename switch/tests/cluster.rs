@@ -22,7 +22,7 @@ fn container_ip(i: usize) -> Ipv4Addr {
 fn reachable(ns: &str, dst: Ipv4Addr, secs: u64) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
-        if ping(ns, dst, 1).map_or(false, |p| p.received == 1) {
+        if ping(ns, dst, 1).is_ok_and(|p| p.received == 1) {
             return true;
         }
     }

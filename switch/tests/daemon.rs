@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use pmd::netns::{in_netns, ip, unique_name, LinkGuard, NetnsGuard};
+use pmd::netns::{ip, unique_name, LinkGuard, NetnsGuard};
 use switch::lab::traffic::{ping, tcp_transfer};
 
 const TEN_MB: u64 = 10 * 1024 * 1024;
@@ -275,37 +275,6 @@ fn the_gateway_answers_arp_and_ping() {
     );
 }
 
-/// Writes raw frames out of `eth0` in `netns` with a packet socket.
-fn send_raw(netns: &str, frames: Vec<Vec<u8>>) {
-    in_netns(netns, move || {
-        // SAFETY: plain socket/bind/send calls on a fd owned here, with
-        // pointers to live local buffers of the stated sizes.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            assert!(
-                fd >= 0,
-                "packet socket: {}",
-                std::io::Error::last_os_error()
-            );
-            let name = std::ffi::CString::new("eth0").unwrap();
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-            let rc = libc::bind(
-                fd,
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-            for f in &frames {
-                libc::send(fd, f.as_ptr() as *const libc::c_void, f.len(), 0);
-            }
-            libc::close(fd);
-        }
-    })
-    .unwrap();
-}
-
 #[test]
 fn malformed_frames_are_counted_as_drops_and_the_switch_keeps_working() {
     if skip_unless_root("malformed frames") {
@@ -331,7 +300,7 @@ fn malformed_frames_are_counted_as_drops_and_the_switch_keeps_working() {
     let mut lying_ip = eth.clone();
     lying_ip.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0x05, 0xdc]);
     lying_ip.resize(60, 0);
-    send_raw(a.name(), vec![cut, llc, lying_ip]);
+    send_raw_frames(a.name(), vec![cut, llc, lying_ip]);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         ping(a.name(), Ipv4Addr::new(172, 30, 0, 11), 3)

@@ -504,29 +504,3 @@ fn broadcast_reaches_the_other_host_once_and_never_the_other_vni() {
     let cross = ping(a42.name(), Ipv4Addr::new(10, 201, 0, 11), 2).map_or(0, |p| p.received);
     assert_eq!(cross, 0);
 }
-
-/// Writes raw frames out of `eth0` in `netns` with a packet socket.
-fn send_raw_frames(netns: &str, frames: Vec<Vec<u8>>) {
-    in_netns(netns, move || {
-        // SAFETY: plain socket/bind/send calls on a fd owned here, with
-        // pointers to live local buffers of the stated sizes.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            assert!(fd >= 0);
-            let name = std::ffi::CString::new("eth0").unwrap();
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-            libc::bind(
-                fd,
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            for f in &frames {
-                libc::send(fd, f.as_ptr() as *const libc::c_void, f.len(), 0);
-            }
-            libc::close(fd);
-        }
-    })
-    .unwrap();
-}

@@ -29,16 +29,16 @@ impl SwitchPipeline {
     ) {
         match verdict {
             Verdict::ToUplink => match self.topo.network(net).uplink {
-                Some(up) => self.to_uplink(ctx, up, frame, meta.l3_off as usize),
+                Some(up) => self.route_to_uplink(ctx, up, frame, meta.l3_off as usize),
                 None => ctx.drop_frame(frame, DropReason::NoRoute),
             },
-            Verdict::ToInternal { dst } => self.to_endpoint(ctx, net, dst, frame, meta),
+            Verdict::ToInternal { dst } => self.route_to_endpoint(ctx, net, dst, frame, meta),
             Verdict::Drop(_) => ctx.drop_frame(frame, DropReason::Nat),
         }
     }
 
     /// Routes a translated frame out of `up` to its next hop.
-    fn to_uplink(&mut self, ctx: &mut Ctx<'_>, up: UplinkId, mut frame: Frame, l3: usize) {
+    fn route_to_uplink(&mut self, ctx: &mut Ctx<'_>, up: UplinkId, mut frame: Frame, l3: usize) {
         let uplink = self.topo.uplink(up);
         let (port, mac) = (uplink.port, uplink.mac);
         let buf = ctx.pool.data_mut(&mut frame);
@@ -82,7 +82,7 @@ impl SwitchPipeline {
     }
 
     /// Delivers a routed frame to the endpoint that owns `dst` in `net`.
-    fn to_endpoint(
+    fn route_to_endpoint(
         &mut self,
         ctx: &mut Ctx<'_>,
         net: NetId,
@@ -106,7 +106,7 @@ impl SwitchPipeline {
 
     /// Handles a frame that arrived on uplink `up`: ARP for the uplink
     /// address and from next hops, and IPv4 to the uplink address (NAT).
-    pub(super) fn from_uplink(
+    pub(super) fn uplink_frame(
         &mut self,
         ctx: &mut Ctx<'_>,
         up: UplinkId,

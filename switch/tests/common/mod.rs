@@ -181,3 +181,35 @@ pub fn rx_packets(netns: &str, dev: &str) -> u64 {
         .parse()
         .unwrap_or(0)
 }
+
+/// Writes raw frames out of `eth0` in `netns` with a packet socket (to
+/// inject malformed or hand-built frames).
+pub fn send_raw_frames(netns: &str, frames: Vec<Vec<u8>>) {
+    pmd::netns::in_netns(netns, move || {
+        // SAFETY: plain socket/bind/send calls on a fd owned here, with
+        // pointers to live local buffers of the stated sizes.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(
+                fd >= 0,
+                "packet socket: {}",
+                std::io::Error::last_os_error()
+            );
+            let name = std::ffi::CString::new("eth0").unwrap();
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+            let rc = libc::bind(
+                fd,
+                &sll as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            for f in &frames {
+                libc::send(fd, f.as_ptr() as *const libc::c_void, f.len(), 0);
+            }
+            libc::close(fd);
+        }
+    })
+    .unwrap();
+}
