@@ -6,5 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")"
 [ "$(id -u)" = 0 ] || { echo "run as root (tests create namespaces, TAPs, XDP programs)" >&2; exit 1; }
 ./scripts/deps.sh
-cargo build --release -q -p switch
 cargo test --workspace --no-fail-fast -- --test-threads=1
