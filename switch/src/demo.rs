@@ -1,13 +1,14 @@
 //! `podswitch demo`: a small built-in lab, traffic through it, and a report
-//! a newcomer can read. Two "containers" (web, db) share the network
-//! `front`; a third (other) sits alone on `back` to show isolation.
+//! a newcomer can read. Two "containers" (web, db) share the NAT network
+//! `front`, whose uplink leads to an "outside" namespace; a third (other)
+//! sits alone on `back` to show isolation.
 //! Everything it creates is removed before it returns, also on error.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use pmd::netns::{is_root, unique_name, NetnsGuard};
+use pmd::netns::{ip, is_root, unique_name, LinkGuard, NetnsGuard};
 
 use crate::config;
 use crate::daemon::Switch;
@@ -17,17 +18,30 @@ use crate::report;
 /// Bytes moved by the demo's TCP transfer.
 const TRANSFER_BYTES: u64 = 200 * 1024 * 1024;
 
-fn demo_config(web: &str, db: &str, other: &str, sock: &str) -> String {
+fn demo_config(web: &str, db: &str, other: &str, sock: &str, uplink: &str) -> String {
     format!(
         r#"
 [switch]
 control = "{sock}"
+
+[[port]]
+name = "up0"
+iface = "{uplink}"
+ip = "10.99.0.2/24"
+gateway = "10.99.0.1"
 
 [[network]]
 name = "front"
 mode = "nat"
 subnet = "172.30.0.0/24"
 gateway = "172.30.0.1"
+uplink = "up0"
+
+[[port_mapping]]
+protocol = "tcp"
+host_port = 8080
+endpoint = "db"
+port = 80
 
 [[network]]
 name = "back"
@@ -73,12 +87,25 @@ pub fn run() -> Result<()> {
     let web_ns = NetnsGuard::new("psdemo-web")?;
     let db_ns = NetnsGuard::new("psdemo-db")?;
     let other_ns = NetnsGuard::new("psdemo-oth")?;
+    // "The outside": a namespace at 10.99.0.1 behind the uplink veth, whose
+    // other end podswitch owns (AF_XDP) with the address 10.99.0.2.
+    let outside_ns = NetnsGuard::new("psdemo-out")?;
+    let up = unique_name("psdemo-up");
+    let peer = unique_name("psdemo-pe");
+    let _uplink = LinkGuard::veth(&up, &peer)?;
+    ip(&["link", "set", &peer, "netns", outside_ns.name()])?;
+    outside_ns.exec("ip", &["link", "set", &peer, "name", "eth0"])?;
+    outside_ns.exec("ip", &["addr", "add", "10.99.0.1/24", "dev", "eth0"])?;
+    outside_ns.exec("ip", &["link", "set", "eth0", "up"])?;
+    // veth in XDP mode carries no checksum state: checksum in software.
+    outside_ns.exec("ethtool", &["-K", "eth0", "tx", "off"])?;
     let sock = format!("/run/{}.sock", unique_name("psdemo"));
-    let text = demo_config(web_ns.name(), db_ns.name(), other_ns.name(), &sock);
+    let text = demo_config(web_ns.name(), db_ns.name(), other_ns.name(), &sock, &up);
     let cfg = config::parse(&text, "<built-in demo>").map_err(|e| anyhow::anyhow!("{e}"))?;
 
     println!("podswitch demo: a userspace switch with two networks and three \"containers\"");
-    println!("  network front 172.30.0.0/24 (gateway 172.30.0.1): web, db");
+    println!("  network front 172.30.0.0/24 (gateway 172.30.0.1): web, db; NAT to 10.99.0.2 on the uplink,");
+    println!("                host port 8080 mapped to db:80; \"the outside\" is 10.99.0.1 behind the uplink");
     println!("  network back  172.31.0.0/24 (gateway 172.31.0.1): other");
     for e in &cfg.endpoints {
         println!(
@@ -131,7 +158,7 @@ pub fn run() -> Result<()> {
         check(p.received == p.sent)
     );
 
-    step("isolation: networks never see each other's frames");
+    step("isolation: networks never see each other's frames (only the uplink leads out)");
     let p = traffic::ping(web_ns.name(), other, 2)?;
     println!(
         "  web -> other {other} (network back): {}/{} replies, expected none  {}",
@@ -172,17 +199,50 @@ pub fn run() -> Result<()> {
     );
     println!("  TCP segments cross as 64 KB TSO frames, as vhost-net does)");
 
+    step("NAT: web downloads 20 MiB from a server outside (10.99.0.1)");
+    let outside = Ipv4Addr::new(10, 99, 0, 1);
+    let (t, seen) = traffic::tcp_fetch(
+        outside_ns.name(),
+        outside,
+        8000,
+        web_ns.name(),
+        SocketAddr::from((outside, 8000)),
+        20 * 1024 * 1024,
+    )?;
+    println!(
+        "  {:.2} Gbit/s, byte-exact: {}; the server saw the client as {seen} (masqueraded)  {}",
+        t.gbps(),
+        t.exact,
+        check(t.exact && seen.ip() == Ipv4Addr::new(10, 99, 0, 2))
+    );
+
+    step("port mapping: the outside connects to 10.99.0.2:8080, which is db:80");
+    let (t, seen) = traffic::tcp_fetch(
+        db_ns.name(),
+        db,
+        80,
+        outside_ns.name(),
+        SocketAddr::from((Ipv4Addr::new(10, 99, 0, 2), 8080)),
+        5 * 1024 * 1024,
+    )?;
+    println!(
+        "  byte-exact: {}; db saw the real client {seen}  {}",
+        t.exact,
+        check(t.exact && seen.ip() == outside)
+    );
+
     step("per-port counters");
     print!("{}", report::ports(switch.dataplane()));
     step("per-network counters");
     print!("{}", report::networks(switch.dataplane()));
+    print!("{}", report::nat(switch.dataplane()));
     step("learned MAC table");
     let rows = switch.dataplane().fdb();
     print!("{}", report::fdb(switch.dataplane(), &rows));
 
     let reports = switch.stop();
     let leaked: usize = reports.iter().map(|r| r.leaked).sum();
-    drop((web_ns, db_ns, other_ns));
+    drop((web_ns, db_ns, other_ns, outside_ns));
     step("cleanup");
     println!(
         "  switch stopped (buffers leaked: {leaked}); TAPs and namespaces removed  {}",
