@@ -10,7 +10,7 @@ use crate::pool::Pool;
 /// Frames moved per receive call; DPDK and OVS use 32, which keeps a burst
 /// inside L1 while amortising the per-burst costs (ring index updates, the
 /// TX kick).
-pub const MAX_BURST: usize = 64;
+pub const MAX_BURST: usize = 32;
 
 /// A port's index in the switch, the same on every PMD thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
