@@ -377,6 +377,10 @@ impl Runner {
                     if !events.is_empty() {
                         last_rx = Instant::now();
                     }
+                } else {
+                    // Spinning while traffic may still come: as in busy
+                    // mode, let whoever shares the core run in between.
+                    std::thread::yield_now();
                 }
             } else {
                 // An empty poll: give the core to whoever shares it (the
