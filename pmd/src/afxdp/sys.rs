@@ -23,10 +23,17 @@ pub fn raise_memlock() {
         // SAFETY: setrlimit reads a valid rlimit struct we own.
         let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
         if rc != 0 {
-            tracing::warn!(
-                "cannot raise RLIMIT_MEMLOCK: {} (UMEM registration may fail without CAP_IPC_LOCK)",
-                io::Error::last_os_error()
-            );
+            let err = std::io::Error::last_os_error();
+            // Raising the hard limit needs CAP_SYS_RESOURCE; without it the
+            // raise fails, which only matters without CAP_IPC_LOCK (and the
+            // UMEM registration then says so itself).
+            if has_cap_ipc_lock() {
+                tracing::debug!("cannot raise RLIMIT_MEMLOCK ({err}); CAP_IPC_LOCK makes it moot");
+            } else {
+                tracing::warn!(
+                    "cannot raise RLIMIT_MEMLOCK: {err} (UMEM registration may fail without CAP_IPC_LOCK)"
+                );
+            }
         }
     });
 }
@@ -159,4 +166,17 @@ fn ethtool_rx_queues(iface: &str) -> Option<u32> {
     }
     let n = ch.rx_count.max(ch.combined_count);
     (n > 0).then_some(n)
+}
+
+/// True when the effective capability set has CAP_IPC_LOCK (bit 14), read
+/// from /proc/self/status.
+fn has_cap_ipc_lock() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << 14) != 0)
 }
