@@ -16,35 +16,19 @@
 # callgrind_annotate).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-M1=${M1:-100000} M2=${M2:-1100000}
-OUT=$ROOT/target/callgrind
-mkdir -p "$OUT"
-command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
+source "$(dirname "$0")/callgrind-common.sh"
 
-cargo build --release -q -p bench --bin podbench
-BIN=$ROOT/target/release/podbench
-
-# Total Ir of a callgrind output file.
-total_ir() { awk '/^summary:/ { print $2; exit }' "$1"; }
 # Inclusive Ir of bench::pipeline::PipelineBench::<step> in a file.
 step_ir() {
   callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null |
     awk -v f="PipelineBench::$2" 'index($0, f) { gsub(",", "", $1); print $1; exit }'
 }
-per_packet() { awk -v a="$1" -v b="$2" -v m1="$M1" -v m2="$M2" 'BEGIN { if (a == "" || b == "") print "-"; else printf "%.0f", (b - a) / (m2 - m1) }'; }
 
 declare -A IR BREAK
 for macs in 1 1000; do
-  for m in "$M1" "$M2"; do
-    f=$OUT/pipeline-macs$macs-$m.out
-    echo "callgrind: podbench pipeline --macs $macs --packets $m" >&2
-    valgrind --tool=callgrind --callgrind-out-file="$f" -q \
-      "$BIN" pipeline --macs "$macs" --packets "$m" >&2
-  done
+  callgrind_pair "pipeline-macs$macs" pipeline --macs "$macs"
   f1=$OUT/pipeline-macs$macs-$M1.out f2=$OUT/pipeline-macs$macs-$M2.out
-  IR[$macs]=$(per_packet "$(total_ir "$f1")" "$(total_ir "$f2")")
+  IR[$macs]=$(ir_per_packet "pipeline-macs$macs")
   parts=""
   for step in inject rx process tx collect; do
     parts+="$step $(per_packet "$(step_ir "$f1" $step)" "$(step_ir "$f2" $step)"), "

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use bench::pipeline::{self, PipelineBench};
-use bench::tcp;
+use bench::{nat, tcp, vxlan};
 
 #[derive(Parser)]
 #[command(name = "podbench", about = "Benchmarks of podswitch")]
@@ -27,6 +27,37 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000_000)]
         packets: u64,
     },
+    /// NAT translate of established UDP flows (outbound, SNAT) with N flows
+    /// in the table: one hot flow, or (--random) 4,096 flows spread over
+    /// the table in turn; or (--new-flows) new-flow setup in an empty table.
+    /// The same work as `cargo bench -p nat --bench translate`.
+    Nat {
+        /// Flows established before the run (ignored with --new-flows).
+        #[arg(long, default_value_t = 1)]
+        flows: u32,
+        /// Packets to translate.
+        #[arg(long, default_value_t = 10_000_000)]
+        packets: u64,
+        /// 4,096 flows spread over the table instead of one hot flow.
+        #[arg(long)]
+        random: bool,
+        /// Set up `packets` new flows instead (distinct destinations).
+        #[arg(long, conflicts_with_all = ["flows", "random"])]
+        new_flows: bool,
+    },
+    /// VXLAN encapsulation or decapsulation (`overlay::receive`) of one
+    /// UDP inner frame, over and over. The same work as `cargo bench -p
+    /// overlay --bench vxlan` (encap/L, decap/L).
+    Vxlan {
+        /// Inner Ethernet frame length in bytes (at least 42).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(42..=9000))]
+        inner_len: u16,
+        /// Packets to encapsulate or decapsulate.
+        #[arg(long, default_value_t = 10_000_000)]
+        packets: u64,
+        #[arg(long, value_enum, default_value_t = VxlanMode::Encap)]
+        mode: VxlanMode,
+    },
     /// iperf3 TCP between two namespaces through podswitch (`podswitch
     /// run`, a nat network) and through a Linux bridge; prints both and the
     /// ratio. Needs root and iperf3.
@@ -38,6 +69,12 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         secs: u32,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum VxlanMode {
+    Encap,
+    Decap,
 }
 
 fn main() -> Result<()> {
@@ -58,6 +95,61 @@ fn main() -> Result<()> {
                 r.elapsed.as_secs_f64(),
                 r.ns_per_packet(),
                 r.mpps()
+            );
+        }
+        Cmd::Nat {
+            flows,
+            packets,
+            random,
+            new_flows,
+        } => {
+            ensure!(new_flows || flows > 0, "--flows must be at least 1");
+            let (case, r) = if new_flows {
+                ("new-flows".to_string(), nat::run_new_flows(packets))
+            } else {
+                let mut table = nat::filled(flows);
+                let frames = if random {
+                    nat::picks(flows)
+                } else {
+                    vec![nat::hot(flows)]
+                };
+                let case = format!("flows={flows} {}", if random { "random" } else { "hot" });
+                (case, nat::run_established(&mut table, &frames, packets))
+            };
+            ensure!(
+                r.ok == r.packets,
+                "only {} of {} packets were translated",
+                r.ok,
+                r.packets
+            );
+            println!(
+                "nat {case} packets={} elapsed={:.3}s ns/packet={:.1}",
+                r.packets,
+                r.elapsed.as_secs_f64(),
+                r.ns_per_packet()
+            );
+        }
+        Cmd::Vxlan {
+            inner_len,
+            packets,
+            mode,
+        } => {
+            let len = usize::from(inner_len);
+            let (name, r) = match mode {
+                VxlanMode::Encap => ("encap", vxlan::run_encap(len, packets)),
+                VxlanMode::Decap => ("decap", vxlan::run_decap(len, packets)),
+            };
+            ensure!(
+                r.ok == r.packets,
+                "only {} of {} packets succeeded",
+                r.ok,
+                r.packets
+            );
+            println!(
+                "vxlan mode={name} inner-len={len} packets={} elapsed={:.3}s ns/packet={:.1}",
+                r.packets,
+                r.elapsed.as_secs_f64(),
+                r.ns_per_packet()
             );
         }
         Cmd::Tcp { podswitch, secs } => {
