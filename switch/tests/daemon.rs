@@ -533,3 +533,25 @@ netns = "{missing}"
         "an XDP program was attached by a run that failed its checks"
     );
 }
+
+#[test]
+fn a_second_instance_on_a_live_control_socket_refuses_to_start() {
+    if skip_unless_root("second instance") {
+        return;
+    }
+    let a = NetnsGuard::new("ps2-a").unwrap();
+    let b = NetnsGuard::new("ps2-b").unwrap();
+    let text = two_endpoint_config(a.name(), b.name());
+    let _first = Daemon::run(&text);
+    let cfg = TempConfig::new(&text);
+    let out = Command::new(env!("CARGO_BIN_EXE_podswitch"))
+        .arg("run")
+        .arg(&cfg.path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another podswitch is running"), "{err}");
+    // The first one is untouched.
+    assert_eq!(ping(a.name(), Ipv4Addr::new(172, 30, 0, 11), 2).unwrap().received, 2);
+}
