@@ -374,8 +374,10 @@ impl Runner {
                         Duration::from_micros(200)
                     };
                     let _ = self.poll.poll(&mut events, Some(timeout));
+                    // After a sleep the cached clock is old: read it again.
+                    now = Instant::now();
                     if !events.is_empty() {
-                        last_rx = Instant::now();
+                        last_rx = now;
                     }
                 } else {
                     // Spinning while traffic may still come: as in busy
