@@ -202,6 +202,8 @@ pub struct ThreadReport {
     pub loops: u64,
     /// Times the thread went to sleep.
     pub sleeps: u64,
+    /// The thread panicked (a bug: bad input must never panic).
+    pub panicked: bool,
 }
 
 impl Engine {
@@ -267,7 +269,12 @@ impl Engine {
         self.wake();
         self.handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_default())
+            .map(|h| {
+                h.join().unwrap_or(ThreadReport {
+                    panicked: true,
+                    ..ThreadReport::default()
+                })
+            })
             .collect()
     }
 }

@@ -553,5 +553,10 @@ fn a_second_instance_on_a_live_control_socket_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another podswitch is running"), "{err}");
     // The first one is untouched.
-    assert_eq!(ping(a.name(), Ipv4Addr::new(172, 30, 0, 11), 2).unwrap().received, 2);
+    assert_eq!(
+        ping(a.name(), Ipv4Addr::new(172, 30, 0, 11), 2)
+            .unwrap()
+            .received,
+        2
+    );
 }

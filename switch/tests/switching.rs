@@ -118,6 +118,7 @@ impl Drop for Lab {
             let reports = dp.stop();
             if !std::thread::panicking() {
                 for r in reports {
+                    assert!(!r.panicked, "a PMD thread panicked");
                     assert_eq!(r.leaked, 0, "frames leaked from a pool");
                 }
             }
