@@ -281,6 +281,9 @@ impl Engine {
 
 const WAKE_TOKEN: Token = Token(usize::MAX);
 
+/// Consecutive empty polls before a busy thread yields the core.
+const YIELD_AFTER: u32 = 8;
+
 struct Runner {
     id: usize,
     th: PmdThread,
@@ -319,6 +322,7 @@ impl Runner {
         let mut last_housekeeping = Instant::now();
         let mut now = Instant::now();
         let mut got = 0;
+        let mut empty_polls = 0u32;
         while !self.stop.load(Ordering::Acquire) {
             report.loops += 1;
             // The clock costs a vDSO call: read it after traffic, and every
@@ -364,6 +368,7 @@ impl Runner {
             }
             if got > 0 {
                 last_rx = now;
+                empty_polls = 0;
                 continue;
             }
             if let PollMode::Adaptive {
@@ -392,10 +397,14 @@ impl Runner {
                     std::thread::yield_now();
                 }
             } else {
-                // An empty poll: give the core to whoever shares it (the
+                // Empty polls: give the core to whoever shares it (the
                 // kernel's receive work for our own ports, when NAPI runs on
                 // this core) instead of spinning through its time slice.
-                std::thread::yield_now();
+                empty_polls += 1;
+                if empty_polls >= YIELD_AFTER {
+                    empty_polls = 0;
+                    std::thread::yield_now();
+                }
             }
         }
         // Give every frame back before the pool goes away.
