@@ -401,23 +401,20 @@ impl Port for AfXdpPort {
         let room = self.queues[0].tx.nb_free(frames.len() as u32) as usize;
         self.scratch.clear();
         let mut bytes = 0u64;
-        for mut frame in frames.drain(..) {
-            if frame.is_large() {
+        for frame in frames.drain(..) {
+            let Buf::Chunk(idx) = frame.buf else {
                 // A GSO segment must be cut to MTU-sized frames before it
                 // reaches a port without offloads (see `gso`).
                 self.counters.count_drop(DropReason::OffloadError);
                 pool.free(frame);
                 continue;
-            }
+            };
             if self.scratch.len() >= room {
                 self.counters.count_drop(DropReason::TxFull);
                 pool.free(frame);
                 continue;
             }
-            let Buf::Chunk(idx) = frame.buf else {
-                unreachable!("large frames were dropped above");
-            };
-            match pool.align_for_xsk(&mut frame) {
+            match pool.tx_desc(&frame) {
                 Some(desc) => {
                     bytes += frame.len() as u64;
                     self.in_kernel[idx as usize] = true;
