@@ -72,6 +72,40 @@ fn pattern(i: u64) -> u8 {
     (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (i >> 20) as u8
 }
 
+/// Writes `bytes` of the pattern to `s`.
+fn write_pattern(s: &mut TcpStream, bytes: u64) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut off = 0u64;
+    while off < bytes {
+        let n = (bytes - off).min(buf.len() as u64) as usize;
+        for (k, b) in buf[..n].iter_mut().enumerate() {
+            *b = pattern(off + k as u64);
+        }
+        s.write_all(&buf[..n])?;
+        off += n as u64;
+    }
+    Ok(())
+}
+
+/// Reads `s` to its end; returns the byte count and whether every byte
+/// was the pattern's.
+fn read_pattern(s: &mut TcpStream) -> Result<(u64, bool)> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut off = 0u64;
+    let mut exact = true;
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok((off, exact));
+        }
+        exact &= buf[..n]
+            .iter()
+            .enumerate()
+            .all(|(k, b)| *b == pattern(off + k as u64));
+        off += n as u64;
+    }
+}
+
 /// Sends `bytes` over TCP from `client_ns` to a server listening on
 /// `server_ip:port` inside `server_ns`, and checks every byte.
 pub fn tcp_transfer(
@@ -90,21 +124,7 @@ pub fn tcp_transfer(
             let _ = ready_tx.send(());
             let (mut s, _) = listener.accept()?;
             s.set_read_timeout(Some(Duration::from_secs(20)))?;
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut off = 0u64;
-            let mut exact = true;
-            loop {
-                let n = s.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                for (k, b) in buf[..n].iter().enumerate() {
-                    if *b != pattern(off + k as u64) {
-                        exact = false;
-                    }
-                }
-                off += n as u64;
-            }
+            let (off, exact) = read_pattern(&mut s)?;
             let _ = s.write_all(&off.to_be_bytes());
             Ok((off, exact))
         })
@@ -119,16 +139,7 @@ pub fn tcp_transfer(
             .with_context(|| format!("connecting to {addr}"))?;
         s.set_write_timeout(Some(Duration::from_secs(20)))?;
         s.set_read_timeout(Some(Duration::from_secs(20)))?;
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut off = 0u64;
-        while off < bytes {
-            let n = (bytes - off).min(buf.len() as u64) as usize;
-            for (k, b) in buf[..n].iter_mut().enumerate() {
-                *b = pattern(off + k as u64);
-            }
-            s.write_all(&buf[..n])?;
-            off += n as u64;
-        }
+        write_pattern(&mut s, bytes)?;
         s.shutdown(std::net::Shutdown::Write)?;
         let mut ack = [0u8; 8];
         s.read_exact(&mut ack)?;
@@ -169,16 +180,7 @@ pub fn tcp_fetch(
             let _ = ready_tx.send(());
             let (mut s, peer) = listener.accept()?;
             s.set_write_timeout(Some(Duration::from_secs(30)))?;
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut off = 0u64;
-            while off < bytes {
-                let n = (bytes - off).min(buf.len() as u64) as usize;
-                for (k, b) in buf[..n].iter_mut().enumerate() {
-                    *b = pattern(off + k as u64);
-                }
-                s.write_all(&buf[..n])?;
-                off += n as u64;
-            }
+            write_pattern(&mut s, bytes)?;
             Ok(peer)
         })
     });
@@ -191,22 +193,7 @@ pub fn tcp_fetch(
         let mut s = TcpStream::connect_timeout(&connect_to, Duration::from_secs(5))
             .with_context(|| format!("connecting to {connect_to}"))?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut off = 0u64;
-        let mut exact = true;
-        loop {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            for (k, b) in buf[..n].iter().enumerate() {
-                if *b != pattern(off + k as u64) {
-                    exact = false;
-                }
-            }
-            off += n as u64;
-        }
-        Ok((off, exact))
+        read_pattern(&mut s)
     })??;
     let secs = start.elapsed().as_secs_f64();
     let peer = server
