@@ -462,6 +462,8 @@ fn check_networks<'r>(
 ) -> Vec<Network<'r>> {
     unique_names(d, raw.iter().map(|n| &n.get_ref().name), "network");
     let mut out: Vec<Network<'r>> = Vec::with_capacity(raw.len());
+    // uplink port -> (the nat network using it, its line)
+    let mut nat_uplinks: HashMap<String, (String, usize)> = HashMap::new();
     for rn in raw {
         let n = rn.get_ref();
         let mode = mode_of(d, n.mode.as_ref());
@@ -546,6 +548,20 @@ fn check_networks<'r>(
                         u.get_ref()
                     ),
                 );
+            }
+            if mode == NetworkMode::Nat {
+                let line = d.line(&u.span());
+                if let Some((other, at)) = nat_uplinks.get(u.get_ref()) {
+                    d.at(
+                        u.span(),
+                        format!(
+                            "uplink {:?} is already the uplink of nat network {other:?} (line {at}); one nat network per uplink",
+                            u.get_ref()
+                        ),
+                    );
+                } else {
+                    nat_uplinks.insert(u.get_ref().clone(), (n.name.get_ref().clone(), line));
+                }
             }
             Some(u.get_ref().clone())
         });
