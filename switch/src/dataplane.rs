@@ -178,14 +178,6 @@ impl Dataplane {
         }
     }
 
-    /// Sends a control message to every PMD thread and wakes them.
-    pub fn broadcast(&self, make: impl Fn() -> Control) {
-        for c in &self.controls {
-            let _ = c.send(make());
-        }
-        self.engine.wake();
-    }
-
     /// Every live FDB entry, merged over threads (newest wins).
     pub fn fdb(&self) -> Vec<FdbRow> {
         let mut rows: Vec<FdbRow> = Vec::new();

@@ -53,11 +53,10 @@ impl SwitchPipeline {
                 ctx.send(in_port, frame);
                 return;
             }
-            let peers: Vec<Ipv4Addr> = tables
-                .network(vni)
-                .map(|n| n.peers().to_vec())
-                .unwrap_or_default();
-            self.replicate(ctx, net, up, vni, &frame, meta, &peers);
+            // `tables` is this call's own Arc, so the peer list is borrowed
+            // from it, not copied per frame.
+            let peers = tables.network(vni).map_or(&[][..], |n| n.peers());
+            self.replicate(ctx, net, up, vni, &frame, meta, peers);
             self.flood(ctx, net, frame);
             return;
         }
@@ -78,8 +77,7 @@ impl SwitchPipeline {
                 self.encap_send(ctx, net, up, vni, frame, meta, vtep)
             }
             Some(Destination::Flood(peers)) => {
-                let peers = peers.to_vec();
-                self.replicate(ctx, net, up, vni, &frame, meta, &peers);
+                self.replicate(ctx, net, up, vni, &frame, meta, peers);
                 self.flood(ctx, net, frame);
             }
             None => ctx.drop_frame(frame, DropReason::NoRoute),
