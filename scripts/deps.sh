@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config m4 make libbpf-dev
       iproute2 iputils-ping iperf3 ethtool util-linux procps
-      etcd-server protobuf-compiler)
+      etcd-server protobuf-compiler libprotobuf-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
