@@ -68,7 +68,7 @@ pub fn filled(n: u32) -> Nat {
     for i in 0..n {
         let mut f = flow(i);
         let m = meta::parse(&f).unwrap();
-        let v = nat.outbound(&mut f, &m, L4Csum::Complete, 0);
+        let v = nat.outbound(&mut f, &m, 0, L4Csum::Complete, 0);
         assert_eq!(v, Verdict::ToUplink);
     }
     assert_eq!(nat.len(), n as usize);
@@ -120,7 +120,7 @@ pub fn run_established(nat: &mut Nat, frames: &[[u8; FRAME_LEN]], packets: u64) 
     let start = Instant::now();
     for k in 0..packets as usize {
         buf.copy_from_slice(&frames[k & mask]);
-        let v = black_box(nat.outbound(&mut buf, &m, L4Csum::Complete, NOW_NS));
+        let v = black_box(nat.outbound(&mut buf, &m, 0, L4Csum::Complete, NOW_NS));
         ok += u64::from(v == Verdict::ToUplink);
     }
     NatReport {
@@ -145,7 +145,7 @@ pub fn run_new_flows(packets: u64) -> NatReport {
     for i in 0..packets {
         buf.copy_from_slice(&base);
         buf[30..34].copy_from_slice(&(dst0 + i as u32).to_be_bytes());
-        let v = black_box(nat.outbound(&mut buf, &m, L4Csum::Complete, 0));
+        let v = black_box(nat.outbound(&mut buf, &m, 0, L4Csum::Complete, 0));
         ok += u64::from(v == Verdict::ToUplink);
     }
     let elapsed = start.elapsed();

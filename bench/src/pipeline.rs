@@ -107,7 +107,7 @@ impl PipelineBench {
         let counters: Vec<Arc<NetCounters>> =
             topo.networks.iter().map(|_| Arc::default()).collect();
         let (control_tx, control_rx) = channel::unbounded();
-        let no_nat = topo.networks.iter().map(|_| None).collect();
+        let no_nat = topo.uplinks.iter().map(|_| None).collect();
         let pipeline = SwitchPipeline::new(
             0,
             topo,
@@ -116,6 +116,7 @@ impl PipelineBench {
             LearnBus::new(1),
             control_rx,
             no_nat,
+            Vec::new(),
             Vec::new(),
         );
         let tx = TxQueues::new(vec![port0.counters().clone(), port1.counters().clone()]);

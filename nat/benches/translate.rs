@@ -36,7 +36,7 @@ fn translate(c: &mut Criterion) {
             let mut buf = [0u8; 60];
             b.iter(|| {
                 buf.copy_from_slice(&hot);
-                black_box(nat.outbound(&mut buf, &m, L4Csum::Complete, NOW_NS))
+                black_box(nat.outbound(&mut buf, &m, 0, L4Csum::Complete, NOW_NS))
             })
         });
         // 4096 flows spread over the table, visited in turn.
@@ -47,7 +47,7 @@ fn translate(c: &mut Criterion) {
             b.iter(|| {
                 buf.copy_from_slice(&picks[k & 4095]);
                 k += 1;
-                black_box(nat.outbound(&mut buf, &m, L4Csum::Complete, NOW_NS))
+                black_box(nat.outbound(&mut buf, &m, 0, L4Csum::Complete, NOW_NS))
             })
         });
     }
@@ -68,7 +68,7 @@ fn setup(c: &mut Criterion) {
             for i in 0..iters {
                 buf.copy_from_slice(&base);
                 buf[30..34].copy_from_slice(&(dst0 + i as u32).to_be_bytes());
-                black_box(nat.outbound(&mut buf, &m, L4Csum::Complete, 0));
+                black_box(nat.outbound(&mut buf, &m, 0, L4Csum::Complete, 0));
             }
             start.elapsed()
         })

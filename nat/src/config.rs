@@ -1,6 +1,6 @@
-//! What a NAT network is configured with. The switch builds a
-//! [`NatConfig`] from its `[nat]` section, the network and its
-//! `[[port_mapping]]`s; this crate does not read files.
+//! What the NAT of an uplink is configured with. The switch builds a
+//! [`NatConfig`] from its `[nat]` section, the uplink's `nat` networks and
+//! their `[[port_mapping]]`s; this crate does not read files.
 
 use std::net::Ipv4Addr;
 
@@ -86,16 +86,34 @@ impl Default for Timeouts {
     }
 }
 
-/// One NAT network.
+/// One internal network behind the external address: a `nat` network of
+/// the uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InternalNet {
+    /// The network's subnet (the containers).
+    pub subnet: Ipv4Net,
+    /// The network's gateway address (owned by the switch). A container
+    /// reaching its own mapped port, or a port mapped into this network
+    /// from another network of the uplink, sees this as the client.
+    pub gateway: Ipv4Addr,
+}
+
+/// The NAT of one uplink: every `nat` network behind it shares its
+/// address, port range, connection table and port mappings (as Docker
+/// masquerades every bridge network through the same host NIC).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatConfig {
     /// The uplink's address: SNAT source, DNAT destination.
     pub external_ip: Ipv4Addr,
-    /// The network's subnet (the containers).
-    pub internal: Ipv4Net,
-    /// The network's gateway address (owned by the switch); a container
-    /// reaching its own mapped port sees this as the client.
-    pub gateway_ip: Ipv4Addr,
+    /// The internal networks, by index: [`Nat::outbound`] takes the index
+    /// of the network a frame comes from and
+    /// [`Verdict::ToInternal`] names the one it goes to. Their subnets
+    /// must not overlap (the switch's config check refuses overlapping
+    /// subnets); where they do, the first listed owns an address.
+    ///
+    /// [`Nat::outbound`]: crate::Nat::outbound
+    /// [`Verdict::ToInternal`]: crate::Verdict::ToInternal
+    pub networks: Vec<InternalNet>,
     /// SNAT source ports and ICMP ids, inclusive; mapped host ports are
     /// taken out of it.
     pub port_range: (u16, u16),
@@ -103,18 +121,22 @@ pub struct NatConfig {
     pub max_entries: u32,
     /// Idle timeouts.
     pub timeouts: Timeouts,
-    /// DNAT port mappings.
+    /// DNAT port mappings: one table for the uplink, into any of its
+    /// networks.
     pub mappings: Vec<PortMapping>,
 }
 
 impl NatConfig {
-    /// A config with the defaults of `[nat]` (ports 32768-60999, 1,048,576
-    /// entries, Linux timeouts) and no mappings.
+    /// A config for one internal network with the defaults of `[nat]`
+    /// (ports 32768-60999, 1,048,576 entries, Linux timeouts) and no
+    /// mappings. More networks are pushed onto `networks`.
     pub fn new(external_ip: Ipv4Addr, internal: Ipv4Net, gateway_ip: Ipv4Addr) -> NatConfig {
         NatConfig {
             external_ip,
-            internal,
-            gateway_ip,
+            networks: vec![InternalNet {
+                subnet: internal,
+                gateway: gateway_ip,
+            }],
             port_range: (32768, 60999),
             max_entries: 1 << 20,
             timeouts: Timeouts::default(),

@@ -1,4 +1,5 @@
-//! [`Nat`]: one NAT network's translation state and its two entry points.
+//! [`Nat`]: the translation state of one uplink's NAT networks and its
+//! entry points.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use pmd::meta::PacketMeta;
 
-use crate::config::{NatConfig, Timeouts};
+use crate::config::{InternalNet, NatConfig, Timeouts};
 use crate::conntrack::{ConnTrack, Entry, Tuple, F_CLOSER_REPLY, F_DNAT, F_HAIRPIN, F_SNAT_PORT};
 use crate::frag::FragTable;
 use crate::icmp_error::{parse_quoted, rewrite_error};
@@ -36,14 +37,46 @@ fn secs(now_ns: u64) -> u32 {
     (now_ns / 1_000_000_000) as u32
 }
 
-/// The translation state of one NAT network: connection table, SNAT
-/// ports, port mappings, fragment table and counters. Owned by one PMD
-/// thread; no locks.
-pub struct Nat {
-    ext: u32,
+/// One internal network as the hot path reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Internal {
     net: u32,
     mask: u32,
     gw: u32,
+}
+
+impl Internal {
+    fn of(n: &InternalNet) -> Internal {
+        Internal {
+            net: u32::from(n.subnet.network()),
+            mask: u32::from(n.subnet.netmask()),
+            gw: u32::from(n.gateway),
+        }
+    }
+
+    #[inline]
+    fn contains(&self, a: u32) -> bool {
+        a & self.mask == self.net
+    }
+}
+
+/// The internal network that holds `a`, as its index and value.
+#[inline]
+fn net_of(nets: &[Internal], a: u32) -> Option<(usize, Internal)> {
+    // A linear scan: an uplink carries a few tens of networks at most,
+    // and one compare each beats any index at that size.
+    nets.iter()
+        .enumerate()
+        .find(|(_, n)| n.contains(a))
+        .map(|(i, n)| (i, *n))
+}
+
+/// The translation state of one uplink's NAT networks: connection table,
+/// SNAT ports, port mappings, fragment table and counters, shared by all
+/// of them. Owned by one PMD thread; no locks.
+pub struct Nat {
+    ext: u32,
+    nets: Vec<Internal>,
     port_range: (u16, u16),
     timeouts: Timeouts,
     /// (protocol, host port) -> (endpoint address, endpoint port).
@@ -82,9 +115,7 @@ impl Nat {
         let ext = u32::from(cfg.external_ip);
         Nat {
             ext,
-            net: u32::from(cfg.internal.network()),
-            mask: u32::from(cfg.internal.netmask()),
-            gw: u32::from(cfg.gateway_ip),
+            nets: cfg.networks.iter().map(Internal::of).collect(),
             port_range: cfg.port_range,
             timeouts: cfg.timeouts,
             mappings,
@@ -99,21 +130,19 @@ impl Nat {
     /// Applies a reloaded config (DESIGN.md: "Flows of a removed endpoint
     /// or mapping are dropped; all others go on untouched").
     ///
-    /// While the external address, the subnet, the gateway and the port
-    /// range stay, the table is kept: timeouts and `max_entries` apply
-    /// from now on (a smaller bound evicts nothing, it refuses new flows
-    /// until the table drains), and the connections of a mapping that is
-    /// gone or points elsewhere are removed, in one pass over the table
-    /// (reload work, not packet work). A new host port that an internal
-    /// endpoint holds for SNAT stays with it until its connections end.
-    /// When any of the four changed, every translation is stale and the
-    /// table starts empty. Returns true when connections were kept.
+    /// While the external address and the port range stay, the table is
+    /// kept: timeouts and `max_entries` apply from now on (a smaller bound
+    /// evicts nothing, it refuses new flows until the table drains), and
+    /// one pass over the table (reload work, not packet work) removes the
+    /// connections of a mapping that is gone or points elsewhere and those
+    /// with an address whose network is gone, changed (subnet or gateway)
+    /// or new: networks added next to the others, or removed, leave the
+    /// flows of the rest alone. A new host port that an internal endpoint
+    /// holds for SNAT stays with it until its connections end. When the
+    /// address or the port range changed, every translation is stale and
+    /// the table starts empty. Returns true when connections were kept.
     pub fn reconfigure(&mut self, cfg: NatConfig) -> bool {
-        let same = u32::from(cfg.external_ip) == self.ext
-            && u32::from(cfg.internal.network()) == self.net
-            && u32::from(cfg.internal.netmask()) == self.mask
-            && u32::from(cfg.gateway_ip) == self.gw
-            && cfg.port_range == self.port_range;
+        let same = u32::from(cfg.external_ip) == self.ext && cfg.port_range == self.port_range;
         if !same {
             let counters = Arc::clone(&self.counters);
             counters.flows_removed.add(self.ct.len() as u64);
@@ -121,6 +150,10 @@ impl Nat {
             self.counters = counters;
             return false;
         }
+        let old = std::mem::replace(
+            &mut self.nets,
+            cfg.networks.iter().map(Internal::of).collect(),
+        );
         self.timeouts = cfg.timeouts;
         self.ct.set_max(cfg.max_entries as usize);
         self.ports.clear_reserved();
@@ -138,16 +171,22 @@ impl Nat {
             counters,
             hairpins,
             mappings,
+            nets,
             ..
         } = self;
+        // An address means the same before and after when it is in the
+        // same network (subnet and gateway) or outside all of them both
+        // times.
+        let unchanged = |a: u32| net_of(&old, a).map(|n| n.1) == net_of(nets, a).map(|n| n.1);
         ct.retain(
             |e| {
                 let (o, r) = (
                     e.tuples[Side::Orig as usize],
                     e.tuples[Side::Reply as usize],
                 );
-                e.flags & (F_DNAT | F_HAIRPIN) == 0
-                    || mappings.get(&(e.proto, o.dport)) == Some(&(r.src, r.sport))
+                let mapping_kept = e.flags & (F_DNAT | F_HAIRPIN) == 0
+                    || mappings.get(&(e.proto, o.dport)) == Some(&(r.src, r.sport));
+                mapping_kept && [o.src, o.dst, r.src, r.dst].into_iter().all(unchanged)
             },
             |e| release(ports, counters, hairpins, &e),
         );
@@ -188,19 +227,25 @@ impl Nat {
         self.ct.heap_bytes() as f64 / self.ct.len().max(1) as f64
     }
 
+    /// The index of the internal network that holds `a`.
+    #[inline]
+    fn net_of(&self, a: u32) -> Option<usize> {
+        net_of(&self.nets, a).map(|(i, _)| i)
+    }
+
     #[inline]
     fn internal(&self, a: u32) -> bool {
-        a & self.mask == self.net
+        self.net_of(a).is_some()
     }
 
     #[inline]
     fn toward(&self, dst: u32) -> Verdict {
-        if self.internal(dst) {
-            Verdict::ToInternal {
+        match self.net_of(dst) {
+            Some(net) => Verdict::ToInternal {
                 dst: Ipv4Addr::from(dst),
-            }
-        } else {
-            Verdict::ToUplink
+                net,
+            },
+            None => Verdict::ToUplink,
         }
     }
 
@@ -215,19 +260,22 @@ impl Nat {
         }
     }
 
-    /// Translates an IPv4 frame from an endpoint of the network whose
-    /// destination is outside the subnet (the external address included:
-    /// hairpin), or is the gateway address without being ARP or echo for
-    /// the gateway itself (the reply of a container that reached its own
-    /// mapped port). `csum` says what the L4 checksum field holds.
+    /// Translates an IPv4 frame from an endpoint of internal network
+    /// `from` (its index in `NatConfig::networks`) whose destination is
+    /// outside the subnet (the external address included: hairpin), or is
+    /// the gateway address without being ARP or echo for the gateway
+    /// itself (the reply of a container that reached its own mapped port,
+    /// or that a port mapping from another network reached). `csum` says
+    /// what the L4 checksum field holds.
     pub fn outbound(
         &mut self,
         frame: &mut [u8],
         meta: &PacketMeta,
+        from: usize,
         csum: L4Csum,
         now_ns: u64,
     ) -> Verdict {
-        let r = self.outbound_inner(frame, meta, csum, secs(now_ns));
+        let r = self.outbound_inner(frame, meta, from, csum, secs(now_ns));
         if r.is_ok() {
             self.counters.translated_out.add(1);
         }
@@ -238,11 +286,13 @@ impl Nat {
         &mut self,
         frame: &mut [u8],
         meta: &PacketMeta,
+        from: usize,
         csum: L4Csum,
         now_s: u32,
     ) -> Result<Verdict, NatDrop> {
         let pkt = Pkt::parse(frame, meta)?;
-        if !self.internal(pkt.tuple.src) {
+        // A source of another network would reach that network's flows.
+        if self.net_of(pkt.tuple.src) != Some(from) {
             return Err(NatDrop::BadSource);
         }
         if martian(pkt.tuple.dst) {
@@ -250,12 +300,12 @@ impl Nat {
         }
         match pkt.kind {
             Kind::LaterFragment => return self.follow_fragment(frame, &pkt, now_s),
-            Kind::IcmpError => return self.icmp_error(frame, &pkt, now_s, false),
+            Kind::IcmpError => return self.icmp_error(frame, &pkt, now_s, Some(from), false),
             _ => {}
         }
         let (idx, side) = match self.find(pkt.proto, &pkt.tuple, now_s) {
             Some(hit) => hit,
-            None => self.open_outbound(&pkt, now_s)?,
+            None => self.open_outbound(&pkt, from, now_s)?,
         };
         Ok(self.apply(frame, &pkt, idx, side, csum, now_s))
     }
@@ -294,7 +344,7 @@ impl Nat {
         }
         match pkt.kind {
             Kind::LaterFragment => return self.follow_fragment(frame, &pkt, now_s),
-            Kind::IcmpError => return self.icmp_error(frame, &pkt, now_s, false),
+            Kind::IcmpError => return self.icmp_error(frame, &pkt, now_s, None, false),
             _ => {}
         }
         let (idx, side) = match self.find(pkt.proto, &pkt.tuple, now_s) {
@@ -304,18 +354,19 @@ impl Nat {
         Ok(self.apply(frame, &pkt, idx, side, csum, now_s))
     }
 
-    /// Offers a frame between two endpoints of the network. A hairpinned
-    /// connection keeps the client's address (DESIGN.md), so the target's
-    /// replies are addressed to the client directly and never pass the
-    /// gateway: the switch hands them here (only while
-    /// [`Nat::has_hairpin_flows`]) before switching. `None`: not a hairpin
-    /// reply, switch it as usual (the frame is untouched). `Some`: the
-    /// frame was translated (source becomes the external address and
-    /// mapped port) or dropped.
+    /// Offers a frame between two endpoints of internal network `from`. A
+    /// hairpinned connection within one network keeps the client's
+    /// address (DESIGN.md), so the target's replies are addressed to the
+    /// client directly and never pass the gateway: the switch hands them
+    /// here (only while [`Nat::has_hairpin_flows`]) before switching.
+    /// `None`: not a hairpin reply, switch it as usual (the frame is
+    /// untouched). `Some`: the frame was translated (source becomes the
+    /// external address and mapped port) or dropped.
     pub fn hairpin_reply(
         &mut self,
         frame: &mut [u8],
         meta: &PacketMeta,
+        from: usize,
         csum: L4Csum,
         now_ns: u64,
     ) -> Option<Verdict> {
@@ -324,13 +375,16 @@ impl Nat {
         }
         let now_s = secs(now_ns);
         let pkt = Pkt::parse(frame, meta).ok()?;
+        if self.net_of(pkt.tuple.src) != Some(from) {
+            return None;
+        }
         if pkt.kind == Kind::IcmpError {
             let q = parse_quoted(frame, &pkt).ok()?;
             let (idx, _) = self.find(q.proto, &q.tuple.inverted(), now_s)?;
             if self.ct.get(idx).flags & F_HAIRPIN == 0 {
                 return None;
             }
-            let r = self.icmp_error(frame, &pkt, now_s, true);
+            let r = self.icmp_error(frame, &pkt, now_s, Some(from), true);
             self.counters.hairpin.add(1);
             return Some(self.done(r));
         }
@@ -387,7 +441,12 @@ impl Nat {
         Some((idx, side))
     }
 
-    fn open_outbound(&mut self, pkt: &Pkt, now_s: u32) -> Result<(u32, Side), NatDrop> {
+    fn open_outbound(
+        &mut self,
+        pkt: &Pkt,
+        from: usize,
+        now_s: u32,
+    ) -> Result<(u32, Side), NatDrop> {
         let t = pkt.tuple;
         match pkt.kind {
             Kind::Tcp(f) if !f.opens() => return Err(NatDrop::InvalidState),
@@ -395,47 +454,96 @@ impl Nat {
             _ => {}
         }
         if t.dst == self.ext {
-            // Hairpin: DNAT to the mapped endpoint. A container reaching
-            // its own mapped port would see its own address as client and
-            // answer itself; like Docker, it sees the gateway instead.
-            //
-            // RFC 4787 section 6, REQ-9: "A NAT MUST support 'Hairpinning'."
-            // RFC 5382 asks the same of TCP.
-            let &(ip, port) = self
-                .mappings
-                .get(&(pkt.proto, t.dport))
-                .ok_or(NatDrop::NoMapping)?;
-            let client = if t.src == ip { self.gw } else { t.src };
-            let reply = Tuple {
-                src: ip,
-                sport: port,
-                dst: client,
-                dport: t.sport,
-            };
-            return self.open(pkt, reply, F_HAIRPIN, now_s);
+            return self.open_hairpin(pkt, from, now_s);
         }
-        if self.internal(t.dst) {
-            return Err(NatDrop::NoMapping);
+        if let Some(to) = self.net_of(t.dst) {
+            // The gateway routes nothing between the networks of an
+            // uplink (DESIGN.md: they stay isolated from each other).
+            return Err(if to == from {
+                NatDrop::NoMapping
+            } else {
+                NatDrop::Isolated
+            });
         }
-        self.make_room(now_s)?;
-        let ext_port = match self.ports.acquire(pkt.proto, t.src, t.sport) {
-            Some(p) => p,
-            None => {
-                self.sweep_s(now_s, RECLAIM_BUDGET);
-                self.ports
-                    .acquire(pkt.proto, t.src, t.sport)
-                    .ok_or(NatDrop::PortsExhausted)?
-            }
-        };
+        let ext_port = self.snat_port(pkt, now_s)?;
         let reply = Tuple {
             src: t.dst,
             sport: t.dport,
             dst: self.ext,
             dport: ext_port,
         };
-        let r = self.open(pkt, reply, F_SNAT_PORT, now_s);
+        self.open_snat(pkt, reply, 0, now_s)
+    }
+
+    /// A container of network `from` to the external address: DNAT to the
+    /// mapped endpoint.
+    ///
+    /// RFC 4787 section 6, REQ-9: "A NAT MUST support 'Hairpinning'."
+    /// RFC 5382 asks the same of TCP.
+    fn open_hairpin(&mut self, pkt: &Pkt, from: usize, now_s: u32) -> Result<(u32, Side), NatDrop> {
+        let t = pkt.tuple;
+        let &(ip, port) = self
+            .mappings
+            .get(&(pkt.proto, t.dport))
+            .ok_or(NatDrop::NoMapping)?;
+        let (to, target) = net_of(&self.nets, ip).ok_or(NatDrop::NoMapping)?;
+        if to != from {
+            // A port mapped into another network: as Docker's proxy does,
+            // the target sees its own gateway as the client, so no address
+            // of the client's network enters it. The source port is the
+            // client's SNAT port, which no other internal endpoint holds,
+            // so clients from several networks never collide.
+            let ext_port = self.snat_port(pkt, now_s)?;
+            let reply = Tuple {
+                src: ip,
+                sport: port,
+                dst: target.gw,
+                dport: ext_port,
+            };
+            return self.open_snat(pkt, reply, F_HAIRPIN, now_s);
+        }
+        // Within one network the client keeps its address. A container
+        // reaching its own mapped port would see its own address as client
+        // and answer itself; like Docker, it sees the gateway instead.
+        let client = if t.src == ip { target.gw } else { t.src };
+        let reply = Tuple {
+            src: ip,
+            sport: port,
+            dst: client,
+            dport: t.sport,
+        };
+        self.open(pkt, reply, F_HAIRPIN, now_s)
+    }
+
+    /// The external port of the packet's internal source endpoint (RFC
+    /// 4787 endpoint-independent: the one it holds, or a free one).
+    fn snat_port(&mut self, pkt: &Pkt, now_s: u32) -> Result<u16, NatDrop> {
+        let t = pkt.tuple;
+        self.make_room(now_s)?;
+        match self.ports.acquire(pkt.proto, t.src, t.sport) {
+            Some(p) => Ok(p),
+            None => {
+                self.sweep_s(now_s, RECLAIM_BUDGET);
+                self.ports
+                    .acquire(pkt.proto, t.src, t.sport)
+                    .ok_or(NatDrop::PortsExhausted)
+            }
+        }
+    }
+
+    /// Opens a connection that holds its source's SNAT port (taken by
+    /// [`Nat::snat_port`]), giving the port back if it cannot.
+    fn open_snat(
+        &mut self,
+        pkt: &Pkt,
+        reply: Tuple,
+        flags: u8,
+        now_s: u32,
+    ) -> Result<(u32, Side), NatDrop> {
+        let r = self.open(pkt, reply, flags | F_SNAT_PORT, now_s);
         if r.is_err() {
-            self.ports.release(pkt.proto, t.src, t.sport);
+            self.ports
+                .release(pkt.proto, pkt.tuple.src, pkt.tuple.sport);
         }
         r
     }
@@ -588,14 +696,22 @@ impl Nat {
     /// so its tuple inverted is a side of a connection; it is reverted to
     /// the other side's tuple (its form before translation), and the outer
     /// destination becomes that tuple's source.
+    ///
+    /// `from`: the internal network the error came from (`None`: the
+    /// uplink). It must have received the quoted packet, so an error from
+    /// one network cannot reach another network's flows.
     fn icmp_error(
         &mut self,
         frame: &mut [u8],
         pkt: &Pkt,
         now_s: u32,
+        from: Option<usize>,
         hairpin_only: bool,
     ) -> Result<Verdict, NatDrop> {
         let q = parse_quoted(frame, pkt)?;
+        if from.is_some() && self.net_of(q.tuple.dst) != from {
+            return Err(NatDrop::NoMapping);
+        }
         let (idx, side) = self
             .find(q.proto, &q.tuple.inverted(), now_s)
             .ok_or(NatDrop::NoMapping)?;
@@ -610,9 +726,13 @@ impl Nat {
             // Sent by the quoted packet's destination itself: it appears
             // as that destination did to the flow's sender.
             inner.dst
-        } else if self.internal(outer.src) && !self.internal(dst) {
+        } else if self
+            .net_of(outer.src)
+            .is_some_and(|n| self.net_of(dst) != Some(n))
+        {
             // An error from inside (a container acting as a router) leaves
-            // from the external address, like any other outbound packet.
+            // its network from the external address, like any other
+            // outbound packet.
             self.ext
         } else {
             outer.src

@@ -10,6 +10,8 @@ use pmd::wire::checksum;
 
 use crate::*;
 
+mod networks;
+
 const EXT: [u8; 4] = [10, 99, 0, 2];
 const GW: [u8; 4] = [172, 30, 0, 1];
 const WEB: [u8; 4] = [172, 30, 0, 10];
@@ -174,7 +176,7 @@ fn assert_checksums(f: &[u8]) {
 
 fn out(nat: &mut Nat, f: &mut [u8], now: u64) -> Verdict {
     let m = meta::parse(f).unwrap();
-    let v = nat.outbound(f, &m, L4Csum::Complete, now);
+    let v = nat.outbound(f, &m, 0, L4Csum::Complete, now);
     if !matches!(v, Verdict::Drop(_)) {
         assert_checksums(f);
     }
@@ -191,7 +193,10 @@ fn inb(nat: &mut Nat, f: &mut [u8], now: u64) -> Verdict {
 }
 
 fn to(a: [u8; 4]) -> Verdict {
-    Verdict::ToInternal { dst: a.into() }
+    Verdict::ToInternal {
+        dst: a.into(),
+        net: 0,
+    }
 }
 
 fn ip(a: [u8; 4]) -> Ipv4Addr {
@@ -486,7 +491,7 @@ fn hairpin_to_another_container_keeps_the_clients_address() {
     // The reply is addressed to the client: the switch offers it here.
     let mut synack = tcp(WEB, 80, CLI, 44444, F::SynAck);
     let m = meta::parse(&synack).unwrap();
-    let v = nat.hairpin_reply(&mut synack, &m, L4Csum::Complete, 0);
+    let v = nat.hairpin_reply(&mut synack, &m, 0, L4Csum::Complete, 0);
     assert_eq!(v, Some(to(CLI)));
     assert_checksums(&synack);
     assert_eq!(view(&synack), (ip(EXT), 8080, ip(CLI), 44444));
@@ -495,7 +500,7 @@ fn hairpin_to_another_container_keeps_the_clients_address() {
     let before = direct.clone();
     let m = meta::parse(&direct).unwrap();
     assert_eq!(
-        nat.hairpin_reply(&mut direct, &m, L4Csum::Complete, 0),
+        nat.hairpin_reply(&mut direct, &m, 0, L4Csum::Complete, 0),
         None
     );
     assert_eq!(direct, before);
@@ -663,7 +668,7 @@ fn a_pseudo_header_seed_is_updated_for_addresses_only() {
     f[50..52].copy_from_slice(&seed.to_be_bytes());
     let m = meta::parse(&f).unwrap();
     assert_eq!(
-        nat.outbound(&mut f, &m, L4Csum::PseudoSeed, 0),
+        nat.outbound(&mut f, &m, 0, L4Csum::PseudoSeed, 0),
         Verdict::ToUplink
     );
     let new_seed = checksum::fold(checksum::pseudo_header_v4(EXT, FAR, 6, len));
@@ -869,7 +874,7 @@ mod props {
                 f[40..42].copy_from_slice(&[0, 0]);
             }
             let m = meta::parse(&f).unwrap();
-            let v = nat.outbound(&mut f, &m, L4Csum::Complete, 0);
+            let v = nat.outbound(&mut f, &m, 0, L4Csum::Complete, 0);
             prop_assert_eq!(v, Verdict::ToUplink);
             // Recompute each checksum in full and compare with the stored one.
             let ip_c = u16::from_be_bytes([f[24], f[25]]);
@@ -910,6 +915,7 @@ mod props {
             flip in any::<u8>(),
             noise in proptest::collection::vec(any::<u8>(), 0..120),
             stale_meta in any::<bool>(),
+            from in 0usize..3,
         ) {
             let mut nat = Nat::new(cfg());
             let mut f = match kind {
@@ -918,7 +924,7 @@ mod props {
                 2 => {
                     let mut sent = udp(WEB, 5000, FAR, 9);
                     let m = meta::parse(&sent).unwrap();
-                    nat.outbound(&mut sent, &m, L4Csum::Complete, 0);
+                    nat.outbound(&mut sent, &m, 0, L4Csum::Complete, 0);
                     let ty = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
                     icmp_error(FAR, EXT, ty, &sent)
                 }
@@ -942,9 +948,9 @@ mod props {
                 for entry in 0..3 {
                     let mut g = f.clone();
                     let v = match entry {
-                        0 => nat.outbound(&mut g, &m, L4Csum::Complete, 0),
+                        0 => nat.outbound(&mut g, &m, from, L4Csum::Complete, 0),
                         1 => nat.inbound(&mut g, &m, L4Csum::PseudoSeed, 0),
-                        _ => nat.hairpin_reply(&mut g, &m, L4Csum::Complete, 0).unwrap_or(Verdict::ToUplink),
+                        _ => nat.hairpin_reply(&mut g, &m, from, L4Csum::Complete, 0).unwrap_or(Verdict::ToUplink),
                     };
                     if let Verdict::Drop(r) = v {
                         prop_assert!(NatDrop::ALL.contains(&r));

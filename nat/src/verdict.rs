@@ -14,13 +14,15 @@ pub enum Verdict {
     /// Send out of the uplink; the switch resolves the next hop for the
     /// (translated) destination address.
     ToUplink,
-    /// Deliver inside the network to the endpoint that owns `dst` (a DNAT
-    /// target, a hairpin target, or the internal side of a reply); the
-    /// switch sets the gateway MAC as source and the endpoint's MAC as
-    /// destination.
+    /// Deliver to the endpoint that owns `dst` in internal network `net`
+    /// (a DNAT target, a hairpin target, or the internal side of a
+    /// reply); the switch sets that network's gateway MAC as source and
+    /// the endpoint's MAC as destination.
     ToInternal {
         /// The endpoint address (the rewritten IPv4 destination).
         dst: Ipv4Addr,
+        /// The index of `dst`'s network in `NatConfig::networks`.
+        net: usize,
     },
     /// Drop, counted under the reason.
     Drop(NatDrop),
@@ -53,19 +55,24 @@ pub enum NatDrop {
     /// An IP protocol or ICMP type NAT does not translate (only TCP, UDP,
     /// ICMP echo and ICMP errors are).
     Unsupported,
-    /// An outbound frame whose source is not an address of the network, or
-    /// an inbound one whose source is (spoofed).
+    /// An outbound frame whose source is not an address of the network it
+    /// came from, or an inbound one whose source is an internal address
+    /// (spoofed).
     BadSource,
     /// The translated tuple of a new flow is already a live connection's.
     TupleInUse,
     /// A destination no NAT forwards: 0.0.0.0/8, 127.0.0.0/8, multicast,
     /// reserved or broadcast (224.0.0.0/3).
     BadDestination,
+    /// From one internal network to an address of another: the networks
+    /// of an uplink stay isolated from each other; only a port mapping
+    /// (through the external address) crosses.
+    Isolated,
 }
 
 impl NatDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     /// Every reason, in counter order.
     pub const ALL: [NatDrop; Self::COUNT] = [
         NatDrop::TableFull,
@@ -79,6 +86,7 @@ impl NatDrop {
         NatDrop::BadSource,
         NatDrop::TupleInUse,
         NatDrop::BadDestination,
+        NatDrop::Isolated,
     ];
 
     /// A short name for stats output.
@@ -95,11 +103,12 @@ impl NatDrop {
             NatDrop::BadSource => "bad_source",
             NatDrop::TupleInUse => "tuple_in_use",
             NatDrop::BadDestination => "bad_destination",
+            NatDrop::Isolated => "isolated",
         }
     }
 }
 
-/// Counters of one NAT network. One writer (the PMD thread that owns the
+/// Counters of one uplink's NAT (all its networks). One writer (the PMD thread that owns the
 /// [`Nat`](crate::Nat)); the control side reads them through the `Arc`
 /// from [`Nat::counters`](crate::Nat::counters).
 #[derive(Debug, Default)]

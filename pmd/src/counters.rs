@@ -42,17 +42,19 @@ pub enum DropReason {
     OffloadError,
     /// An IPv4 TTL ran out at the switch's router (gateway -> uplink).
     TtlExceeded,
-    /// Dropped by NAT; the network's NAT counters say why.
+    /// Dropped by NAT; the uplink's NAT counters say why.
     Nat,
     /// The next hop did not answer ARP, or too many frames waited for it.
     Unresolved,
     /// VXLAN the overlay refused; the overlay counters say why.
     Overlay,
+    /// Over a rate limit (echo requests to a port's address).
+    RateLimited,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::NoBuffer,
@@ -72,6 +74,7 @@ impl DropReason {
         DropReason::Nat,
         DropReason::Unresolved,
         DropReason::Overlay,
+        DropReason::RateLimited,
     ];
 
     /// A short name for stats output.
@@ -94,6 +97,7 @@ impl DropReason {
             DropReason::Nat => "nat",
             DropReason::Unresolved => "unresolved",
             DropReason::Overlay => "overlay",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 }

@@ -14,11 +14,11 @@ use pmd::{Pool, PoolConfig, Port, PortId};
 
 use crate::cluster::ClusterSync;
 use crate::config::{Attach, Config, NetworkMode, PollCfg, PortKind, Protocol};
-use crate::dataplane::{Dataplane, ThreadSpec};
+use crate::dataplane::{Dataplane, ThreadSpec, UplinkNat};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::SwitchSettings;
 use crate::topology::{NetId, Topology};
-use nat::{NatConfig, PortMapping, Proto, Timeouts};
+use nat::{InternalNet, NatConfig, PortMapping, Proto, Timeouts};
 
 /// A running switch.
 pub struct Switch {
@@ -111,20 +111,6 @@ impl Switch {
                 .filter(|n| n.uplink.as_deref() == Some(p.name.as_str()))
                 .map(|n| n.name.as_str())
                 .collect();
-            let nat_nets = cfg
-                .networks
-                .iter()
-                .filter(|n| {
-                    n.uplink.as_deref() == Some(p.name.as_str()) && n.mode == NetworkMode::Nat
-                })
-                .count();
-            if nat_nets > 1 {
-                bail!(
-                    "port {}: one nat network per uplink in this release ({} share it); give each its own uplink port",
-                    p.name,
-                    uplinked.join(", ")
-                );
-            }
             if let (Some(first), Some(ip)) = (uplinked.first(), p.ip) {
                 let mac = match p.mac {
                     Some(m) => m,
@@ -356,8 +342,9 @@ impl Switch {
     }
 }
 
-/// The NAT config of each network with an uplink, by `NetId`.
-fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<NatConfig>> {
+/// The NAT of each uplink with `nat` networks, by `UplinkId`: one
+/// address, port range, table and mapping table for all of them.
+fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<UplinkNat>> {
     let n = &cfg.nat;
     let timeouts = Timeouts {
         tcp_syn_sent: n.tcp_syn_sent,
@@ -370,19 +357,33 @@ fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<NatConfig>> {
         icmp: n.icmp,
         ..Timeouts::default()
     };
-    topo.networks
+    topo.uplinks
         .iter()
-        .zip(&cfg.networks)
-        .map(|(net, ncfg)| {
-            if ncfg.mode != NetworkMode::Nat {
+        .enumerate()
+        .map(|(u, up)| {
+            let mut networks = Vec::new();
+            let mut internal = Vec::new();
+            for (i, (net, ncfg)) in topo.networks.iter().zip(&cfg.networks).enumerate() {
+                let ours = net.uplink.is_some_and(|x| x.0 as usize == u);
+                if let (true, NetworkMode::Nat, Some(gw)) = (ours, ncfg.mode, net.gateway) {
+                    networks.push(NetId(i as u16));
+                    internal.push(InternalNet {
+                        subnet: net.subnet,
+                        gateway: gw.ip,
+                    });
+                }
+            }
+            if networks.is_empty() {
                 return None;
             }
-            let up = topo.uplink(net.uplink?);
-            let gw = net.gateway?;
+            let names: Vec<&str> = networks
+                .iter()
+                .map(|id| topo.network(*id).name.as_str())
+                .collect();
             let mappings = cfg
                 .port_mappings
                 .iter()
-                .filter(|m| m.network == net.name)
+                .filter(|m| names.contains(&m.network.as_str()))
                 .filter_map(|m| {
                     let ep = cfg.endpoint(&m.endpoint)?;
                     Some(PortMapping {
@@ -396,14 +397,16 @@ fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<NatConfig>> {
                     })
                 })
                 .collect();
-            Some(NatConfig {
-                external_ip: up.ip,
-                internal: net.subnet,
-                gateway_ip: gw.ip,
-                port_range: n.port_range,
-                max_entries: n.max_entries,
-                timeouts,
-                mappings,
+            Some(UplinkNat {
+                config: NatConfig {
+                    external_ip: up.ip,
+                    networks: internal,
+                    port_range: n.port_range,
+                    max_entries: n.max_entries,
+                    timeouts,
+                    mappings,
+                },
+                networks,
             })
         })
         .collect()

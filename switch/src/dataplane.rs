@@ -13,8 +13,8 @@ use pmd::thread::{Engine, PmdThread, PollMode, ThreadReport};
 use pmd::{Pool, Port, PortId};
 
 use crate::pipeline::{Control, FdbRow, LearnBus, SwitchPipeline, SwitchSettings};
-use crate::stats::{NetCounters, NetSnapshot};
-use crate::topology::Topology;
+use crate::stats::{NetCounters, NetSnapshot, UplinkCounters};
+use crate::topology::{NetId, Topology, UplinkId};
 
 /// One PMD thread to start: its core, pool and ports.
 pub struct ThreadSpec {
@@ -26,6 +26,17 @@ pub struct ThreadSpec {
     pub pool: Pool,
     /// Ports with their ids in the topology.
     pub ports: Vec<(PortId, Box<dyn Port>)>,
+}
+
+/// The NAT of one uplink, shared by its `nat` networks: the config, and
+/// the network of each of its internal networks (`networks[i]` is
+/// `config.networks[i]`).
+#[derive(Debug, Clone)]
+pub struct UplinkNat {
+    /// What the NAT translates.
+    pub config: NatConfig,
+    /// The network of each internal network, in the config's order.
+    pub networks: Vec<NetId>,
 }
 
 /// A handle to send control messages to every PMD thread from any thread
@@ -51,7 +62,9 @@ pub struct Dataplane {
     port_counters: Vec<Arc<PortCounters>>,
     net_counters: Vec<Vec<Arc<NetCounters>>>,
     nat_counters: Vec<Option<Arc<NatCounters>>>,
+    nat_networks: Vec<Vec<NetId>>,
     overlay_counters: Vec<Arc<OverlayCounters>>,
+    uplink_counters: Vec<Arc<UplinkCounters>>,
     controls: Vec<Sender<Control>>,
 }
 
@@ -62,17 +75,18 @@ impl Dataplane {
         settings: SwitchSettings,
         threads: Vec<ThreadSpec>,
     ) -> std::io::Result<Dataplane> {
-        let nats = vec![None; topo.networks.len()];
+        let nats = vec![None; topo.uplinks.len()];
         Dataplane::start_with_nat(topo, settings, threads, nats)
     }
 
-    /// As `start`, with a NAT config for each network that has one (by
-    /// `NetId`); each NAT runs on the thread that polls its uplink.
+    /// As `start`, with the NAT of each uplink that has `nat` networks (by
+    /// `UplinkId`); each NAT runs on the thread that polls its uplink,
+    /// which must also poll those networks' ports.
     pub fn start_with_nat(
         topo: Topology,
         settings: SwitchSettings,
         threads: Vec<ThreadSpec>,
-        nat_configs: Vec<Option<NatConfig>>,
+        nats: Vec<Option<UplinkNat>>,
     ) -> std::io::Result<Dataplane> {
         let topo = Arc::new(topo);
         let mut port_counters: Vec<Arc<PortCounters>> =
@@ -83,28 +97,36 @@ impl Dataplane {
             }
         }
         let bus = LearnBus::new(threads.len());
+        let nat_networks: Vec<Vec<NetId>> = (0..topo.uplinks.len())
+            .map(|u| {
+                nats.get(u)
+                    .and_then(|n| n.as_ref())
+                    .map_or_else(Vec::new, |n| n.networks.clone())
+            })
+            .collect();
         let mut net_counters = Vec::new();
         let mut controls = Vec::new();
         let mut pmd_threads = Vec::new();
-        let mut nat_counters: Vec<Option<Arc<NatCounters>>> = vec![None; topo.networks.len()];
-        // Overlay counters per uplink: only the uplink's thread writes them.
+        let mut nat_counters: Vec<Option<Arc<NatCounters>>> = vec![None; topo.uplinks.len()];
+        // Per-uplink counters: only the uplink's thread writes them.
         let overlay_counters: Vec<Arc<OverlayCounters>> =
+            topo.uplinks.iter().map(|_| Arc::default()).collect();
+        let uplink_counters: Vec<Arc<UplinkCounters>> =
             topo.uplinks.iter().map(|_| Arc::default()).collect();
         for (i, t) in threads.into_iter().enumerate() {
             let counters: Vec<Arc<NetCounters>> =
                 topo.networks.iter().map(|_| Arc::default()).collect();
-            // This thread runs the NAT of every network whose uplink it polls.
-            let nats: Vec<Option<Nat>> = topo
-                .networks
+            // This thread runs the NAT of every uplink it polls.
+            let thread_nats: Vec<Option<(Nat, Vec<NetId>)>> = topo
+                .uplinks
                 .iter()
                 .enumerate()
-                .map(|(n, net)| {
-                    let up = net.uplink?;
-                    let port = topo.uplink(up).port;
-                    t.ports.iter().any(|(id, _)| *id == port).then_some(())?;
-                    let nat = Nat::new(nat_configs.get(n)?.clone()?);
-                    nat_counters[n] = Some(nat.counters().clone());
-                    Some(nat)
+                .map(|(u, up)| {
+                    t.ports.iter().any(|(id, _)| *id == up.port).then_some(())?;
+                    let un = nats.get(u)?.clone()?;
+                    let nat = Nat::new(un.config);
+                    nat_counters[u] = Some(nat.counters().clone());
+                    Some((nat, un.networks))
                 })
                 .collect();
             let (tx, rx) = channel::unbounded();
@@ -115,8 +137,9 @@ impl Dataplane {
                 counters.clone(),
                 bus.clone(),
                 rx,
-                nats,
+                thread_nats,
                 overlay_counters.clone(),
+                uplink_counters.clone(),
             );
             net_counters.push(counters);
             controls.push(tx);
@@ -135,7 +158,9 @@ impl Dataplane {
             port_counters,
             net_counters,
             nat_counters,
+            nat_networks,
             overlay_counters,
+            uplink_counters,
             controls,
         })
     }
@@ -161,9 +186,19 @@ impl Dataplane {
         out
     }
 
-    /// NAT counters of each network that has NAT, by `NetId`.
+    /// NAT counters of each uplink that has NAT networks, by `UplinkId`.
     pub fn nat_stats(&self) -> &[Option<Arc<NatCounters>>] {
         &self.nat_counters
+    }
+
+    /// The networks that share uplink `up`'s NAT.
+    pub fn nat_networks(&self, up: UplinkId) -> &[NetId] {
+        self.nat_networks.get(up.0 as usize).map_or(&[], |v| v)
+    }
+
+    /// Echo counters of each uplink, by `UplinkId`.
+    pub fn uplink_stats(&self) -> &[Arc<UplinkCounters>] {
+        &self.uplink_counters
     }
 
     /// Overlay counters of each uplink, by `UplinkId`.

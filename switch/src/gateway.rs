@@ -4,12 +4,11 @@
 
 use std::net::Ipv4Addr;
 
+use crate::arp::{self, ArpSeen};
+use crate::echo;
 use pmd::meta::PacketMeta;
 use pmd::wire::{self, MacAddr};
 use pmd::{DropReason, Frame, Pool};
-use smoltcp::wire::{Icmpv4Message, Icmpv4Packet, Ipv4Packet};
-
-use crate::arp::{self, ArpSeen};
 
 /// A gateway's addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,36 +65,9 @@ impl Gateway {
             // Leaving the subnet through the gateway: routing and NAT.
             return GatewayVerdict::Drop(DropReason::NoRoute);
         }
-        if meta.ip_proto != wire::IPPROTO_ICMP || meta.later_fragment {
+        if !echo::reply_in_place(pool.data_mut(frame), meta, self.mac) {
             return GatewayVerdict::Drop(DropReason::NotForUs);
         }
-        let (l3, l4) = (meta.l3_off as usize, meta.l4_off as usize);
-        let end = meta.frame_len as usize;
-        let buf = pool.data_mut(frame);
-        {
-            let Ok(mut icmp) = Icmpv4Packet::new_checked(&mut buf[l4..end]) else {
-                return GatewayVerdict::Drop(DropReason::Truncated);
-            };
-            if icmp.msg_type() != Icmpv4Message::EchoRequest {
-                return GatewayVerdict::Drop(DropReason::NotForUs);
-            }
-            icmp.set_msg_type(Icmpv4Message::EchoReply);
-            icmp.set_msg_code(0);
-            icmp.fill_checksum();
-        }
-        {
-            let Ok(mut ip) = Ipv4Packet::new_checked(&mut buf[l3..end]) else {
-                return GatewayVerdict::Drop(DropReason::Truncated);
-            };
-            let src = ip.src_addr();
-            ip.set_dst_addr(src);
-            ip.set_src_addr(self.ip);
-            ip.set_hop_limit(64);
-            ip.fill_checksum();
-        }
-        let src_mac = meta.src_mac;
-        buf[0..6].copy_from_slice(&src_mac.0);
-        buf[6..12].copy_from_slice(&self.mac.0);
         // A reply never carries the request's offload state.
         frame.offload = pmd::Offload::default();
         GatewayVerdict::EchoReply

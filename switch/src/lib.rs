@@ -14,6 +14,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod demo;
+pub mod echo;
 pub mod endpoint;
 pub mod fdb;
 pub mod gateway;

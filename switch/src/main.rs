@@ -94,6 +94,7 @@ fn serve(cfg: &Config) -> Result<()> {
     // Final counters on stderr: what moved and what was dropped, and why.
     eprint!("{}", switch::report::ports(switch.dataplane()));
     eprint!("{}", switch::report::nat(switch.dataplane()));
+    eprint!("{}", switch::report::uplinks(switch.dataplane()));
     eprint!("{}", switch::report::overlay(switch.dataplane()));
     let reports = switch.stop();
     let leaked: usize = reports.iter().map(|r| r.leaked).sum();

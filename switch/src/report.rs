@@ -8,6 +8,7 @@ use pmd::DropReason;
 
 use crate::dataplane::Dataplane;
 use crate::pipeline::FdbRow;
+use crate::topology::UplinkId;
 
 /// Drops by reason as `reason=n, ...`, or `-`.
 fn drops(s: &CounterSnapshot) -> String {
@@ -75,13 +76,19 @@ pub fn networks(dp: &Dataplane) -> String {
     out
 }
 
-/// The NAT table of every network that has NAT: translations, table
-/// occupancy, drops by reason.
+/// The NAT of every uplink with `nat` networks, named after the uplink
+/// and the networks that share it (`nat up0 (front, back)`):
+/// translations, table occupancy, drops by reason.
 pub fn nat(dp: &Dataplane) -> String {
     let topo = dp.topology();
     let mut out = String::new();
-    for (i, c) in dp.nat_stats().iter().enumerate() {
+    for (u, c) in dp.nat_stats().iter().enumerate() {
         let Some(c) = c else { continue };
+        let nets: Vec<&str> = dp
+            .nat_networks(UplinkId(u as u16))
+            .iter()
+            .map(|n| topo.network(*n).name.as_str())
+            .collect();
         let drops: Vec<String> = nat::NatDrop::ALL
             .iter()
             .filter(|r| c.drops_of(**r) > 0)
@@ -89,8 +96,9 @@ pub fn nat(dp: &Dataplane) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "  nat {:<10} out {:>9} in {:>9} hairpin {:>6} icmp_err {:>5} frags {:>5} flows {:>7}  drops {}",
-            topo.networks[i].name,
+            "  nat {} ({})  out {:>9} in {:>9} hairpin {:>6} icmp_err {:>5} frags {:>5} flows {:>7}  drops {}",
+            topo.uplinks[u].name,
+            nets.join(", "),
             c.translated_out.get(),
             c.translated_in.get(),
             c.hairpin.get(),
@@ -98,6 +106,25 @@ pub fn nat(dp: &Dataplane) -> String {
             c.fragments.get(),
             c.occupancy(),
             if drops.is_empty() { "-".to_string() } else { drops.join(", ") }
+        );
+    }
+    out
+}
+
+/// What every uplink's address answered itself: ping replies, and
+/// requests over the rate limit.
+pub fn uplinks(dp: &Dataplane) -> String {
+    let topo = dp.topology();
+    let mut out = String::new();
+    for (u, c) in dp.uplink_stats().iter().enumerate() {
+        let up = &topo.uplinks[u];
+        let _ = writeln!(
+            out,
+            "  uplink {:<8} {:<15} echo_replies {:>7} echo_limited {:>7}",
+            up.name,
+            up.ip.to_string(),
+            c.echo_replies.get(),
+            c.echo_limited.get()
         );
     }
     out

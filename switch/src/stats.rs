@@ -1,5 +1,6 @@
 //! Per-network counters of the switching stages, one set per PMD thread
-//! (single writer each), summed by the control side.
+//! (single writer each), summed by the control side; and per-uplink
+//! counters, written by the uplink's thread only.
 
 use pmd::counters::Counter;
 
@@ -48,4 +49,15 @@ impl NetCounters {
         into.arp_replies += self.arp_replies.get();
         into.echo_replies += self.echo_replies.get();
     }
+}
+
+/// Counters of one uplink, written only by the PMD thread that polls it.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct UplinkCounters {
+    /// ICMP echo replies sent from the port's `ip`.
+    pub echo_replies: Counter,
+    /// Echo requests to the port's `ip` left unanswered: over the rate
+    /// limit ([`crate::echo::ECHO_RATE`] a second).
+    pub echo_limited: Counter,
 }

@@ -90,3 +90,26 @@ fn the_rig_example_is_a_busy_polling_l2_switch_between_two_ports() {
         [Attach::Port("pbd0".into()), Attach::Port("pbd1".into())]
     );
 }
+
+#[test]
+fn the_nat_networks_example_shares_one_uplink_and_one_mapping_table() {
+    let cfg = example("nat-networks.toml");
+    for name in ["front", "back"] {
+        let n = cfg.network(name).unwrap();
+        assert_eq!(n.mode, NetworkMode::Nat, "{name}");
+        assert_eq!(n.uplink.as_deref(), Some("up0"), "{name}");
+    }
+    let maps: Vec<_> = cfg
+        .port_mappings
+        .iter()
+        .map(|m| (m.network.as_str(), m.protocol, m.host_port))
+        .collect();
+    assert_eq!(
+        maps,
+        [
+            ("front", Protocol::Tcp, 8080),
+            ("back", Protocol::Tcp, 5432),
+            ("back", Protocol::Udp, 8080),
+        ]
+    );
+}

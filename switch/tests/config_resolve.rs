@@ -104,3 +104,36 @@ fn a_toml_syntax_error_is_the_one_error_reported() {
     assert_eq!(err.errors().len(), 1);
     assert_eq!((err.errors()[0].line, err.errors()[0].col), (1, 8));
 }
+
+#[test]
+fn one_host_port_may_be_mapped_on_two_uplinks() {
+    let mut text = String::new();
+    for i in 0..2 {
+        text += &format!(
+            "
+[[port]]
+name = \"up{i}\"
+iface = \"veth{i}\"
+ip = \"10.9{i}.0.2/24\"
+
+[[network]]
+name = \"n{i}\"
+subnet = \"172.3{i}.0.0/24\"
+uplink = \"up{i}\"
+
+[[endpoint]]
+name = \"e{i}\"
+network = \"n{i}\"
+netns = \"e{i}\"
+
+[[port_mapping]]
+protocol = \"tcp\"
+host_port = 8080
+endpoint = \"e{i}\"
+port = 80
+"
+        );
+    }
+    let cfg = config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.port_mappings.len(), 2, "each uplink has its own table");
+}

@@ -1,6 +1,7 @@
 //! Hostile input through the whole pipeline, without the kernel: random
 //! and corrupted frames (Ethernet, ARP, IPv4/TCP/UDP/ICMP, VXLAN) on every
-//! port of a switch with a NAT network and an overlay network, over
+//! port of a switch with two NAT networks on one uplink and an overlay
+//! network, over
 //! in-memory ports. The switch must not panic, must not leak a buffer, and
 //! must still forward good traffic afterwards.
 
@@ -9,21 +10,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
-use nat::NatConfig;
+use nat::{InternalNet, NatConfig, PortMapping, Proto};
 use overlay::{RemoteEndpoint, VtepTables};
 use pmd::memport::{mem_link, MemPeer};
 use pmd::thread::PollMode;
 use pmd::wire::MacAddr;
 use pmd::{Pool, PoolConfig, Port};
 use proptest::prelude::*;
-use switch::dataplane::{Dataplane, ThreadSpec};
+use switch::dataplane::{Dataplane, ThreadSpec, UplinkNat};
 use switch::pipeline::SwitchSettings;
 use switch::topology::{gateway_mac, Topology};
 
 const UPLINK_MAC: [u8; 6] = [2, 0x99, 0, 0, 0, 2];
 
 /// Ports: 0, 1 = endpoints of nat network "front"; 2 = its uplink;
-/// 3 = endpoint of overlay network "ov"; 4 = the overlay's uplink.
+/// 3 = endpoint of overlay network "ov"; 4 = the overlay's uplink;
+/// 5 = endpoint of nat network "back", which shares front's uplink.
 fn start() -> (Dataplane, Vec<MemPeer>) {
     let mut topo = Topology::default();
     let front = topo.add_network(
@@ -35,6 +37,11 @@ fn start() -> (Dataplane, Vec<MemPeer>) {
         "ov",
         "10.200.0.0/24".parse().unwrap(),
         Some(Ipv4Addr::new(10, 200, 0, 1)),
+    );
+    let back = topo.add_network(
+        "back",
+        "172.31.0.0/24".parse().unwrap(),
+        Some(Ipv4Addr::new(172, 31, 0, 1)),
     );
     let mut ports: Vec<(pmd::PortId, Box<dyn Port>)> = Vec::new();
     let mut peers = Vec::new();
@@ -86,19 +93,37 @@ fn start() -> (Dataplane, Vec<MemPeer>) {
         vec![(Ipv4Addr::new(10, 98, 0, 1), MacAddr([2, 0x98, 0, 0, 0, 1]))];
     let up1 = topo.uplink(u1).port;
     add(up1, "up1");
-    for (i, (net, ip)) in [(front, "172.30.0.10"), (front, "172.30.0.11")]
-        .iter()
-        .enumerate()
-    {
+    let p5 = topo.add_port("b0", Some(back));
+    add(p5, "b0");
+    topo.set_uplink(back, u0);
+    for (net, ip, port) in [
+        (front, "172.30.0.10", p0),
+        (front, "172.30.0.11", p1),
+        (back, "172.31.0.10", p5),
+    ] {
         let ip: Ipv4Addr = ip.parse().unwrap();
-        topo.add_endpoint_addr(*net, ip, MacAddr::from_ipv4(ip), pmd::PortId(i as u16));
+        topo.add_endpoint_addr(net, ip, MacAddr::from_ipv4(ip), port);
     }
     let mut nat = NatConfig::new(
         Ipv4Addr::new(10, 99, 0, 2),
         "172.30.0.0/24".parse().unwrap(),
         Ipv4Addr::new(172, 30, 0, 1),
     );
+    nat.networks.push(InternalNet {
+        subnet: "172.31.0.0/24".parse().unwrap(),
+        gateway: Ipv4Addr::new(172, 31, 0, 1),
+    });
+    nat.mappings.push(PortMapping {
+        proto: Proto::Tcp,
+        host_port: 8081,
+        internal_ip: Ipv4Addr::new(172, 31, 0, 10),
+        internal_port: 80,
+    });
     nat.max_entries = 64;
+    let nat = UplinkNat {
+        config: nat,
+        networks: vec![front, back],
+    };
     let spec = ThreadSpec {
         core: None,
         mode: PollMode::default(),
@@ -198,13 +223,35 @@ fn templates() -> Vec<(usize, Vec<u8>)> {
         .write(&mut f, b"over")
         .unwrap();
     v.push((3, f));
+    // back to front's endpoint (isolated), and front to back's mapped
+    // port through the uplink address (a hairpin across networks).
+    let back_gw = gateway_mac(Ipv4Addr::new(172, 31, 0, 1)).0;
+    for (port, src_mac, gw_mac, src, dst) in [
+        (
+            5,
+            [2, 0, 172, 31, 0, 10],
+            back_gw,
+            [172, 31, 0, 10],
+            [172, 30, 0, 10],
+        ),
+        (0, c0, gw, [172, 30, 0, 10], [10, 99, 0, 2]),
+    ] {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(src_mac, gw_mac)
+            .ipv4(src, dst, 64)
+            .tcp(40000, 8081, 1, 1000)
+            .syn()
+            .write(&mut f, b"")
+            .unwrap();
+        v.push((port, f));
+    }
     v
 }
 
 fn hostile_frame() -> impl Strategy<Value = (usize, Vec<u8>)> {
     let t = templates();
     prop_oneof![
-        (0usize..5, proptest::collection::vec(any::<u8>(), 0..200)),
+        (0usize..6, proptest::collection::vec(any::<u8>(), 0..200)),
         (
             0..t.len(),
             proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),

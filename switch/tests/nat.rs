@@ -138,11 +138,12 @@ impl Drop for NatLab {
     }
 }
 
-/// The value of `name=N` on the `nat front` line of the final counters.
+/// The value of `name=N` on the `nat up0 (front)` line of the final
+/// counters.
 fn nat_counter(stderr: &str, name: &str) -> u64 {
     let line = stderr
         .lines()
-        .find(|l| l.trim_start().starts_with("nat front"))
+        .find(|l| l.trim_start().starts_with("nat up0 (front)"))
         .unwrap_or_else(|| panic!("no NAT counters in:\n{stderr}"));
     line.split(|c: char| c.is_whitespace() || c == ',')
         .find_map(|w| w.strip_prefix(&format!("{name}=")))
@@ -196,7 +197,7 @@ fn outbound_tcp_udp_and_ping_leave_from_the_uplink_address() {
     let err = lab.stop();
     let line = err
         .lines()
-        .find(|l| l.trim_start().starts_with("nat front"))
+        .find(|l| l.trim_start().starts_with("nat up0 (front)"))
         .unwrap();
     // "out" counts frames before segmentation: uploads leave the TAP as
     // 64 KB TSO frames, so they are few.

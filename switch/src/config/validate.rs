@@ -462,8 +462,6 @@ fn check_networks<'r>(
 ) -> Vec<Network<'r>> {
     unique_names(d, raw.iter().map(|n| &n.get_ref().name), "network");
     let mut out: Vec<Network<'r>> = Vec::with_capacity(raw.len());
-    // uplink port -> (the nat network using it, its line)
-    let mut nat_uplinks: HashMap<String, (String, usize)> = HashMap::new();
     for rn in raw {
         let n = rn.get_ref();
         let mode = mode_of(d, n.mode.as_ref());
@@ -548,20 +546,6 @@ fn check_networks<'r>(
                         u.get_ref()
                     ),
                 );
-            }
-            if mode == NetworkMode::Nat {
-                let line = d.line(&u.span());
-                if let Some((other, at)) = nat_uplinks.get(u.get_ref()) {
-                    d.at(
-                        u.span(),
-                        format!(
-                            "uplink {:?} is already the uplink of nat network {other:?} (line {at}); one nat network per uplink",
-                            u.get_ref()
-                        ),
-                    );
-                } else {
-                    nat_uplinks.insert(u.get_ref().clone(), (n.name.get_ref().clone(), line));
-                }
             }
             Some(u.get_ref().clone())
         });
@@ -1023,7 +1007,9 @@ fn check_port_mappings(
     networks: &[Network],
 ) -> Vec<PortMappingCfg> {
     let mut out = Vec::with_capacity(raw.len());
-    let mut host_ports: HashMap<(Protocol, u16), usize> = HashMap::new();
+    // The networks of an uplink share its mapping table: (uplink,
+    // protocol, host port) -> (the endpoint mapped there, its line).
+    let mut host_ports: HashMap<(Option<&str>, Protocol, u16), (&str, usize)> = HashMap::new();
     let mut uplink_reported: Vec<&str> = Vec::new();
     for rm in raw {
         let m = rm.get_ref();
@@ -1043,21 +1029,6 @@ fn check_port_mappings(
                 d.at(v.span(), format!("{key} must be 1..=65535"));
             }
         }
-        if let Some(p) = protocol {
-            let hp = *m.host_port.get_ref();
-            if let Some(line) = host_ports.get(&(p, hp)) {
-                d.at(
-                    m.host_port.span(),
-                    format!(
-                        "{} host_port {hp} is already mapped (line {line})",
-                        p.as_str()
-                    ),
-                );
-            } else {
-                host_ports.insert((p, hp), d.line(&m.host_port.span()));
-            }
-        }
-
         let ep = endpoints
             .iter()
             .find(|e| e.raw.name.get_ref() == m.endpoint.get_ref());
@@ -1110,6 +1081,24 @@ fn check_port_mappings(
                         net.name
                     ),
                 );
+            }
+        }
+        if let Some(p) = protocol {
+            let uplink = net.and_then(|n| n.raw.get_ref().uplink.as_ref());
+            let uplink = uplink.map(|u| u.get_ref().as_str());
+            let hp = *m.host_port.get_ref();
+            if let Some((first, line)) = host_ports.get(&(uplink, p, hp)) {
+                let on = uplink.map_or(String::new(), |u| format!(" on uplink {u:?}"));
+                d.at(
+                    m.host_port.span(),
+                    format!(
+                        "{} host_port {hp} is already mapped{on} to endpoint {first:?} (line {line})",
+                        p.as_str()
+                    ),
+                );
+            } else {
+                let line = d.line(&m.host_port.span());
+                host_ports.insert((uplink, p, hp), (m.endpoint.get_ref(), line));
             }
         }
         if let (Some(protocol), Some(en)) = (protocol, ep_network) {

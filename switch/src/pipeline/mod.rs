@@ -12,12 +12,13 @@ use pmd::thread::{Ctx, Pipeline};
 use pmd::wire::{self, MacAddr};
 use pmd::{DropReason, Frame, PortId};
 
+use crate::echo::{TokenBucket, ECHO_BURST, ECHO_RATE};
 use crate::fdb::{Fdb, FdbEntry, Learned};
 use crate::gateway::GatewayVerdict;
 use crate::neighbor::NeighborCache;
-use crate::stats::NetCounters;
+use crate::stats::{NetCounters, UplinkCounters};
 use crate::topology::{NetId, Topology};
-use nat::{L4Csum, Nat};
+use nat::Nat;
 use pmd::Pool;
 
 mod overlaid;
@@ -103,10 +104,15 @@ pub struct SwitchPipeline {
     bus: Arc<LearnBus>,
     control: Receiver<Control>,
     last_sweep_ns: u64,
-    /// NAT of each network, on the thread that owns its uplink.
+    /// The NAT of each uplink (shared by its NAT networks), on the thread
+    /// that polls the uplink.
     nats: Vec<Option<Nat>>,
-    /// The NAT network behind each uplink (one per uplink).
-    uplink_nat: Vec<Option<NetId>>,
+    /// The network of each internal network of an uplink's NAT, by the
+    /// index NAT uses.
+    nat_nets: Vec<Vec<NetId>>,
+    /// For each network behind a NAT of this thread: the uplink and the
+    /// network's index in that NAT.
+    nat_slot: Vec<Option<(UplinkId, usize)>>,
     /// Next hops of each uplink.
     neighbors: Vec<NeighborCache>,
     /// Overlay tables of each uplink's VTEP (swapped by the cluster store).
@@ -115,14 +121,19 @@ pub struct SwitchPipeline {
     learned: Vec<LearnedMacs>,
     /// Overlay counters per uplink (written only on the uplink's thread).
     overlay_counters: Vec<Arc<OverlayCounters>>,
+    /// Echo and other counters per uplink (written only on its thread).
+    uplink_counters: Vec<Arc<UplinkCounters>>,
+    /// Echo replies each uplink's address may still send.
+    echo_limits: Vec<TokenBucket>,
     /// Reused vector for GSO segments.
     scratch: Vec<Frame>,
 }
 
 impl SwitchPipeline {
     /// A pipeline for PMD thread `thread`. `counters` has one entry per
-    /// network of `topo`, owned by this thread; `nats` has the NAT of each
-    /// network whose uplink this thread polls (`None` elsewhere).
+    /// network of `topo`, owned by this thread; `nats` has, by uplink, the
+    /// NAT of each uplink this thread polls (`None` elsewhere) with the
+    /// network of each of its internal networks, in its order.
     // Each argument is one independent piece of per-thread state the
     // dataplane hands over; a struct for them would only move the list.
     #[allow(clippy::too_many_arguments)]
@@ -133,20 +144,24 @@ impl SwitchPipeline {
         counters: Vec<Arc<NetCounters>>,
         bus: Arc<LearnBus>,
         control: Receiver<Control>,
-        nats: Vec<Option<Nat>>,
+        nats: Vec<Option<(Nat, Vec<NetId>)>>,
         overlay_counters: Vec<Arc<OverlayCounters>>,
+        uplink_counters: Vec<Arc<UplinkCounters>>,
     ) -> SwitchPipeline {
-        let mut uplink_nat = vec![None; topo.uplinks.len()];
-        for (i, n) in topo.networks.iter().enumerate() {
-            if let (Some(up), Some(Some(_))) = (n.uplink, nats.get(i)) {
-                uplink_nat[up.0 as usize] = Some(NetId(i as u16));
+        let uplinks = topo.uplinks.len();
+        let mut nat_slot = vec![None; topo.networks.len()];
+        let mut own_nats: Vec<Option<Nat>> = (0..uplinks).map(|_| None).collect();
+        let mut nat_nets = vec![Vec::new(); uplinks];
+        for (u, slot) in nats.into_iter().enumerate().take(uplinks) {
+            let Some((nat, nets)) = slot else { continue };
+            for (i, n) in nets.iter().enumerate() {
+                nat_slot[n.0 as usize] = Some((UplinkId(u as u16), i));
             }
+            own_nats[u] = Some(nat);
+            nat_nets[u] = nets;
         }
-        let overlay_counters = if overlay_counters.len() == topo.uplinks.len() {
-            overlay_counters
-        } else {
-            topo.uplinks.iter().map(|_| Arc::default()).collect()
-        };
+        let overlay_counters = per_uplink(overlay_counters, uplinks);
+        let uplink_counters = per_uplink(uplink_counters, uplinks);
         let vteps = topo.uplinks.iter().map(|u| u.vteps.clone()).collect();
         let learned = topo
             .uplinks
@@ -178,12 +193,15 @@ impl SwitchPipeline {
             bus,
             control,
             last_sweep_ns: 0,
-            nats,
-            uplink_nat,
+            nats: own_nats,
+            nat_nets,
+            nat_slot,
             neighbors,
             vteps,
             learned,
             overlay_counters,
+            uplink_counters,
+            echo_limits: vec![TokenBucket::new(ECHO_RATE, ECHO_BURST); uplinks],
             scratch: Vec::with_capacity(64),
         }
     }
@@ -275,30 +293,10 @@ impl SwitchPipeline {
         self.learn(net, meta.src_mac, in_port, ctx.now_ns);
 
         if meta.ethertype == wire::ETHERTYPE_IPV4 {
-            if let Some(nat) = self.nats[net.0 as usize].as_mut() {
-                let gw = self.topo.network(net).gateway;
-                let to_gateway_mac = gw.is_some_and(|g| g.mac == meta.dst_mac);
-                let csum = L4Csum::from_offload(&frame.offload);
-                if to_gateway_mac {
-                    // Echo to the gateway itself is the gateway's; all else
-                    // sent to the gateway MAC is routed through NAT.
-                    let for_gateway = gw.is_some_and(|g| g.ip.octets() == meta.ip_dst)
-                        && is_echo_request(ctx.pool.data(&frame), &meta);
-                    if !for_gateway {
-                        let v =
-                            nat.outbound(ctx.pool.data_mut(&mut frame), &meta, csum, ctx.now_ns);
-                        self.apply_verdict(ctx, net, frame, &meta, v);
-                        return;
-                    }
-                } else if nat.has_hairpin_flows() {
-                    // A hairpinned connection's target answers the client
-                    // directly; NAT puts the mapped address back.
-                    let hp =
-                        nat.hairpin_reply(ctx.pool.data_mut(&mut frame), &meta, csum, ctx.now_ns);
-                    if let Some(v) = hp {
-                        self.apply_verdict(ctx, net, frame, &meta, v);
-                        return;
-                    }
+            if let Some((up, from)) = self.nat_slot[net.0 as usize] {
+                match self.nat_stage(ctx, net, up, from, frame, &meta) {
+                    Some(f) => frame = f,
+                    None => return,
                 }
             }
         }
@@ -380,11 +378,14 @@ impl SwitchPipeline {
     }
 }
 
-/// True for an ICMP echo request (the gateway answers those).
-fn is_echo_request(frame: &[u8], meta: &PacketMeta) -> bool {
-    meta.ip_proto == wire::IPPROTO_ICMP
-        && !meta.later_fragment
-        && frame.get(meta.l4_off as usize) == Some(&8)
+/// `v` when it has one entry per uplink, else fresh counters (a caller
+/// that reads none).
+fn per_uplink<T: Default>(v: Vec<Arc<T>>, uplinks: usize) -> Vec<Arc<T>> {
+    if v.len() == uplinks {
+        v
+    } else {
+        (0..uplinks).map(|_| Arc::default()).collect()
+    }
 }
 
 impl Pipeline for SwitchPipeline {

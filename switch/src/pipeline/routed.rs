@@ -1,7 +1,7 @@
 //! Frames the switch routes instead of switching: from a network's gateway
-//! out through NAT to the uplink, back in from the uplink to an endpoint,
-//! hairpins, and ARP on the uplink (answering for the uplink address and
-//! resolving next hops).
+//! out through its uplink's NAT, back in from the uplink to an endpoint of
+//! any network behind it, hairpins, ARP on the uplink (answering for the
+//! uplink address and resolving next hops) and ping of the uplink address.
 
 use std::net::Ipv4Addr;
 
@@ -13,28 +13,112 @@ use pmd::{DropReason, Frame};
 
 use super::SwitchPipeline;
 use crate::arp::{self, ArpSeen};
+use crate::echo;
 use crate::neighbor::Hold;
 use crate::route::{decrement_ttl, set_macs};
 use crate::topology::{NetId, UplinkId};
 
 impl SwitchPipeline {
-    /// Acts on what NAT decided for a frame of network `net`.
-    pub(super) fn apply_verdict(
+    /// The NAT step for an IPv4 frame of network `net`, internal network
+    /// `from` of uplink `up`'s NAT. Sent to the gateway MAC, it is routed
+    /// through NAT unless it is a ping the switch answers itself (the
+    /// gateway's, or the uplink address's); between two endpoints, it is
+    /// offered to NAT as a hairpin reply while hairpin flows live. Returns
+    /// the frame when switching goes on with it.
+    pub(super) fn nat_stage(
         &mut self,
         ctx: &mut Ctx<'_>,
         net: NetId,
+        up: UplinkId,
+        from: usize,
+        mut frame: Frame,
+        meta: &PacketMeta,
+    ) -> Option<Frame> {
+        // `None` means the frame was consumed: every path that keeps it
+        // returns it.
+        let Some(gw) = self.topo.network(net).gateway else {
+            return Some(frame);
+        };
+        let csum = L4Csum::from_offload(&frame.offload);
+        if gw.mac == meta.dst_mac {
+            if echo::is_echo_request(ctx.pool.data(&frame), meta) {
+                if meta.ip_dst == gw.ip.octets() {
+                    // The gateway's own: the gateway stage answers it.
+                    return Some(frame);
+                }
+                if meta.ip_dst == self.topo.uplink(up).ip.octets() {
+                    // The host's address, pinged from inside.
+                    self.answer_uplink_echo(ctx, up, frame, meta, gw.mac);
+                    return None;
+                }
+            }
+            let Some(nat) = self.nats[up.0 as usize].as_mut() else {
+                return Some(frame);
+            };
+            let v = nat.outbound(ctx.pool.data_mut(&mut frame), meta, from, csum, ctx.now_ns);
+            self.apply_verdict(ctx, up, frame, meta, v);
+            return None;
+        }
+        let Some(nat) = self.nats[up.0 as usize].as_mut() else {
+            return Some(frame);
+        };
+        if nat.has_hairpin_flows() {
+            // A hairpinned connection's target answers the client
+            // directly; NAT puts the mapped address back.
+            let buf = ctx.pool.data_mut(&mut frame);
+            if let Some(v) = nat.hairpin_reply(buf, meta, from, csum, ctx.now_ns) {
+                self.apply_verdict(ctx, up, frame, meta, v);
+                return None;
+            }
+        }
+        Some(frame)
+    }
+
+    /// Acts on what uplink `up`'s NAT decided for a frame.
+    pub(super) fn apply_verdict(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        up: UplinkId,
         frame: Frame,
         meta: &PacketMeta,
         verdict: Verdict,
     ) {
         match verdict {
-            Verdict::ToUplink => match self.topo.network(net).uplink {
-                Some(up) => self.route_to_uplink(ctx, up, frame, meta.l3_off as usize),
+            Verdict::ToUplink => self.route_to_uplink(ctx, up, frame, meta.l3_off as usize),
+            Verdict::ToInternal { dst, net } => match self.nat_nets[up.0 as usize].get(net) {
+                Some(&to) => self.route_to_endpoint(ctx, to, dst, frame, meta),
                 None => ctx.drop_frame(frame, DropReason::NoRoute),
             },
-            Verdict::ToInternal { dst } => self.route_to_endpoint(ctx, net, dst, frame, meta),
             Verdict::Drop(_) => ctx.drop_frame(frame, DropReason::Nat),
         }
+    }
+
+    /// Answers an echo request to uplink `up`'s address, from the outside
+    /// or from a container behind it, within the uplink's rate; the reply
+    /// comes from `mac` and goes back out of the port the request came in.
+    fn answer_uplink_echo(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        up: UplinkId,
+        mut frame: Frame,
+        meta: &PacketMeta,
+        mac: MacAddr,
+    ) {
+        let i = up.0 as usize;
+        if !self.echo_limits[i].take(ctx.now_ns) {
+            self.uplink_counters[i].echo_limited.add(1);
+            ctx.drop_frame(frame, DropReason::RateLimited);
+            return;
+        }
+        if !echo::reply_in_place(ctx.pool.data_mut(&mut frame), meta, mac) {
+            ctx.drop_frame(frame, DropReason::NotForUs);
+            return;
+        }
+        // A reply never carries the request's offload state.
+        frame.offload = pmd::Offload::default();
+        self.uplink_counters[i].echo_replies.add(1);
+        let port = frame.in_port;
+        ctx.send(port, frame);
     }
 
     /// Routes a translated frame out of `up` to its next hop.
@@ -105,7 +189,8 @@ impl SwitchPipeline {
     }
 
     /// Handles a frame that arrived on uplink `up`: ARP for the uplink
-    /// address and from next hops, and IPv4 to the uplink address (NAT).
+    /// address and from next hops, and IPv4 to the uplink address: echo
+    /// requests (answered), VXLAN (the overlay), the rest (NAT).
     pub(super) fn uplink_frame(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -141,17 +226,19 @@ impl SwitchPipeline {
                     self.overlay_in(ctx, up, frame, meta);
                     return;
                 }
-                let Some(net) = self.uplink_nat[up.0 as usize] else {
-                    ctx.drop_frame(frame, DropReason::NotForUs);
+                // An echo request to the uplink address is the switch's
+                // own; echo replies are NAT's (pings from containers).
+                if echo::is_echo_request(ctx.pool.data(&frame), meta) {
+                    self.answer_uplink_echo(ctx, up, frame, meta, mac);
                     return;
-                };
+                }
                 let csum = L4Csum::from_offload(&frame.offload);
-                let Some(nat) = self.nats[net.0 as usize].as_mut() else {
+                let Some(nat) = self.nats[up.0 as usize].as_mut() else {
                     ctx.drop_frame(frame, DropReason::NotForUs);
                     return;
                 };
                 let v = nat.inbound(ctx.pool.data_mut(&mut frame), meta, csum, ctx.now_ns);
-                self.apply_verdict(ctx, net, frame, meta, v);
+                self.apply_verdict(ctx, up, frame, meta, v);
             }
             _ => ctx.drop_frame(frame, DropReason::NotForUs),
         }
