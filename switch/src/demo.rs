@@ -201,6 +201,14 @@ pub fn run() -> Result<()> {
 
     step("NAT: web downloads 20 MiB from a server outside (10.99.0.1)");
     let outside = Ipv4Addr::new(10, 99, 0, 1);
+    let own = Ipv4Addr::new(10, 99, 0, 2);
+    let p = traffic::ping(outside_ns.name(), own, 3)?;
+    println!(
+        "  the outside pings podswitch's own {own}: {}/{} replies  {}",
+        p.received,
+        p.sent,
+        check(p.received == p.sent)
+    );
     let (t, seen) = traffic::tcp_fetch(
         outside_ns.name(),
         outside,
@@ -236,6 +244,7 @@ pub fn run() -> Result<()> {
     step("per-network counters");
     print!("{}", report::networks(switch.dataplane()));
     print!("{}", report::nat(switch.dataplane()));
+    print!("{}", report::uplinks(switch.dataplane()));
     step("learned MAC table");
     let rows = switch.dataplane().fdb();
     print!("{}", report::fdb(switch.dataplane(), &rows));

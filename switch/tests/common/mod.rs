@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use pmd::netns::unique_name;
+use pmd::netns::{unique_name, NetnsGuard};
 
 /// Prints why a test is skipped and returns true when not root.
 pub fn skip_unless_root(test: &str) -> bool {
@@ -144,6 +144,16 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Stops with SIGTERM, asserts a clean exit and returns stderr (the
+    /// final counters).
+    pub fn stop_clean(&mut self) -> String {
+        let (code, err) = self.stop(libc::SIGTERM);
+        assert_eq!(code, Some(0), "clean exit; stderr:\n{err}");
+        err
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop(libc::SIGTERM);
@@ -212,4 +222,54 @@ pub fn send_raw_frames(netns: &str, frames: Vec<Vec<u8>>) {
         }
     })
     .unwrap();
+}
+
+/// A veth from `host` (`up0`, up, no address: the switch's uplink) into
+/// `outside` (`out0`, with `cidr`, up). Both ends keep the offloads the
+/// kernel gave them.
+pub fn uplink_veth(host: &NetnsGuard, outside: &NetnsGuard, cidr: &str) {
+    host.exec(
+        "ip",
+        &[
+            "link",
+            "add",
+            "up0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "out0",
+            "netns",
+            outside.name(),
+        ],
+    )
+    .unwrap();
+    host.exec("ip", &["link", "set", "up0", "up"]).unwrap();
+    outside
+        .exec("ip", &["addr", "add", cidr, "dev", "out0"])
+        .unwrap();
+    outside.exec("ip", &["link", "set", "out0", "up"]).unwrap();
+}
+
+/// The value of `name N` or `name=N` on the line of the final counters
+/// that starts with `prefix` (0 when a drop reason is absent).
+pub fn report_counter(stderr: &str, prefix: &str, name: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{stderr}"));
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    if let Some(v) = words
+        .iter()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+    {
+        return v.parse().unwrap();
+    }
+    match words.iter().position(|w| *w == name) {
+        Some(i) => words[i + 1].parse().unwrap(),
+        None => 0,
+    }
 }
