@@ -58,17 +58,46 @@ impl Internal {
     fn contains(&self, a: u32) -> bool {
         a & self.mask == self.net
     }
+
+    /// The longest prefix every network of `nets` lies in (all of IPv4
+    /// for none), so that most addresses outside them all are told apart
+    /// with one compare.
+    fn span(nets: &[Internal]) -> Internal {
+        let Some(first) = nets.first() else {
+            return Internal {
+                net: 0,
+                mask: u32::MAX,
+                gw: 0,
+            };
+        };
+        let mut mask = nets.iter().fold(first.mask, |m, n| m & n.mask);
+        for n in nets {
+            // Keep only the leading bits where this network agrees with
+            // the first.
+            let differ = (n.net ^ first.net) & mask;
+            if differ != 0 {
+                mask &= !(u32::MAX >> differ.leading_zeros());
+            }
+        }
+        Internal {
+            net: first.net & mask,
+            mask,
+            gw: 0,
+        }
+    }
 }
 
-/// The internal network that holds `a`, as its index and value.
+/// The index of the internal network that holds `a`.
 #[inline]
-fn net_of(nets: &[Internal], a: u32) -> Option<(usize, Internal)> {
+fn net_of(nets: &[Internal], a: u32) -> Option<usize> {
     // A linear scan: an uplink carries a few tens of networks at most,
     // and one compare each beats any index at that size.
-    nets.iter()
-        .enumerate()
-        .find(|(_, n)| n.contains(a))
-        .map(|(i, n)| (i, *n))
+    for (i, n) in nets.iter().enumerate() {
+        if n.contains(a) {
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// The translation state of one uplink's NAT networks: connection table,
@@ -77,6 +106,8 @@ fn net_of(nets: &[Internal], a: u32) -> Option<(usize, Internal)> {
 pub struct Nat {
     ext: u32,
     nets: Vec<Internal>,
+    /// The prefix all of `nets` share (`Internal::span`).
+    span: Internal,
     port_range: (u16, u16),
     timeouts: Timeouts,
     /// (protocol, host port) -> (endpoint address, endpoint port).
@@ -88,12 +119,21 @@ pub struct Nat {
     counters: Arc<NatCounters>,
 }
 
+/// A hairpin within one network: the target answers the client directly
+/// (not through the gateway), so its replies reach NAT only through
+/// [`Nat::hairpin_reply`]. A hairpin across networks holds an SNAT port
+/// and is answered to the target network's gateway instead.
+#[inline]
+fn direct_hairpin(flags: u8) -> bool {
+    flags & (F_HAIRPIN | F_SNAT_PORT) == F_HAIRPIN
+}
+
 fn release(ports: &mut PortAllocator, counters: &NatCounters, hairpins: &mut u32, e: &Entry) {
     if e.flags & F_SNAT_PORT != 0 {
         let o = e.tuples[Side::Orig as usize];
         ports.release(e.proto, o.src, o.sport);
     }
-    if e.flags & F_HAIRPIN != 0 {
+    if direct_hairpin(e.flags) {
         *hairpins -= 1;
     }
     counters.flows_removed.add(1);
@@ -113,9 +153,11 @@ impl Nat {
             );
         }
         let ext = u32::from(cfg.external_ip);
+        let nets: Vec<Internal> = cfg.networks.iter().map(Internal::of).collect();
         Nat {
             ext,
-            nets: cfg.networks.iter().map(Internal::of).collect(),
+            span: Internal::span(&nets),
+            nets,
             port_range: cfg.port_range,
             timeouts: cfg.timeouts,
             mappings,
@@ -154,6 +196,7 @@ impl Nat {
             &mut self.nets,
             cfg.networks.iter().map(Internal::of).collect(),
         );
+        self.span = Internal::span(&self.nets);
         self.timeouts = cfg.timeouts;
         self.ct.set_max(cfg.max_entries as usize);
         self.ports.clear_reserved();
@@ -177,7 +220,8 @@ impl Nat {
         // An address means the same before and after when it is in the
         // same network (subnet and gateway) or outside all of them both
         // times.
-        let unchanged = |a: u32| net_of(&old, a).map(|n| n.1) == net_of(nets, a).map(|n| n.1);
+        let unchanged =
+            |a: u32| net_of(&old, a).map(|i| old[i]) == net_of(nets, a).map(|i| nets[i]);
         ct.retain(
             |e| {
                 let (o, r) = (
@@ -214,8 +258,9 @@ impl Nat {
         self.ports.mappings()
     }
 
-    /// True while a hairpin connection lives: only then must the switch
-    /// offer frames between two endpoints to [`Nat::hairpin_reply`].
+    /// True while a hairpin connection within one network lives: only then
+    /// must the switch offer frames between two endpoints to
+    /// [`Nat::hairpin_reply`].
     #[inline]
     pub fn has_hairpin_flows(&self) -> bool {
         self.hairpins > 0
@@ -230,7 +275,17 @@ impl Nat {
     /// The index of the internal network that holds `a`.
     #[inline]
     fn net_of(&self, a: u32) -> Option<usize> {
-        net_of(&self.nets, a).map(|(i, _)| i)
+        if !self.span.contains(a) {
+            return None;
+        }
+        net_of(&self.nets, a)
+    }
+
+    /// True when internal network `net` holds `a` (subnets do not
+    /// overlap: then no other network does).
+    #[inline]
+    fn holds(&self, net: usize, a: u32) -> bool {
+        self.nets.get(net).is_some_and(|n| n.contains(a))
     }
 
     #[inline]
@@ -292,7 +347,7 @@ impl Nat {
     ) -> Result<Verdict, NatDrop> {
         let pkt = Pkt::parse(frame, meta)?;
         // A source of another network would reach that network's flows.
-        if self.net_of(pkt.tuple.src) != Some(from) {
+        if !self.holds(from, pkt.tuple.src) {
             return Err(NatDrop::BadSource);
         }
         if martian(pkt.tuple.dst) {
@@ -375,13 +430,13 @@ impl Nat {
         }
         let now_s = secs(now_ns);
         let pkt = Pkt::parse(frame, meta).ok()?;
-        if self.net_of(pkt.tuple.src) != Some(from) {
+        if !self.holds(from, pkt.tuple.src) {
             return None;
         }
         if pkt.kind == Kind::IcmpError {
             let q = parse_quoted(frame, &pkt).ok()?;
             let (idx, _) = self.find(q.proto, &q.tuple.inverted(), now_s)?;
-            if self.ct.get(idx).flags & F_HAIRPIN == 0 {
+            if !direct_hairpin(self.ct.get(idx).flags) {
                 return None;
             }
             let r = self.icmp_error(frame, &pkt, now_s, Some(from), true);
@@ -392,7 +447,7 @@ impl Nat {
             return None;
         }
         let (idx, side) = self.find(pkt.proto, &pkt.tuple, now_s)?;
-        if self.ct.get(idx).flags & F_HAIRPIN == 0 {
+        if !direct_hairpin(self.ct.get(idx).flags) {
             return None;
         }
         self.counters.translated_out.add(1);
@@ -486,7 +541,8 @@ impl Nat {
             .mappings
             .get(&(pkt.proto, t.dport))
             .ok_or(NatDrop::NoMapping)?;
-        let (to, target) = net_of(&self.nets, ip).ok_or(NatDrop::NoMapping)?;
+        let to = self.net_of(ip).ok_or(NatDrop::NoMapping)?;
+        let target = self.nets[to];
         if to != from {
             // A port mapped into another network: as Docker's proxy does,
             // the target sees its own gateway as the client, so no address
@@ -614,7 +670,7 @@ impl Nat {
             state,
             flags,
         });
-        if flags & F_HAIRPIN != 0 {
+        if direct_hairpin(flags) {
             self.hairpins += 1;
         }
         self.counters.flows_created.add(1);
@@ -716,7 +772,7 @@ impl Nat {
             .find(q.proto, &q.tuple.inverted(), now_s)
             .ok_or(NatDrop::NoMapping)?;
         let e = *self.ct.get(idx);
-        if hairpin_only && e.flags & F_HAIRPIN == 0 {
+        if hairpin_only && !direct_hairpin(e.flags) {
             return Err(NatDrop::NoMapping);
         }
         let inner = e.tuples[side.other() as usize];

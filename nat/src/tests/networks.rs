@@ -126,6 +126,10 @@ fn a_port_mapped_into_another_network_is_reached_from_its_gateway() {
     let (src, p, dst, dport) = view(&syn);
     assert_eq!((src, dst, dport), (ip(BACK_GW), ip(DB), 80));
     assert!((32768..=60999).contains(&p), "the client's SNAT port: {p}");
+    assert!(
+        !nat.has_hairpin_flows(),
+        "answered to the gateway: nothing for the switch to offer"
+    );
     // A client of the same port in the other network gets another one.
     let mut syn2 = tcp(CLI, 44444, EXT, 8081, F::Syn);
     assert_eq!(out_from(&mut nat, FRONT, &mut syn2, 0), into(DB, BACK));
@@ -243,4 +247,33 @@ fn a_reload_that_moves_a_networks_gateway_drops_that_networks_flows() {
     c.networks[BACK].gateway = Ipv4Addr::new(172, 31, 0, 254);
     assert!(nat.reconfigure(c));
     assert_eq!(nat.len(), 1, "front's connection stays, back's goes");
+}
+
+#[test]
+fn networks_far_apart_in_the_address_space_are_each_found() {
+    // No common prefix: 10/8 and 192.168/16 share no leading bit.
+    let mut c = NatConfig::new(
+        EXT.into(),
+        "10.1.0.0/24".parse().unwrap(),
+        [10, 1, 0, 1].into(),
+    );
+    c.networks.push(InternalNet {
+        subnet: "192.168.5.0/24".parse().unwrap(),
+        gateway: [192, 168, 5, 1].into(),
+    });
+    let mut nat = Nat::new(c);
+    let (a, b) = ([10, 1, 0, 7], [192, 168, 5, 7]);
+    let mut fa = udp(a, 1000, FAR, 53);
+    let mut fb = udp(b, 1000, FAR, 53);
+    assert_eq!(out_from(&mut nat, 0, &mut fa, 0), Verdict::ToUplink);
+    assert_eq!(out_from(&mut nat, 1, &mut fb, 0), Verdict::ToUplink);
+    let mut ra = udp(FAR, 53, EXT, view(&fa).1);
+    let mut rb = udp(FAR, 53, EXT, view(&fb).1);
+    assert_eq!(inb(&mut nat, &mut ra, 0), into(a, 0));
+    assert_eq!(inb(&mut nat, &mut rb, 0), into(b, 1));
+    let mut across = udp(a, 1000, b, 53);
+    assert_eq!(
+        out_from(&mut nat, 0, &mut across, 0),
+        Verdict::Drop(NatDrop::Isolated)
+    );
 }
