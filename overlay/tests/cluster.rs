@@ -1,13 +1,14 @@
 //! The cluster client against a real etcd (Debian's `etcd-server`) on
-//! loopback: its own data dir, free ports, stopped by PID. Skipped (with a
-//! message) when `etcd` is not installed. Root is not needed.
+//! loopback: its own data dir, free ports, stopped by PID. Fails when
+//! `etcd` is not installed. Root is not needed.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use overlay::cluster::etcd_server::{etcd_installed, EtcdServer as Etcd};
 use overlay::cluster::{ClusterClient, ClusterSettings, ClusterView, Published};
 use pmd::wire::MacAddr;
+use test_support::etcd::EtcdServer as Etcd;
+use test_support::require_etcd;
 
 fn logs() {
     let _ = tracing_subscriber::fmt()
@@ -74,7 +75,7 @@ fn ip(host: u8, n: u8) -> Ipv4Addr {
 
 #[test]
 fn three_hosts_see_each_other_and_a_stopped_host_goes_at_once() {
-    if !etcd_installed() {
+    if !require_etcd("cluster client") {
         return;
     }
     logs();
@@ -119,7 +120,7 @@ fn three_hosts_see_each_other_and_a_stopped_host_goes_at_once() {
 
 #[test]
 fn an_abandoned_host_goes_when_its_lease_expires() {
-    if !etcd_installed() {
+    if !require_etcd("cluster client") {
         return;
     }
     logs();
@@ -145,7 +146,7 @@ fn an_abandoned_host_goes_when_its_lease_expires() {
 
 #[test]
 fn an_etcd_outage_keeps_the_last_view_and_resynchronises() {
-    if !etcd_installed() {
+    if !require_etcd("cluster client") {
         return;
     }
     logs();
@@ -226,7 +227,7 @@ fn an_etcd_outage_keeps_the_last_view_and_resynchronises() {
 
 #[test]
 fn a_client_waits_for_etcd_and_stops_in_bounded_time_without_it() {
-    if !etcd_installed() {
+    if !require_etcd("cluster client") {
         return;
     }
     logs();

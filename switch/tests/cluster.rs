@@ -10,9 +10,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use overlay::cluster::etcd_server::{etcd_installed, EtcdServer};
 use pmd::netns::{ip, unique_name, LinkGuard, NetnsGuard};
 use switch::lab::traffic::ping;
+use test_support::etcd::EtcdServer;
+use test_support::require_etcd;
 
 fn container_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 200, 0, 10 + i as u8)
@@ -43,7 +44,7 @@ fn arp_answered(ns: &str, dst: Ipv4Addr) -> bool {
 
 #[test]
 fn three_hosts_that_know_only_etcd_reach_each_other_and_survive_an_etcd_stop() {
-    if skip_unless_root("cluster") || !etcd_installed() {
+    if skip_unless_root("cluster") || !require_etcd("cluster") {
         return;
     }
     let mut etcd = EtcdServer::start();
