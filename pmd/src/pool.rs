@@ -482,8 +482,7 @@ mod tests {
 
     #[test]
     fn an_encapsulated_frame_is_transmitted_from_its_new_start_without_a_copy() {
-        if !crate::netns::is_root() {
-            eprintln!("SKIPPED: a UMEM needs root");
+        if !test_support::require_root("a UMEM") {
             return;
         }
         let mut pool = Pool::new(PoolConfig {

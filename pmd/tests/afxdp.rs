@@ -1,5 +1,5 @@
 //! AF_XDP ports on veth pairs, end to end. Needs root (namespaces, XDP,
-//! AF_XDP); every test prints why and passes when not root.
+//! AF_XDP); every test fails without it.
 //!
 //! Topology of each test, all in namespaces the test creates and deletes:
 //!
@@ -17,16 +17,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use pmd::afxdp::{remove_stale_program, AfXdpPort, L4Ports, L4Proto, StaleOutcome, XdpFilter};
-use pmd::netns::{in_netns, ip, is_root, unique_name, NetnsGuard};
+use pmd::netns::{in_netns, ip, unique_name, NetnsGuard};
 use pmd::thread::{Ctx, Engine, Pipeline, PmdThread, PollMode};
 use pmd::{Frame, Pool, PoolConfig, Port, PortId};
 
+/// Fails the test when not root (true only where skipping is allowed).
 fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    println!("skipping {test}: needs root (network namespaces, XDP and AF_XDP)");
-    true
+    !test_support::require_root(test)
 }
 
 /// Two "containers" A and B, each wired by a veth to the switch namespace S.
