@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what is needed, lints, and runs the whole test suite (as root:
+# Installs what is needed, lints (clippy, warnings are errors), and runs the whole test suite (as root:
 # most tests create network namespaces, TAPs and veths, each uniquely named
 # and removed even when a test fails). Tests that start a switch run one at
 # a time.
@@ -21,4 +21,5 @@ if ((${#missing[@]})); then
   echo "test.sh: the tests need what is missing here: ${missing[*]}" >&2
   exit 1
 fi
+cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --no-fail-fast -- --test-threads=1
