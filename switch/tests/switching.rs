@@ -1,8 +1,10 @@
 //! MAC learning, aging, flooding, isolation and the gateway, over in-memory
 //! ports with real PMD threads (no kernel needed).
 
+mod inmem;
+
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etherparse::{PacketBuilder, SlicedPacket};
 use pmd::memport::{mem_link, MemPeer};
@@ -12,6 +14,7 @@ use pmd::{DropReason, Pool, PoolConfig, Port, PortId};
 use switch::dataplane::{Dataplane, ThreadSpec};
 use switch::pipeline::SwitchSettings;
 use switch::topology::{gateway_mac, Topology};
+use test_support::wait_until;
 
 fn mac(n: u8) -> [u8; 6] {
     [2, 0, 0, 0, 0, n]
@@ -84,27 +87,7 @@ impl Lab {
     /// Sends a frame in on `port` and returns what every port emitted.
     fn send(&self, port: usize, frame: Vec<u8>) -> Vec<Vec<Vec<u8>>> {
         assert!(self.peers[port].send(frame));
-        // Wait until the switch is quiet: input consumed and nothing new
-        // for a few milliseconds.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut out: Vec<Vec<Vec<u8>>> = vec![Vec::new(); self.peers.len()];
-        let mut quiet_since = Instant::now();
-        while Instant::now() < deadline {
-            let mut got = false;
-            for (i, p) in self.peers.iter().enumerate() {
-                for f in p.drain() {
-                    out[i].push(f);
-                    got = true;
-                }
-            }
-            if got || self.peers[port].pending() > 0 {
-                quiet_since = Instant::now();
-            } else if quiet_since.elapsed() > Duration::from_millis(30) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        out
+        inmem::outputs(self.dp(), &self.peers)
     }
 
     fn receivers(out: &[Vec<Vec<u8>>]) -> Vec<usize> {
@@ -180,7 +163,11 @@ fn an_aged_mac_is_flooded_again() {
         Lab::receivers(&lab.send(0, udp(mac(1), mac(2), b"x"))),
         vec![1]
     );
-    std::thread::sleep(Duration::from_millis(2100));
+    wait_until(
+        "MAC 2 to age out of the FDB (aging 1 s)",
+        Duration::from_secs(10),
+        || lab.dp().fdb().iter().all(|r| r.mac != MacAddr(mac(2))),
+    );
     assert_eq!(
         Lab::receivers(&lab.send(0, udp(mac(1), mac(2), b"x"))),
         vec![1, 2],
