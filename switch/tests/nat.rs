@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::*;
 use pmd::netns::{in_netns, NetnsGuard};
 use switch::lab::traffic::{ping, tcp_fetch, tcp_transfer, udp_echo};
+use test_support::wait_until;
 
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 const EXTERNAL: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
@@ -391,7 +392,17 @@ fn a_full_table_refuses_new_flows_and_keeps_the_established_transfer_going() {
             60 * MB,
         )
     });
-    std::thread::sleep(Duration::from_millis(300));
+    let c1 = &lab.c1;
+    wait_until(
+        "the download to be established through the NAT",
+        Duration::from_secs(10),
+        || {
+            c1.command("ss")
+                .args(["-Htn", "state", "established", "dst", "10.99.0.1:8200"])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty())
+        },
+    );
     // New flows: UDP to many ports fills the remaining entries; later ones
     // are refused.
     let refused = in_netns(lab.c2.name(), || {
@@ -518,7 +529,8 @@ fn malformed_frames_toward_the_gateway_are_counted_and_nat_keeps_working() {
     bad_ihl.resize(14 + 40, 0);
     frames.push(bad_ihl);
     send_raw_frames(lab.c1.name(), frames);
-    std::thread::sleep(Duration::from_millis(200));
+    // The ping follows the bad frames through c1's TAP: once it is
+    // answered, the switch has read (and counted) them.
     assert_eq!(
         ping(lab.c1.name(), OUTSIDE, 2).unwrap().received,
         2,
