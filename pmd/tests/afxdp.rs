@@ -543,8 +543,11 @@ fn stale_cleanup_removes_a_netlink_attached_pd_xdp_filter_and_leaves_a_foreign_p
     }
 }
 
+/// What reached the sink's port, in order.
+type Seen = std::sync::Mutex<Vec<Vec<u8>>>;
+
 /// Counts what reaches the switch and drops it.
-struct Sink(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+struct Sink(std::sync::Arc<Seen>);
 
 impl Pipeline for Sink {
     fn process(&mut self, ctx: &mut Ctx<'_>, burst: &mut Vec<Frame>) {
@@ -555,9 +558,10 @@ impl Pipeline for Sink {
     }
 }
 
-/// Opens one filtered port on `sa` with a sink pipeline, runs `traffic`,
-/// and returns what reached the switch.
-fn with_sink_port(topo: &Topo, filter: XdpFilter, traffic: impl FnOnce()) -> Vec<Vec<u8>> {
+/// Opens one filtered port on `sa` with a sink pipeline, runs `traffic`
+/// (which may look at what the switch has seen so far), and returns what
+/// reached the switch.
+fn with_sink_port(topo: &Topo, filter: XdpFilter, traffic: impl FnOnce(&Seen)) -> Vec<Vec<u8>> {
     let sa = topo.sa.clone();
     let (pool, port) = in_netns(topo.s.name(), move || {
         let mut pool = umem_pool();
@@ -579,7 +583,7 @@ fn with_sink_port(topo: &Topo, filter: XdpFilter, traffic: impl FnOnce()) -> Vec
         counters.clone(),
     )
     .unwrap();
-    traffic();
+    traffic(&seen);
     let reports = engine.stop();
     let xdp = stats.read();
     let port = counters[0].snapshot();
@@ -662,7 +666,7 @@ fn switch_filter_takes_arp_for_its_own_ip_while_the_kernel_keeps_its_address() {
         l4: L4Ports::default(),
     };
     let mut results = (false, false, true);
-    let frames = with_sink_port(&topo, filter, || {
+    let frames = with_sink_port(&topo, filter, |_| {
         results = (
             ping(&topo.a, &host_ip.to_string()),
             tcp_echo_to_kernel(&topo, host_ip),
@@ -707,20 +711,26 @@ fn on_a_shared_address_only_the_listed_ports_reach_the_switch() {
         },
     };
     let mut results = (false, false);
-    let frames = with_sink_port(&topo, filter, || {
+    let frames = with_sink_port(&topo, filter, |seen| {
         results = (
             ping(&topo.a, &host_ip.to_string()),
             tcp_echo_to_kernel(&topo, host_ip),
         );
         let to = host_ip;
+        // The last probe (to a port in the range) reaches the switch after
+        // every earlier one that does: they share the veth's one queue.
         in_netns(topo.a.name(), move || {
             let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-            for port in [40050u16, 4789, 5353, 5000, 40101] {
+            for port in [40050u16, 4789, 5353, 5000, 40101, 40099] {
                 sock.send_to(b"probe", (to, port)).unwrap();
             }
         })
         .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        test_support::wait_until(
+            "the last probe to reach the switch",
+            Duration::from_secs(10),
+            || seen.lock().unwrap().iter().any(|f| is_udp_to(f, to, 40099)),
+        );
     });
     let (host_ping, host_tcp) = results;
     assert!(
