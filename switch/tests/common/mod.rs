@@ -312,7 +312,7 @@ impl Capture {
                 // Nothing waiting (EAGAIN): the caller asks again later.
                 return &self.got;
             }
-            if from.sll_pkttype != libc::PACKET_OUTGOING as u8 {
+            if from.sll_pkttype != libc::PACKET_OUTGOING {
                 self.got.push(buf[..n as usize].to_vec());
             }
         }
