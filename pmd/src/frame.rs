@@ -42,6 +42,13 @@ pub struct Offload {
     pub csum_start: u16,
     /// Where the checksum field is, from `csum_start`.
     pub csum_offset: u16,
+    /// The port lost the sender's checksum state: AF_XDP on a veth hands
+    /// over frames whose TCP/UDP checksum the sender left to offload
+    /// (CHECKSUM_PARTIAL) without saying so. Until
+    /// [`partial_csum::resolve`](crate::partial_csum::resolve) looks, the
+    /// checksum field may hold only the pseudo-header seed (of this frame,
+    /// or of a frame encapsulated in it).
+    pub csum_lost: bool,
 }
 
 impl Offload {

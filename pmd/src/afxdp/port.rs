@@ -394,7 +394,9 @@ impl Port for AfXdpPort {
             q.fill_held -= n as u32;
             for d in &self.scratch[..n] {
                 self.in_kernel[Pool::chunk_of(d) as usize] = false;
-                let frame = pool.frame_from_desc(d, self.id);
+                let mut frame = pool.frame_from_desc(d, self.id);
+                // XDP dropped the skb's checksum state (see the module doc).
+                frame.offload.csum_lost = true;
                 bytes += frame.len() as u64;
                 out.push(frame);
             }
