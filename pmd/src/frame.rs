@@ -3,7 +3,8 @@
 //! A `Frame` is a handle into its thread's [`Pool`](crate::Pool); the bytes
 //! live in the pool, so moving a frame between ports of one thread moves a
 //! descriptor, not bytes. A frame is not `Clone`: there is exactly one owner,
-//! and every frame goes back to its pool (sent or dropped).
+//! and every frame goes back to its pool (sent or dropped). A frame carries
+//! its pool's id, and a pool refuses (panics on) a frame of another pool.
 
 use crate::port::PortId;
 
@@ -62,6 +63,8 @@ impl Offload {
 #[derive(Debug)]
 pub struct Frame {
     pub(crate) buf: Buf,
+    /// Id of the pool that made the frame; `buf` means nothing elsewhere.
+    pub(crate) pool: u32,
     /// Offset of the first packet byte inside the buffer.
     pub(crate) head: u32,
     /// Packet length in bytes.

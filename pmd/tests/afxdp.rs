@@ -371,17 +371,14 @@ fn forward_through_two_ports(topo: Topo, queues: usize) {
         p1.queue_count()
     );
     assert!(link_show(&topo.s, &topo.sa).contains("prog/xdp"));
-    let counters = vec![p0.counters().clone(), p1.counters().clone()];
-    let engine = Engine::start(
-        vec![PmdThread {
-            core: None,
-            mode: PollMode::default(),
-            pool,
-            ports: vec![(PortId(0), Box::new(p0)), (PortId(1), Box::new(p1))],
-            pipeline: Box::new(Cross),
-        }],
-        counters.clone(),
-    )
+    let counters = [p0.counters().clone(), p1.counters().clone()];
+    let engine = Engine::start(vec![PmdThread {
+        core: None,
+        mode: PollMode::default(),
+        pool,
+        ports: vec![(PortId(0), Box::new(p0)), (PortId(1), Box::new(p1))],
+        pipeline: Box::new(Cross),
+    }])
     .expect("engine");
 
     let ab = ping(&topo.a, &topo.addr(2));
@@ -588,18 +585,15 @@ fn with_sink_port(topo: &Topo, filter: XdpFilter, traffic: impl FnOnce(&Seen)) -
     })
     .unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let counters = vec![port.counters().clone()];
+    let counters = [port.counters().clone()];
     let stats = port.xdp_stats_reader().expect("stats reader");
-    let engine = Engine::start(
-        vec![PmdThread {
-            core: None,
-            mode: PollMode::default(),
-            pool,
-            ports: vec![(PortId(0), Box::new(port))],
-            pipeline: Box::new(Sink(seen.clone())),
-        }],
-        counters.clone(),
-    )
+    let engine = Engine::start(vec![PmdThread {
+        core: None,
+        mode: PollMode::default(),
+        pool,
+        ports: vec![(PortId(0), Box::new(port))],
+        pipeline: Box::new(Sink(seen.clone())),
+    }])
     .unwrap();
     traffic(&seen);
     let reports = engine.stop();

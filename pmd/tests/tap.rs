@@ -247,7 +247,7 @@ fn start(a: impl Port + 'static, b: impl Port + 'static) -> (Running, Vec<Arc<Po
         ports: vec![(PortId(0), Box::new(a)), (PortId(1), Box::new(b))],
         pipeline: Box::new(Wire),
     };
-    let engine = Engine::start(vec![th], counters.clone()).expect("starting the engine");
+    let engine = Engine::start(vec![th]).expect("starting the engine");
     (Running(Some(engine)), counters)
 }
 

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use crossbeam::channel::{Receiver, Sender};
-use crossbeam::queue::ArrayQueue;
 use pmd::meta::{self, PacketMeta};
 use pmd::thread::{Ctx, Pipeline};
 use pmd::wire::{self, MacAddr};
@@ -44,30 +43,6 @@ impl Default for SwitchSettings {
     }
 }
 
-/// A learned MAC shared with the other PMD threads, so each thread's FDB
-/// knows ports it does not poll, without a lock on the hot path.
-#[derive(Debug, Clone, Copy)]
-struct LearnEvent {
-    net: NetId,
-    mac: MacAddr,
-    port: PortId,
-    seen_ns: u64,
-}
-
-/// The rings that carry learn events between threads.
-pub struct LearnBus {
-    inboxes: Vec<ArrayQueue<LearnEvent>>,
-}
-
-impl LearnBus {
-    /// A bus for `threads` PMD threads.
-    pub fn new(threads: usize) -> Arc<LearnBus> {
-        Arc::new(LearnBus {
-            inboxes: (0..threads).map(|_| ArrayQueue::new(4096)).collect(),
-        })
-    }
-}
-
 /// One row of a dumped FDB.
 #[derive(Debug, Clone)]
 pub struct FdbRow {
@@ -95,12 +70,10 @@ pub enum Control {
 
 /// The per-thread switching pipeline.
 pub struct SwitchPipeline {
-    thread: usize,
     topo: Arc<Topology>,
     fdbs: Vec<Fdb>,
     settings: SwitchSettings,
     counters: Vec<Arc<NetCounters>>,
-    bus: Arc<LearnBus>,
     control: Receiver<Control>,
     last_sweep_ns: u64,
     /// NAT of each network, on the thread that owns its uplink.
@@ -120,18 +93,15 @@ pub struct SwitchPipeline {
 }
 
 impl SwitchPipeline {
-    /// A pipeline for PMD thread `thread`. `counters` has one entry per
+    /// A pipeline for one PMD thread. `counters` has one entry per
     /// network of `topo`, owned by this thread; `nats` has the NAT of each
-    /// network whose uplink this thread polls (`None` elsewhere).
-    // Each argument is one independent piece of per-thread state the
-    // dataplane hands over; a struct for them would only move the list.
-    #[allow(clippy::too_many_arguments)]
+    /// network whose uplink this thread polls (`None` elsewhere). A
+    /// network's ports all belong to one thread (see `pmd::thread`), so
+    /// its FDB here is the only one that learns its MACs.
     pub fn new(
-        thread: usize,
         topo: Arc<Topology>,
         settings: SwitchSettings,
         counters: Vec<Arc<NetCounters>>,
-        bus: Arc<LearnBus>,
         control: Receiver<Control>,
         nats: Vec<Option<Nat>>,
         overlay_counters: Vec<Arc<OverlayCounters>>,
@@ -170,12 +140,10 @@ impl SwitchPipeline {
             .map(|_| Fdb::new(settings.fdb_size as usize, settings.mac_aging_secs))
             .collect();
         SwitchPipeline {
-            thread,
             topo,
             fdbs,
             settings,
             counters,
-            bus,
             control,
             last_sweep_ns: 0,
             nats,
@@ -194,36 +162,7 @@ impl SwitchPipeline {
         match fdb.learn(mac, port, now_ns) {
             Learned::Refreshed => {}
             Learned::New => self.counters[net.0 as usize].learned.add(1),
-            Learned::TableFull => {
-                self.counters[net.0 as usize].fdb_full.add(1);
-                return;
-            }
-        }
-        if self.bus.inboxes.len() > 1 && fdb.announce_due(mac, now_ns) {
-            let ev = LearnEvent {
-                net,
-                mac,
-                port,
-                seen_ns: now_ns,
-            };
-            for (t, inbox) in self.bus.inboxes.iter().enumerate() {
-                if t != self.thread {
-                    // A full inbox loses an announcement; the next one (at
-                    // half the aging time) or a flood repairs it.
-                    let _ = inbox.push(ev);
-                }
-            }
-        }
-    }
-
-    fn take_learn_events(&mut self) {
-        let Some(inbox) = self.bus.inboxes.get(self.thread) else {
-            return;
-        };
-        while let Some(ev) = inbox.pop() {
-            if let Some(fdb) = self.fdbs.get_mut(ev.net.0 as usize) {
-                fdb.apply(ev.mac, ev.port, ev.seen_ns);
-            }
+            Learned::TableFull => self.counters[net.0 as usize].fdb_full.add(1),
         }
     }
 
@@ -390,7 +329,6 @@ fn is_echo_request(frame: &[u8], meta: &PacketMeta) -> bool {
 
 impl Pipeline for SwitchPipeline {
     fn process(&mut self, ctx: &mut Ctx<'_>, burst: &mut Vec<Frame>) {
-        self.take_learn_events();
         for frame in burst.drain(..) {
             self.switch_one(ctx, frame);
         }
@@ -408,7 +346,6 @@ impl Pipeline for SwitchPipeline {
     }
 
     fn housekeeping(&mut self, ctx: &mut Ctx<'_>) {
-        self.take_learn_events();
         for nat in self.nats.iter_mut().flatten() {
             nat.sweep(ctx.now_ns, 256);
         }
