@@ -12,26 +12,21 @@ use switch::dataplane::Dataplane;
 use switch::pipeline::Control;
 use test_support::wait_until;
 
-/// Rounds of control messages in [`settle`]. A PMD thread answers one
-/// between bursts, after sending on everything it took before. A frame one
-/// thread hands to another just after that thread polled its inbox is
-/// taken one loop later: two more rounds cover it.
-const ROUNDS: usize = 3;
-
-/// Returns once every PMD thread of `dp` has sent on every frame it took
-/// from its ports before the call.
+/// Returns once every PMD thread of `dp` has finished with every frame it
+/// took from its ports before the call (sent it on, dropped it, or holds it
+/// waiting for ARP). A thread answers a control message between bursts,
+/// after it has processed and sent what it took before; a frame stays on
+/// the thread that received it.
 pub fn settle(dp: &Dataplane) {
-    for _ in 0..ROUNDS {
-        let (tx, rx) = crossbeam::channel::unbounded();
-        let threads = Cell::new(0);
-        dp.control_handle().send_all(|| {
-            threads.set(threads.get() + 1);
-            Control::DumpFdb(tx.clone())
-        });
-        for _ in 0..threads.get() {
-            rx.recv_timeout(Duration::from_secs(10))
-                .expect("every PMD thread answers a control message within 10 s");
-        }
+    let (tx, rx) = crossbeam::channel::unbounded();
+    let threads = Cell::new(0);
+    dp.control_handle().send_all(|| {
+        threads.set(threads.get() + 1);
+        Control::DumpFdb(tx.clone())
+    });
+    for _ in 0..threads.get() {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("every PMD thread answers a control message within 10 s");
     }
 }
 
