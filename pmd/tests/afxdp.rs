@@ -237,17 +237,6 @@ fn link_show(ns: &NetnsGuard, dev: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// True when `dev` in `ns` checksums TCP/UDP by offload (veth's default),
-/// read from `ethtool -k`; the tests check their peers are as users have them.
-fn tx_checksum_offload_on(ns: &NetnsGuard, dev: &str) -> bool {
-    let out = ns
-        .command("ethtool")
-        .args(["-k", dev])
-        .output()
-        .expect("ethtool -k");
-    String::from_utf8_lossy(&out.stdout).contains("tx-checksumming: on")
-}
-
 /// A deterministic byte stream (xorshift), so both ends agree without
 /// sharing a buffer.
 struct Pattern(u64);
@@ -345,7 +334,7 @@ fn forward_through_two_ports(topo: Topo, queues: usize) {
     // out, the engine completes it).
     for (ns, dev) in [(&topo.a, &topo.pa), (&topo.b, &topo.pb)] {
         assert!(
-            tx_checksum_offload_on(ns, dev),
+            test_support::tx_checksum_offload_on(ns.name(), dev),
             "{dev} keeps its default offloads"
         );
     }

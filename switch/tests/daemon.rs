@@ -86,7 +86,7 @@ fn veth_into(ns: &NetnsGuard, addr: &str) -> (LinkGuard, String) {
     // The container end keeps veth's default offloads: its TCP checksums
     // arrive partial through the AF_XDP port and the switch completes them.
     assert!(
-        tx_checksum_offload_on(ns, "eth0"),
+        test_support::tx_checksum_offload_on(ns.name(), "eth0"),
         "eth0 keeps its defaults"
     );
     (guard, sw)

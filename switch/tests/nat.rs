@@ -63,7 +63,7 @@ impl NatLab {
         // The outside keeps veth's default offloads (its TCP/UDP checksums
         // reach the AF_XDP uplink partial), as a user's neighbour does.
         assert!(
-            tx_checksum_offload_on(&outside, "out0"),
+            test_support::tx_checksum_offload_on(outside.name(), "out0"),
             "out0 keeps its defaults"
         );
         let text = format!(

@@ -81,7 +81,7 @@ impl KernelPeer {
             .unwrap();
         remote.exec("ip", &["link", "set", "out0", "up"]).unwrap();
         assert!(
-            tx_checksum_offload_on(&remote, "out0"),
+            test_support::tx_checksum_offload_on(remote.name(), "out0"),
             "out0 keeps its defaults"
         );
         remote

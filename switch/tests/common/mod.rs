@@ -169,18 +169,6 @@ pub fn ip_in(netns: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// True when `dev` in `netns` checksums TCP/UDP by offload (veth's
-/// default), read with `ethtool -k`: the tests check that the peers they
-/// build are as users have them.
-pub fn tx_checksum_offload_on(netns: &pmd::netns::NetnsGuard, dev: &str) -> bool {
-    let out = netns
-        .command("ethtool")
-        .args(["-k", dev])
-        .output()
-        .expect("ethtool -k");
-    String::from_utf8_lossy(&out.stdout).contains("tx-checksumming: on")
-}
-
 /// Received packets on an interface inside a namespace.
 pub fn rx_packets(netns: &str, dev: &str) -> u64 {
     let out = Command::new("ip")
