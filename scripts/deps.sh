@@ -2,9 +2,12 @@
 # Installs what podswitch needs to build and test on Debian (run as root).
 # Idempotent: packages already present are skipped quickly.
 set -euo pipefail
-pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config m4 make libbpf-dev
+# scripts/fresh-check.sh found two that a minimal Debian root lacks:
+# ca-certificates (cargo fetches crates over HTTPS) and gcc (libxdp-sys
+# builds xdp-tools, whose configure insists on gcc even with clang present).
+pkgs=(clang llvm gcc libelf-dev zlib1g-dev pkg-config m4 make libbpf-dev
       iproute2 iputils-ping iperf3 ethtool util-linux procps
-      etcd-server protobuf-compiler libprotobuf-dev)
+      etcd-server protobuf-compiler libprotobuf-dev ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

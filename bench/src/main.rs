@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use bench::pipeline::{self, PipelineBench};
-use bench::{nat, tcp, vxlan};
+use bench::{csum, nat, tcp, vxlan};
 
 #[derive(Parser)]
 #[command(name = "podbench", about = "Benchmarks of podswitch")]
@@ -58,6 +58,17 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = VxlanMode::Encap)]
         mode: VxlanMode,
     },
+    /// The partial-checksum check on a 1514-byte TCP frame from a port that
+    /// lost the checksum state (AF_XDP): parse only, parse and check (a
+    /// partial or a complete checksum), or check and software completion.
+    /// The same work as `cargo bench -p bench --bench partial_csum`.
+    Csum {
+        /// Packets to process.
+        #[arg(long, default_value_t = 10_000_000)]
+        packets: u64,
+        #[arg(long, value_enum, default_value_t = CsumArg::ResolvePartial)]
+        mode: CsumArg,
+    },
     /// iperf3 TCP between two namespaces through podswitch (`podswitch
     /// run`, a nat network) and through a Linux bridge; prints both and the
     /// ratio. Needs root and iperf3.
@@ -69,6 +80,14 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         secs: u32,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CsumArg {
+    Parse,
+    ResolvePartial,
+    ResolveComplete,
+    Finish,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -150,6 +169,31 @@ fn main() -> Result<()> {
                 r.packets,
                 r.elapsed.as_secs_f64(),
                 r.ns_per_packet()
+            );
+        }
+        Cmd::Csum { packets, mode } => {
+            let (name, mode) = match mode {
+                CsumArg::Parse => ("parse", csum::CsumMode::Parse),
+                CsumArg::ResolvePartial => ("resolve-partial", csum::CsumMode::ResolvePartial),
+                CsumArg::ResolveComplete => ("resolve-complete", csum::CsumMode::ResolveComplete),
+                CsumArg::Finish => ("finish", csum::CsumMode::Finish),
+            };
+            let r = csum::run(mode, packets);
+            let expect = match mode {
+                csum::CsumMode::ResolvePartial | csum::CsumMode::Finish => r.packets,
+                _ => 0,
+            };
+            ensure!(
+                r.marked == expect,
+                "{} of {} packets marked partial, expected {expect}",
+                r.marked,
+                r.packets
+            );
+            println!(
+                "csum mode={name} packets={} elapsed={:.3}s ns/packet={:.1}",
+                r.packets,
+                r.elapsed.as_secs_f64(),
+                r.elapsed.as_nanos() as f64 / r.packets.max(1) as f64
             );
         }
         Cmd::Tcp { podswitch, secs } => {

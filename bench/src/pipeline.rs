@@ -19,7 +19,7 @@ use pmd::memport::{mem_link, MemPeer, MemPort};
 use pmd::thread::{Ctx, Pipeline, TxQueues};
 use pmd::wire::{self, checksum};
 use pmd::{Frame, Pool, PoolConfig, Port, PortId, MAX_BURST};
-use switch::pipeline::{Control, LearnBus, SwitchPipeline, SwitchSettings};
+use switch::pipeline::{Control, SwitchPipeline, SwitchSettings};
 use switch::stats::NetCounters;
 use switch::topology::Topology;
 
@@ -109,17 +109,18 @@ impl PipelineBench {
         let (control_tx, control_rx) = channel::unbounded();
         let no_nat = topo.uplinks.iter().map(|_| None).collect();
         let pipeline = SwitchPipeline::new(
-            0,
             topo,
             settings,
             counters,
-            LearnBus::new(1),
             control_rx,
             no_nat,
             Vec::new(),
             Vec::new(),
         );
-        let tx = TxQueues::new(vec![port0.counters().clone(), port1.counters().clone()]);
+        let tx = TxQueues::new(&[
+            (id0, port0.counters().clone()),
+            (id1, port1.counters().clone()),
+        ]);
         let pool = Pool::new(PoolConfig {
             chunks: 1024,
             large: 1,

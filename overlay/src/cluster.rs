@@ -76,7 +76,6 @@
 //! the client logs the conflict. If a key this host publishes is deleted by
 //! someone else while the client runs, it is put back.
 
-pub mod etcd_server;
 mod worker;
 
 use std::collections::BTreeSet;

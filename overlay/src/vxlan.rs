@@ -679,10 +679,28 @@ pub fn decapsulate_frame(
         let pulled = pool.pull_front(frame, inner_offset);
         let trimmed = pool.set_len(frame, inner_len);
         debug_assert!(pulled && trimmed);
-        // The outer frame's offload state does not describe the inner one.
-        frame.offload = pmd::Offload::default();
+        frame.offload = inner_offload(&frame.offload, inner_offset);
     }
     verdict
+}
+
+/// The offload state of a decapsulated frame. A pending checksum inside
+/// the inner frame (a kernel vxlan device behind a TAP with virtio-net
+/// headers reports the inner TCP's `csum_start`) moves with it; anything
+/// about the outer headers is gone. A port that lost the checksum state
+/// lost it for the inner frame too, so the inner frame is looked at again
+/// (`pmd::partial_csum`).
+fn inner_offload(outer: &pmd::Offload, inner_offset: usize) -> pmd::Offload {
+    let mut inner = pmd::Offload {
+        csum_lost: outer.csum_lost,
+        ..pmd::Offload::default()
+    };
+    if outer.needs_csum && outer.gso_type == 0 && outer.csum_start as usize >= inner_offset {
+        inner.needs_csum = true;
+        inner.csum_start = outer.csum_start - inner_offset as u16;
+        inner.csum_offset = outer.csum_offset;
+    }
+    inner
 }
 
 #[cfg(test)]
@@ -728,5 +746,34 @@ mod tests {
     fn the_outer_headers_add_50_bytes() {
         assert_eq!(OUTER_LEN, 50);
         assert_eq!(field::outer::VXLAN.end, OUTER_LEN);
+    }
+
+    #[test]
+    fn a_decapsulated_frame_keeps_an_inner_pending_checksum_and_the_lost_state() {
+        let tap = pmd::Offload {
+            needs_csum: true,
+            csum_start: 50 + 34,
+            csum_offset: 16,
+            ..pmd::Offload::default()
+        };
+        let inner = inner_offload(&tap, 50);
+        assert!(inner.needs_csum);
+        assert_eq!((inner.csum_start, inner.csum_offset), (34, 16));
+        let outer_udp = pmd::Offload {
+            needs_csum: true,
+            csum_start: 34,
+            csum_offset: 6,
+            csum_lost: true,
+            ..pmd::Offload::default()
+        };
+        let inner = inner_offload(&outer_udp, 50);
+        assert!(
+            !inner.needs_csum,
+            "the outer UDP checksum is not the inner's"
+        );
+        assert!(
+            inner.csum_lost,
+            "the inner frame lost its state as the outer did"
+        );
     }
 }

@@ -1,13 +1,14 @@
 //! The cluster client against a real etcd (Debian's `etcd-server`) on
-//! loopback: its own data dir, free ports, stopped by PID. Skipped (with a
-//! message) when `etcd` is not installed. Root is not needed.
+//! loopback: its own data dir, free ports, stopped by PID. Fails when
+//! `etcd` is not installed. Root is not needed.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use overlay::cluster::etcd_server::{etcd_installed, EtcdServer as Etcd};
 use overlay::cluster::{ClusterClient, ClusterSettings, ClusterView, Published};
 use pmd::wire::MacAddr;
+use test_support::etcd::EtcdServer as Etcd;
+use test_support::require_etcd;
 
 fn logs() {
     let _ = tracing_subscriber::fmt()
@@ -68,13 +69,36 @@ fn wait_for(
     }
 }
 
+/// Watches the views of `clients` for `period` (the span of time a test is
+/// about, such as longer than a lease) and fails at the first view that
+/// `ok` refuses, saying `what` should have held.
+fn views_hold(
+    what: &str,
+    clients: &[(&str, &ClusterClient)],
+    period: Duration,
+    ok: impl Fn(&ClusterView) -> bool,
+) {
+    let until = Instant::now() + period;
+    let mut sel = crossbeam::channel::Select::new();
+    for (_, c) in clients {
+        sel.recv(c.views());
+    }
+    while let Ok(op) = sel.select_deadline(until) {
+        let (who, c) = clients[op.index()];
+        let v = op
+            .recv(c.views())
+            .expect("the client's view channel is open");
+        assert!(ok(&v), "{who}: {what}, but got a view with {:?}", ips(&v));
+    }
+}
+
 fn ip(host: u8, n: u8) -> Ipv4Addr {
     ep(host, n).ip
 }
 
 #[test]
 fn three_hosts_see_each_other_and_a_stopped_host_goes_at_once() {
-    if !etcd_installed() {
+    if !require_etcd("cluster client") {
         return;
     }
     logs();
@@ -119,7 +143,7 @@ fn three_hosts_see_each_other_and_a_stopped_host_goes_at_once() {
 
 #[test]
 fn an_abandoned_host_goes_when_its_lease_expires() {
-    if !etcd_installed() {
+    if !require_etcd("cluster client") {
         return;
     }
     logs();
@@ -129,9 +153,14 @@ fn an_abandoned_host_goes_when_its_lease_expires() {
     let b = ClusterClient::start(settings(&etcd, 2, 2), vec![ep(2, 1)]).unwrap();
     wait_for(&a, &[ip(2, 1)], Duration::from_secs(3), "A");
     wait_for(&b, &[ip(1, 1)], Duration::from_secs(3), "B");
-    // Let a few keep-alives pass: the lease must outlive its first TTL.
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(a.views().try_iter().all(|v| ips(&v) == [ip(2, 1)]));
+    // Keep-alives hold B's lease past its first TTL: for 1.5 leases A
+    // sees no view without B.
+    views_hold(
+        "B stays while it keeps its lease alive",
+        &[("A", &a)],
+        Duration::from_secs(3),
+        |v| ips(v) == [ip(2, 1)],
+    );
 
     let t0 = Instant::now();
     b.abandon();
@@ -145,7 +174,7 @@ fn an_abandoned_host_goes_when_its_lease_expires() {
 
 #[test]
 fn an_etcd_outage_keeps_the_last_view_and_resynchronises() {
-    if !etcd_installed() {
+    if !require_etcd("cluster client") {
         return;
     }
     logs();
@@ -162,14 +191,12 @@ fn an_etcd_outage_keeps_the_last_view_and_resynchronises() {
     etcd.stop();
     let down = Instant::now();
     a.update_local(vec![ep(1, 1), ep(1, 2)]).unwrap();
-    std::thread::sleep(Duration::from_secs(4));
-    for (who, cl) in [("A", &a), ("B", &b), ("C", &c)] {
-        let views: Vec<_> = cl.views().try_iter().collect();
-        assert!(
-            views.is_empty(),
-            "{who} got views while etcd was down: {views:?}"
-        );
-    }
+    views_hold(
+        "no view while etcd is down",
+        &[("A", &a), ("B", &b), ("C", &c)],
+        Duration::from_secs(4),
+        |_| false,
+    );
 
     // Back on the same data dir and ports: everyone resynchronises and
     // sees A's endpoint published during the outage.
@@ -226,7 +253,7 @@ fn an_etcd_outage_keeps_the_last_view_and_resynchronises() {
 
 #[test]
 fn a_client_waits_for_etcd_and_stops_in_bounded_time_without_it() {
-    if !etcd_installed() {
+    if !require_etcd("cluster client") {
         return;
     }
     logs();
@@ -241,8 +268,8 @@ fn a_client_waits_for_etcd_and_stops_in_bounded_time_without_it() {
     println!("A synchronised {ta:?} after etcd came up");
 
     // etcd gone: stop still ends within 3 s (the revoke cannot be done).
+    // Stopped: its process has exited, so nothing answers the revoke.
     etcd.stop();
-    std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     let r = a.stop();
     let took = t0.elapsed();

@@ -3,7 +3,8 @@
 //! A `Frame` is a handle into its thread's [`Pool`](crate::Pool); the bytes
 //! live in the pool, so moving a frame between ports of one thread moves a
 //! descriptor, not bytes. A frame is not `Clone`: there is exactly one owner,
-//! and every frame goes back to its pool (sent or dropped).
+//! and every frame goes back to its pool (sent or dropped). A frame carries
+//! its pool's id, and a pool refuses (panics on) a frame of another pool.
 
 use crate::port::PortId;
 
@@ -41,6 +42,13 @@ pub struct Offload {
     pub csum_start: u16,
     /// Where the checksum field is, from `csum_start`.
     pub csum_offset: u16,
+    /// The port lost the sender's checksum state: AF_XDP on a veth hands
+    /// over frames whose TCP/UDP checksum the sender left to offload
+    /// (CHECKSUM_PARTIAL) without saying so. Until
+    /// [`partial_csum::resolve`](crate::partial_csum::resolve) looks, the
+    /// checksum field may hold only the pseudo-header seed (of this frame,
+    /// or of a frame encapsulated in it).
+    pub csum_lost: bool,
 }
 
 impl Offload {
@@ -55,6 +63,8 @@ impl Offload {
 #[derive(Debug)]
 pub struct Frame {
     pub(crate) buf: Buf,
+    /// Id of the pool that made the frame; `buf` means nothing elsewhere.
+    pub(crate) pool: u32,
     /// Offset of the first packet byte inside the buffer.
     pub(crate) head: u32,
     /// Packet length in bytes.

@@ -471,6 +471,7 @@ mod tests {
             gso_size: MSS as u16,
             csum_start: t as u16,
             csum_offset: 16,
+            csum_lost: false,
         };
         (p, off)
     }
@@ -650,7 +651,7 @@ mod tests {
         ) {
             let mut pool = Pool::new(PoolConfig { chunks: 64, large: 2, umem: false }).unwrap();
             let mut f = pool.alloc_copy(&bytes).unwrap();
-            f.offload = Offload { needs_csum, data_valid: false, gso_type: gso, hdr_len, gso_size, csum_start, csum_offset };
+            f.offload = Offload { needs_csum, data_valid: false, gso_type: gso, hdr_len, gso_size, csum_start, csum_offset, csum_lost: false };
             let mut frames = vec![f];
             complete_burst(&mut pool, &mut frames, &PortCounters::default());
             for f in frames.drain(..) {

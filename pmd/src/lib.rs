@@ -14,6 +14,7 @@ pub mod memport;
 pub mod meta;
 pub mod netdev;
 pub mod netns;
+pub mod partial_csum;
 pub mod pool;
 pub mod port;
 pub mod tap;

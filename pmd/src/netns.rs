@@ -1,5 +1,6 @@
 //! Network namespaces: run a closure inside one, and a guard that creates a
-//! uniquely named namespace and deletes it on drop (tests, labs).
+//! uniquely named namespace and deletes it on drop (`podswitch demo`,
+//! `podbench tcp` and the tests).
 //!
 //! Namespace setup is control-path work, so it shells out to iproute2's `ip`
 //! where that is clearer than netlink; entering a namespace is `setns(2)`.
@@ -169,8 +170,8 @@ impl Drop for LinkGuard {
     }
 }
 
-/// True when the process runs as root (tests that need namespaces skip
-/// otherwise, saying why).
+/// True when the process runs as root (the demo and podbench refuse to
+/// start otherwise, saying why).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -14,9 +14,16 @@
 //!
 //! Large buffers (64 KB + headroom) hold TSO/GSO segments from TAP ports with
 //! offloads; there are few of them (DESIGN.md, data path 2).
+//!
+//! Every pool has an id of its own in the process, and every frame carries
+//! the id of the pool that made it. A pool checks it wherever it turns a
+//! frame into memory or takes a frame back, so a frame handed to another
+//! pool is a panic (a bug in the caller) and never a read past that pool's
+//! buffers.
 
 use std::num::NonZeroU32;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::frame::{Buf, Frame, Offload};
 use crate::port::PortId;
@@ -69,6 +76,20 @@ pub enum PoolError {
     /// A pool of zero chunks was asked for.
     #[error("a pool needs at least one chunk")]
     Empty,
+    /// Every pool id was used: this process created 2^32 pools.
+    #[error("no pool id left: this process created 4294967295 pools")]
+    NoId,
+}
+
+/// The id the next pool gets; 0 is never given out.
+static NEXT_POOL_ID: AtomicU32 = AtomicU32::new(1);
+
+/// A pool id never used before in this process; the counter never wraps,
+/// so no two pools share one.
+fn new_pool_id() -> Result<u32, PoolError> {
+    NEXT_POOL_ID
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| id.checked_add(1))
+        .map_err(|_| PoolError::NoId)
 }
 
 enum Region {
@@ -82,6 +103,8 @@ enum Region {
 
 /// A per-thread buffer pool. Not `Sync`: only its PMD thread touches it.
 pub struct Pool {
+    /// Unique in the process; every frame of this pool carries it.
+    id: u32,
     region: Region,
     /// Start of the chunk region (UMEM or heap).
     base: NonNull<u8>,
@@ -110,6 +133,7 @@ impl Pool {
     /// Creates a pool; with `config.umem` the chunks are a registered UMEM.
     pub fn new(config: PoolConfig) -> Result<Pool, PoolError> {
         let chunks = NonZeroU32::new(config.chunks).ok_or(PoolError::Empty)?;
+        let id = new_pool_id()?;
         let mut heap = Vec::new();
         let (region, base) = if config.umem {
             crate::afxdp::raise_memlock();
@@ -150,6 +174,7 @@ impl Pool {
         let mut large_mem = vec![0u8; config.large.max(1) as usize * LARGE_SIZE];
         let large_base = NonNull::new(large_mem.as_mut_ptr()).ok_or(PoolError::Empty)?;
         Ok(Pool {
+            id,
             region,
             base,
             chunks: config.chunks,
@@ -164,12 +189,9 @@ impl Pool {
         })
     }
 
-    /// A handle for other threads to read frames this pool lends them.
-    pub fn reader(&self) -> PoolReader {
-        PoolReader {
-            base: self.base,
-            large_base: self.large_base,
-        }
+    /// The pool's id, which every frame of this pool carries.
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// The UMEM behind the small chunks, when the pool has one.
@@ -209,6 +231,7 @@ impl Pool {
         let idx = self.free.pop()?;
         Some(Frame {
             buf: Buf::Chunk(idx),
+            pool: self.id,
             head: DATA_OFFSET as u32,
             len: 0,
             in_port: PortId(0),
@@ -222,6 +245,7 @@ impl Pool {
         let idx = self.large_free.pop()?;
         Some(Frame {
             buf: Buf::Large(idx),
+            pool: self.id,
             head: LARGE_HEADROOM as u32,
             len: 0,
             in_port: PortId(0),
@@ -242,8 +266,13 @@ impl Pool {
     }
 
     /// Returns a frame to the pool.
+    ///
+    /// # Panics
+    /// When `frame` belongs to another pool (so do all methods that take a
+    /// frame).
     #[inline]
     pub fn free(&mut self, frame: Frame) {
+        self.check_owner(&frame);
         match frame.buf {
             Buf::Chunk(idx) => self.free.push(idx),
             Buf::Large(idx) => self.large_free.push(idx),
@@ -319,8 +348,8 @@ impl Pool {
         true
     }
 
-    /// Copies a packet into a new frame of this pool (for frames arriving
-    /// from another thread's pool, or tests).
+    /// Copies a packet into a new frame of this pool (ports that copy,
+    /// tests).
     pub fn alloc_copy(&mut self, bytes: &[u8]) -> Option<Frame> {
         let mut frame = self.alloc_for(bytes.len())?;
         self.room_mut(&mut frame)[..bytes.len()].copy_from_slice(bytes);
@@ -357,6 +386,7 @@ impl Pool {
     /// is copied. `None` for large frames (they must be segmented first) or
     /// a pool without UMEM.
     pub(crate) fn tx_desc(&mut self, frame: &Frame) -> Option<xsk_rs::FrameDesc> {
+        self.check_owner(frame);
         let Buf::Chunk(idx) = frame.buf else {
             return None;
         };
@@ -384,6 +414,7 @@ impl Pool {
         let chunk_start = chunk_index(desc.addr()) as usize * CHUNK_SIZE;
         Frame {
             buf: Buf::Chunk(chunk_index(desc.addr())),
+            pool: self.id,
             head: (desc.addr() - chunk_start) as u32,
             len: desc.lengths().data() as u32,
             in_port,
@@ -420,17 +451,32 @@ impl Pool {
         chunk_index(desc.addr())
     }
 
+    /// Panics unless `frame` was made by this pool: its buffer index means
+    /// nothing anywhere else.
     #[inline]
+    #[track_caller]
+    fn check_owner(&self, frame: &Frame) {
+        if frame.pool != self.id {
+            foreign_frame(frame.pool, self.id);
+        }
+    }
+
+    /// Every method that reads or writes a frame's bytes comes through here.
+    #[inline]
+    #[track_caller]
     fn buf_ptr(&self, frame: &Frame) -> (*mut u8, usize) {
+        self.check_owner(frame);
         match frame.buf {
             Buf::Chunk(idx) => {
-                // SAFETY: every chunk index this pool hands out is below
-                // `chunks`, so the chunk lies inside the region.
+                // SAFETY: the frame is this pool's (checked above), and
+                // every chunk index this pool hands out is below `chunks`,
+                // so the chunk lies inside the region.
                 let ptr = unsafe { self.base.as_ptr().add(idx as usize * CHUNK_SIZE) };
                 (ptr, CHUNK_SIZE)
             }
             Buf::Large(idx) => {
-                // SAFETY: large indices are below `large`, inside large_mem.
+                // SAFETY: the frame is this pool's, and its large indices
+                // are below `large`, inside large_mem.
                 let ptr = unsafe { self.large_base.as_ptr().add(idx as usize * LARGE_SIZE) };
                 (ptr, LARGE_SIZE)
             }
@@ -438,37 +484,16 @@ impl Pool {
     }
 }
 
-/// Read access to a pool's memory from another thread, for frames that
-/// cross threads (see `thread`).
-#[derive(Clone, Copy)]
-pub struct PoolReader {
-    base: NonNull<u8>,
-    large_base: NonNull<u8>,
-}
-
-// SAFETY: a reader only reads buffers whose frames the owning thread has
-// handed over (see `data`); the memory lives as long as the engine, which
-// joins every thread before pools are dropped.
-unsafe impl Send for PoolReader {}
-// SAFETY: as above; reads never race with writes to the same buffer.
-unsafe impl Sync for PoolReader {}
-
-impl PoolReader {
-    /// The bytes of a frame of the pool this reader came from.
-    ///
-    /// # Safety
-    /// `frame` must belong to that pool, the pool must still be alive, and
-    /// its owner must not touch the buffer until the frame is given back.
-    pub unsafe fn data(&self, frame: &Frame) -> &[u8] {
-        let start = match frame.buf {
-            // SAFETY: in-range offsets, by the caller's contract.
-            Buf::Chunk(idx) => unsafe { self.base.as_ptr().add(idx as usize * CHUNK_SIZE) },
-            // SAFETY: as above.
-            Buf::Large(idx) => unsafe { self.large_base.as_ptr().add(idx as usize * LARGE_SIZE) },
-        };
-        // SAFETY: head + len lies inside the buffer (pool invariant).
-        unsafe { std::slice::from_raw_parts(start.add(frame.head as usize), frame.len as usize) }
-    }
+/// A frame given to a pool that did not make it: a bug in the caller (a
+/// pipeline, a port, or a thread plan that mixes pools), stopped before
+/// any memory is touched.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn foreign_frame(frame_pool: u32, pool: u32) -> ! {
+    panic!(
+        "a frame of pool {frame_pool} was handed to pool {pool}: a frame belongs to the pool (and PMD thread) that made it"
+    )
 }
 
 #[inline]
@@ -482,8 +507,7 @@ mod tests {
 
     #[test]
     fn an_encapsulated_frame_is_transmitted_from_its_new_start_without_a_copy() {
-        if !crate::netns::is_root() {
-            eprintln!("SKIPPED: a UMEM needs root");
+        if !test_support::require_root("a UMEM") {
             return;
         }
         let mut pool = Pool::new(PoolConfig {
@@ -507,5 +531,52 @@ mod tests {
         assert_eq!(&pool.data(&f)[50..], &[7u8; 100][..]);
         pool.free(f);
         assert_eq!(pool.in_flight(), 0);
+    }
+
+    fn heap_pool(chunks: u32) -> Pool {
+        Pool::new(PoolConfig {
+            chunks,
+            large: 1,
+            umem: false,
+        })
+        .unwrap()
+    }
+
+    /// A frame of a 64-chunk pool whose index lies far beyond a 2-chunk
+    /// pool's memory.
+    fn last_frame_of_a_large_pool() -> (Pool, Frame) {
+        let mut a = heap_pool(64);
+        let mut frames: Vec<Frame> = (0..64).map(|_| a.alloc().unwrap()).collect();
+        let last = frames.pop().unwrap();
+        for f in frames {
+            a.free(f);
+        }
+        assert!(
+            matches!(last.buf, Buf::Chunk(idx) if idx >= 2),
+            "fixture: an index beyond the small pool"
+        );
+        (a, last)
+    }
+
+    #[test]
+    #[should_panic(expected = "belongs to the pool (and PMD thread) that made it")]
+    fn reading_a_frame_through_another_pool_panics_instead_of_reading_past_it() {
+        let (_a, frame) = last_frame_of_a_large_pool();
+        let b = heap_pool(2);
+        let _ = b.data(&frame);
+    }
+
+    #[test]
+    #[should_panic(expected = "belongs to the pool (and PMD thread) that made it")]
+    fn freeing_a_frame_into_another_pool_panics() {
+        let (_a, frame) = last_frame_of_a_large_pool();
+        let mut b = heap_pool(2);
+        b.free(frame);
+    }
+
+    #[test]
+    fn two_pools_never_share_an_id() {
+        let (a, b) = (heap_pool(1), heap_pool(1));
+        assert_ne!(a.id(), b.id());
     }
 }

@@ -235,6 +235,7 @@ pub fn parse_vnet_hdr(h: &[u8; VNET_HDR_LEN]) -> Offload {
         gso_size: u16_at(4),
         csum_start: u16_at(6),
         csum_offset: u16_at(8),
+        csum_lost: false,
     }
 }
 
@@ -628,6 +629,7 @@ mod tests {
             gso_size: 1448,
             csum_start: 34,
             csum_offset: 16,
+            csum_lost: false,
         };
         let h = build_vnet_hdr(&o);
         assert_eq!(h, [1, 1, 66, 0, 0xa8, 5, 34, 0, 16, 0, 0, 0]);

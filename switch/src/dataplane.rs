@@ -1,6 +1,10 @@
 //! A running data plane: PMD threads with their ports and pipelines, plus
 //! the handles the control side reads (counters, FDB dumps) and writes
 //! (topology swaps).
+//!
+//! Frames never cross PMD threads (see `pmd::thread`): a network, its
+//! uplink and every network sharing that uplink are polled by one thread.
+//! `Dataplane::start` refuses a thread plan that splits them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +16,53 @@ use pmd::counters::{CounterSnapshot, PortCounters};
 use pmd::thread::{Engine, PmdThread, PollMode, ThreadReport};
 use pmd::{Pool, Port, PortId};
 
-use crate::pipeline::{Control, FdbRow, LearnBus, SwitchPipeline, SwitchSettings};
+use crate::pipeline::{Control, FdbRow, SwitchPipeline, SwitchSettings};
 use crate::stats::{NetCounters, NetSnapshot, UplinkCounters};
 use crate::topology::{NetId, Topology, UplinkId};
+
+/// Why a data plane did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Two ports of one network (its members and its uplink) are polled
+    /// by different PMD threads; frames never cross threads, so the
+    /// network could not switch between them.
+    #[error(
+        "network {network}: port {port} is on PMD thread {thread} but port {other} is on thread {other_thread}; a network, its uplink and the networks sharing that uplink must be on one PMD thread"
+    )]
+    SplitNetwork {
+        /// The network.
+        network: String,
+        /// A port of it.
+        port: String,
+        /// The thread that polls `port`.
+        thread: usize,
+        /// Another port of it, on another thread.
+        other: String,
+        /// The thread that polls `other`.
+        other_thread: usize,
+    },
+    /// A port of a network is polled by no PMD thread.
+    #[error("network {network}: port {port} is polled by no PMD thread")]
+    Unpolled {
+        /// The network.
+        network: String,
+        /// The port.
+        port: String,
+    },
+    /// One port id was given to two PMD threads.
+    #[error("port {port} is given to PMD threads {first} and {second}")]
+    TwoThreads {
+        /// The port.
+        port: String,
+        /// One thread.
+        first: usize,
+        /// The other.
+        second: usize,
+    },
+    /// The threads could not be started (threads, epoll).
+    #[error("starting PMD threads: {0}")]
+    Io(#[from] std::io::Error),
+}
 
 /// One PMD thread to start: its core, pool and ports.
 pub struct ThreadSpec {
@@ -74,7 +122,7 @@ impl Dataplane {
         topo: Topology,
         settings: SwitchSettings,
         threads: Vec<ThreadSpec>,
-    ) -> std::io::Result<Dataplane> {
+    ) -> Result<Dataplane, StartError> {
         let nats = vec![None; topo.uplinks.len()];
         Dataplane::start_with_nat(topo, settings, threads, nats)
     }
@@ -87,7 +135,8 @@ impl Dataplane {
         settings: SwitchSettings,
         threads: Vec<ThreadSpec>,
         nats: Vec<Option<UplinkNat>>,
-    ) -> std::io::Result<Dataplane> {
+    ) -> Result<Dataplane, StartError> {
+        check_placement(&topo, &threads)?;
         let topo = Arc::new(topo);
         let mut port_counters: Vec<Arc<PortCounters>> =
             (0..topo.ports.len()).map(|_| Arc::default()).collect();
@@ -96,7 +145,6 @@ impl Dataplane {
                 port_counters[id.0 as usize] = port.counters().clone();
             }
         }
-        let bus = LearnBus::new(threads.len());
         let nat_networks: Vec<Vec<NetId>> = (0..topo.uplinks.len())
             .map(|u| {
                 nats.get(u)
@@ -113,7 +161,7 @@ impl Dataplane {
             topo.uplinks.iter().map(|_| Arc::default()).collect();
         let uplink_counters: Vec<Arc<UplinkCounters>> =
             topo.uplinks.iter().map(|_| Arc::default()).collect();
-        for (i, t) in threads.into_iter().enumerate() {
+        for t in threads {
             let counters: Vec<Arc<NetCounters>> =
                 topo.networks.iter().map(|_| Arc::default()).collect();
             // This thread runs the NAT of every uplink it polls.
@@ -131,11 +179,9 @@ impl Dataplane {
                 .collect();
             let (tx, rx) = channel::unbounded();
             let pipeline = SwitchPipeline::new(
-                i,
                 topo.clone(),
                 settings,
                 counters.clone(),
-                bus.clone(),
                 rx,
                 thread_nats,
                 overlay_counters.clone(),
@@ -151,7 +197,7 @@ impl Dataplane {
                 pipeline: Box::new(pipeline),
             });
         }
-        let engine = Engine::start(pmd_threads, port_counters.clone())?;
+        let engine = Engine::start(pmd_threads)?;
         Ok(Dataplane {
             engine,
             topo,
@@ -239,4 +285,57 @@ impl Dataplane {
     pub fn stop(self) -> Vec<ThreadReport> {
         self.engine.stop()
     }
+}
+
+/// Checks the invariant that lets frames stay on their thread: every port
+/// of a network, and its uplink, is polled by one and the same thread
+/// (networks sharing an uplink then share its thread too).
+fn check_placement(topo: &Topology, threads: &[ThreadSpec]) -> Result<(), StartError> {
+    let name = |p: PortId| {
+        topo.ports
+            .get(p.0 as usize)
+            .map_or_else(|| format!("#{}", p.0), |i| i.name.clone())
+    };
+    let mut thread_of: Vec<Option<usize>> = vec![None; topo.ports.len()];
+    for (t, spec) in threads.iter().enumerate() {
+        for (id, _) in &spec.ports {
+            let Some(slot) = thread_of.get_mut(id.0 as usize) else {
+                continue;
+            };
+            if let Some(first) = *slot {
+                return Err(StartError::TwoThreads {
+                    port: name(*id),
+                    first,
+                    second: t,
+                });
+            }
+            *slot = Some(t);
+        }
+    }
+    for net in &topo.networks {
+        let uplink = net.uplink.map(|u| topo.uplink(u).port);
+        let mut placed: Option<(PortId, usize)> = None;
+        for port in net.members.iter().copied().chain(uplink) {
+            let Some(t) = thread_of.get(port.0 as usize).copied().flatten() else {
+                return Err(StartError::Unpolled {
+                    network: net.name.clone(),
+                    port: name(port),
+                });
+            };
+            match placed {
+                None => placed = Some((port, t)),
+                Some((other, other_thread)) if other_thread != t => {
+                    return Err(StartError::SplitNetwork {
+                        network: net.name.clone(),
+                        port: name(port),
+                        thread: t,
+                        other: name(other),
+                        other_thread,
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
 }

@@ -97,8 +97,6 @@ pub fn run() -> Result<()> {
     outside_ns.exec("ip", &["link", "set", &peer, "name", "eth0"])?;
     outside_ns.exec("ip", &["addr", "add", "10.99.0.1/24", "dev", "eth0"])?;
     outside_ns.exec("ip", &["link", "set", "eth0", "up"])?;
-    // veth in XDP mode carries no checksum state: checksum in software.
-    outside_ns.exec("ethtool", &["-K", "eth0", "tx", "off"])?;
     let sock = format!("/run/{}.sock", unique_name("psdemo"));
     let text = demo_config(web_ns.name(), db_ns.name(), other_ns.name(), &sock, &up);
     let cfg = config::parse(&text, "<built-in demo>").map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -19,8 +19,6 @@ pub struct FdbEntry {
     pub port: PortId,
     /// When, in engine nanoseconds.
     pub seen_ns: u64,
-    /// When this entry was last announced to other PMD threads.
-    pub announced_ns: u64,
 }
 
 /// What learning a source address did.
@@ -76,48 +74,9 @@ impl Fdb {
             FdbEntry {
                 port,
                 seen_ns: now_ns,
-                announced_ns: 0,
             },
         );
         Learned::New
-    }
-
-    /// Applies an entry learned by another PMD thread.
-    pub fn apply(&mut self, mac: MacAddr, port: PortId, seen_ns: u64) {
-        let key = mac.to_u64();
-        let room = self.entries.len() < self.max_entries;
-        match self.entries.get_mut(&key) {
-            Some(e) if e.seen_ns <= seen_ns => {
-                e.port = port;
-                e.seen_ns = seen_ns;
-            }
-            Some(_) => {}
-            None if room => {
-                self.entries.insert(
-                    key,
-                    FdbEntry {
-                        port,
-                        seen_ns,
-                        announced_ns: seen_ns,
-                    },
-                );
-            }
-            None => {}
-        }
-    }
-
-    /// Marks an entry announced; true when it was due (never announced, or
-    /// more than half an aging time ago), so other threads keep it fresh.
-    #[inline]
-    pub fn announce_due(&mut self, mac: MacAddr, now_ns: u64) -> bool {
-        let half = self.aging_ns / 2;
-        match self.entries.get_mut(&mac.to_u64()) {
-            Some(e) if e.announced_ns == 0 || now_ns.saturating_sub(e.announced_ns) > half => {
-                e.announced_ns = now_ns.max(1);
-                true
-            }
-            _ => false,
-        }
     }
 
     /// The port of a live entry.

@@ -1,17 +1,20 @@
 //! MAC learning, aging, flooding, isolation and the gateway, over in-memory
 //! ports with real PMD threads (no kernel needed).
 
+mod inmem;
+
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etherparse::{PacketBuilder, SlicedPacket};
 use pmd::memport::{mem_link, MemPeer};
 use pmd::thread::PollMode;
 use pmd::wire::MacAddr;
 use pmd::{DropReason, Pool, PoolConfig, Port, PortId};
-use switch::dataplane::{Dataplane, ThreadSpec};
+use switch::dataplane::{Dataplane, StartError, ThreadSpec};
 use switch::pipeline::SwitchSettings;
 use switch::topology::{gateway_mac, Topology};
+use test_support::wait_until;
 
 fn mac(n: u8) -> [u8; 6] {
     [2, 0, 0, 0, 0, n]
@@ -27,11 +30,28 @@ fn udp(src: [u8; 6], dst: [u8; 6], payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Two networks: `a` with ports 0,1,2 and `b` with ports 3,4, spread over
-/// `threads` PMD threads.
+/// Two networks: `a` with ports 0,1,2 and `b` with ports 3,4; with two
+/// PMD threads, `a` runs on thread 0 and `b` on thread 1.
 struct Lab {
     dp: Option<Dataplane>,
     peers: Vec<MemPeer>,
+    /// The PMD thread of each port.
+    thread_of: Vec<usize>,
+}
+
+/// A PMD thread with a small heap pool and no ports yet.
+fn thread_spec() -> ThreadSpec {
+    ThreadSpec {
+        core: None,
+        mode: PollMode::default(),
+        pool: Pool::new(PoolConfig {
+            chunks: 1024,
+            large: 4,
+            umem: false,
+        })
+        .unwrap(),
+        ports: Vec::new(),
+    }
 }
 
 impl Lab {
@@ -44,27 +64,17 @@ impl Lab {
         );
         let b = topo.add_network("b", "172.31.0.0/24".parse().unwrap(), None);
         let nets = [a, a, a, b, b];
-        let mut specs: Vec<ThreadSpec> = (0..threads)
-            .map(|_| ThreadSpec {
-                core: None,
-                mode: PollMode::default(),
-                pool: Pool::new(PoolConfig {
-                    chunks: 1024,
-                    large: 4,
-                    umem: false,
-                })
-                .unwrap(),
-                ports: Vec::new(),
-            })
-            .collect();
+        let mut specs: Vec<ThreadSpec> = (0..threads).map(|_| thread_spec()).collect();
         let mut peers = Vec::new();
+        let mut thread_of = Vec::new();
         for (i, net) in nets.iter().enumerate() {
             let id = topo.add_port(&format!("p{i}"), Some(*net));
             let (port, peer) = mem_link(&format!("p{i}"), id, 256);
-            specs[i % threads]
-                .ports
-                .push((id, Box::new(port) as Box<dyn Port>));
+            // A network lives on one thread (Dataplane::start refuses less).
+            let t = net.0 as usize % threads;
+            specs[t].ports.push((id, Box::new(port) as Box<dyn Port>));
             peers.push(peer);
+            thread_of.push(t);
         }
         let settings = SwitchSettings {
             mac_aging_secs: aging_secs,
@@ -74,6 +84,7 @@ impl Lab {
         Lab {
             dp: Some(dp),
             peers,
+            thread_of,
         }
     }
 
@@ -84,27 +95,7 @@ impl Lab {
     /// Sends a frame in on `port` and returns what every port emitted.
     fn send(&self, port: usize, frame: Vec<u8>) -> Vec<Vec<Vec<u8>>> {
         assert!(self.peers[port].send(frame));
-        // Wait until the switch is quiet: input consumed and nothing new
-        // for a few milliseconds.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut out: Vec<Vec<Vec<u8>>> = vec![Vec::new(); self.peers.len()];
-        let mut quiet_since = Instant::now();
-        while Instant::now() < deadline {
-            let mut got = false;
-            for (i, p) in self.peers.iter().enumerate() {
-                for f in p.drain() {
-                    out[i].push(f);
-                    got = true;
-                }
-            }
-            if got || self.peers[port].pending() > 0 {
-                quiet_since = Instant::now();
-            } else if quiet_since.elapsed() > Duration::from_millis(30) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        out
+        inmem::outputs(self.dp(), &self.peers)
     }
 
     fn receivers(out: &[Vec<Vec<u8>>]) -> Vec<usize> {
@@ -156,8 +147,101 @@ fn unknown_unicast_floods_within_the_network_then_learned_macs_go_unicast() {
 }
 
 #[test]
-fn learning_works_across_pmd_threads() {
-    switching_learns_and_floods(2);
+fn two_networks_on_two_pmd_threads_each_switch_their_own_traffic() {
+    let lab = Lab::new(2, 300);
+    assert_ne!(
+        lab.thread_of[0], lab.thread_of[3],
+        "fixture: a and b on two threads"
+    );
+    // Network a (ports 0,1,2), then network b (ports 3,4): flood, learn,
+    // unicast, each on its own thread.
+    for (x, y, flood) in [(0, 1, vec![1, 2]), (3, 4, vec![4])] {
+        let (mx, my) = (mac(10 + x as u8), mac(10 + y as u8));
+        let out = lab.send(x, udp(mx, my, b"who"));
+        assert_eq!(Lab::receivers(&out), flood, "flood from port {x}");
+        let out = lab.send(y, udp(my, mx, b"reply"));
+        assert_eq!(Lab::receivers(&out), vec![x], "unicast back to port {x}");
+        let out = lab.send(x, udp(mx, my, b"again"));
+        assert_eq!(Lab::receivers(&out), vec![y], "unicast to port {y}");
+    }
+    let fdb: Vec<(String, PortId)> = lab
+        .dp()
+        .fdb()
+        .into_iter()
+        .map(|r| (r.network, r.port))
+        .collect();
+    for (net, port) in [("a", 0), ("a", 1), ("b", 3), ("b", 4)] {
+        assert!(fdb.contains(&(net.to_string(), PortId(port))), "{fdb:?}");
+    }
+    for net in lab.dp().net_stats().iter().take(2) {
+        assert_eq!((net.flooded, net.unicast), (1, 2));
+    }
+}
+
+/// Starts a data plane over `topo` with each port on the given thread.
+fn start_placed(
+    topo: Topology,
+    threads: usize,
+    placement: &[(PortId, usize)],
+) -> Result<Dataplane, StartError> {
+    let mut specs: Vec<ThreadSpec> = (0..threads).map(|_| thread_spec()).collect();
+    for (id, t) in placement {
+        let (port, _peer) = mem_link(&format!("m{}", id.0), *id, 16);
+        specs[*t].ports.push((*id, Box::new(port)));
+    }
+    Dataplane::start(topo, SwitchSettings::default(), specs)
+}
+
+#[test]
+fn a_network_spread_over_two_pmd_threads_is_refused_with_its_ports_named() {
+    let mut topo = Topology::default();
+    let a = topo.add_network("a", "172.30.0.0/24".parse().unwrap(), None);
+    let p0 = topo.add_port("p0", Some(a));
+    let p1 = topo.add_port("p1", Some(a));
+    let err = start_placed(topo, 2, &[(p0, 0), (p1, 1)])
+        .err()
+        .expect("a split network is refused");
+    assert_eq!(
+        err.to_string(),
+        "network a: port p1 is on PMD thread 1 but port p0 is on thread 0; a network, \
+         its uplink and the networks sharing that uplink must be on one PMD thread"
+    );
+}
+
+/// Network `a` with port p0 and uplink up0: (topology, p0, up0's port).
+fn network_with_uplink() -> (Topology, PortId, PortId) {
+    let mut topo = Topology::default();
+    let a = topo.add_network("a", "172.30.0.0/24".parse().unwrap(), None);
+    let p0 = topo.add_port("p0", Some(a));
+    let up = topo.add_uplink(
+        "up0",
+        Ipv4Addr::new(10, 99, 0, 2),
+        "10.99.0.0/24".parse().unwrap(),
+        None,
+        MacAddr([2, 0x99, 0, 0, 0, 2]),
+    );
+    topo.set_uplink(a, up);
+    let up_port = topo.uplink(up).port;
+    (topo, p0, up_port)
+}
+
+#[test]
+fn a_network_whose_uplink_is_on_another_pmd_thread_is_refused() {
+    let (topo, p0, up0) = network_with_uplink();
+    let err = start_placed(topo, 2, &[(p0, 0), (up0, 1)])
+        .err()
+        .expect("an uplink away from its network is refused");
+    assert!(
+        matches!(&err, StartError::SplitNetwork { network, port, .. } if network == "a" && port == "up0"),
+        "{err}"
+    );
+    // The same network with its uplink on its own thread starts.
+    let (topo, p0, up0) = network_with_uplink();
+    let dp = start_placed(topo, 2, &[(p0, 1), (up0, 1)]).expect("one thread for both");
+    for r in dp.stop() {
+        assert!(!r.panicked);
+        assert_eq!(r.leaked, 0);
+    }
 }
 
 #[test]
@@ -180,7 +264,11 @@ fn an_aged_mac_is_flooded_again() {
         Lab::receivers(&lab.send(0, udp(mac(1), mac(2), b"x"))),
         vec![1]
     );
-    std::thread::sleep(Duration::from_millis(2100));
+    wait_until(
+        "MAC 2 to age out of the FDB (aging 1 s)",
+        Duration::from_secs(10),
+        || lab.dp().fdb().iter().all(|r| r.mac != MacAddr(mac(2))),
+    );
     assert_eq!(
         Lab::receivers(&lab.send(0, udp(mac(1), mac(2), b"x"))),
         vec![1, 2],

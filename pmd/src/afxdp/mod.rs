@@ -22,10 +22,12 @@
 //!   XDP_USE_NEED_WAKEUP the ring never asks for it: the port kicks after
 //!   every burst, and again from `maintain` while frames wait.
 //! - Checksums: a sender behind a veth leaves TCP/UDP checksums partial
-//!   (tx checksum offload), XDP sees the frame as it is and AF_XDP carries
-//!   no checksum state, so forwarded TCP arrives with a bad checksum and is
-//!   dropped (ping still works). Turn tx offload off on the container end
-//!   (`ethtool -K IF tx off`) or recompute L4 checksums in the switch.
+//!   (tx checksum offload, every veth's default), XDP sees the frame as it
+//!   is and AF_XDP carries no checksum state. Forwarded as it is, such TCP
+//!   arrives with a bad checksum and is dropped (ping still works). So every
+//!   received frame is marked [`Offload::csum_lost`](crate::Offload), and
+//!   the pipeline asks [`crate::partial_csum::resolve`] whether its checksum
+//!   is the pseudo-header seed; the peer keeps its offloads.
 //! - MTU: native XDP on a veth refuses a peer MTU above about 3.5 KB ("Peer
 //!   MTU is too large to set XDP"); the port then falls back to generic
 //!   mode, where frames larger than a chunk (3840 bytes) are dropped and

@@ -67,6 +67,9 @@ pub struct AfXdpPort {
     name: String,
     id: PortId,
     counters: Arc<PortCounters>,
+    /// Id of the pool whose UMEM the sockets are bound to: the descriptors
+    /// the kernel hands back are chunks of that pool and of no other.
+    pool: u32,
     queues: Vec<XskQueue>,
     /// The filter; `None` after `release`. Dropped after the sockets'
     /// XSKMAP slots are cleared.
@@ -185,6 +188,7 @@ impl AfXdpPort {
             name: iface.to_string(),
             id,
             counters: Arc::default(),
+            pool: pool.id(),
             queues,
             xdp: Some(xdp),
             in_kernel: vec![false; pool.chunks() as usize],
@@ -351,12 +355,28 @@ impl AfXdpPort {
     }
 }
 
+impl AfXdpPort {
+    /// Panics unless `pool` is the one the port was opened with (a thread
+    /// plan that hands a port to another pool's thread is a bug).
+    #[inline]
+    fn check_pool(&self, pool: &Pool) {
+        assert!(
+            pool.id() == self.pool,
+            "AF_XDP port {} was opened on pool {} but used with pool {}",
+            self.name,
+            self.pool,
+            pool.id()
+        );
+    }
+}
+
 impl Port for AfXdpPort {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn rx_burst(&mut self, pool: &mut Pool, out: &mut Vec<Frame>, max: usize) -> usize {
+        self.check_pool(pool);
         let nq = self.queues.len();
         let mut got = 0;
         let mut bytes = 0u64;
@@ -374,7 +394,9 @@ impl Port for AfXdpPort {
             q.fill_held -= n as u32;
             for d in &self.scratch[..n] {
                 self.in_kernel[Pool::chunk_of(d) as usize] = false;
-                let frame = pool.frame_from_desc(d, self.id);
+                let mut frame = pool.frame_from_desc(d, self.id);
+                // XDP dropped the skb's checksum state (see the module doc).
+                frame.offload.csum_lost = true;
                 bytes += frame.len() as u64;
                 out.push(frame);
             }
@@ -390,6 +412,7 @@ impl Port for AfXdpPort {
     }
 
     fn tx_burst(&mut self, pool: &mut Pool, frames: &mut Vec<Frame>) {
+        self.check_pool(pool);
         if self.queues.is_empty() {
             for f in frames.drain(..) {
                 self.counters.count_drop(DropReason::TxError);
@@ -452,6 +475,7 @@ impl Port for AfXdpPort {
     }
 
     fn maintain(&mut self, pool: &mut Pool) {
+        self.check_pool(pool);
         self.reap(pool);
         // Frames a kick left on the TX ring (device busy) go out now.
         if self.queues.first().is_some_and(|q| q.tx_in_flight > 0)
@@ -479,6 +503,7 @@ impl Port for AfXdpPort {
     /// Detaches the filter, closes the sockets and returns every chunk the
     /// kernel held (fill, RX, TX and completion rings) to the pool.
     fn release(&mut self, pool: &mut Pool) {
+        self.check_pool(pool);
         if !self.queues.is_empty() {
             self.reap(pool);
             self.sync_kernel_drops();

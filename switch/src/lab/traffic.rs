@@ -115,6 +115,20 @@ pub fn tcp_transfer(
     client_ns: &str,
     bytes: u64,
 ) -> Result<TransferReport> {
+    let to = SocketAddr::from((server_ip, port));
+    tcp_upload(server_ns, server_ip, port, client_ns, to, bytes)
+}
+
+/// As [`tcp_transfer`], with the client connecting to `connect_to` (a
+/// NAT address mapped to the server).
+pub fn tcp_upload(
+    server_ns: &str,
+    server_ip: Ipv4Addr,
+    port: u16,
+    client_ns: &str,
+    connect_to: SocketAddr,
+    bytes: u64,
+) -> Result<TransferReport> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let addr = SocketAddr::from((server_ip, port));
     let server_ns = server_ns.to_string();
@@ -135,8 +149,8 @@ pub fn tcp_transfer(
     let client_ns = client_ns.to_string();
     let start = Instant::now();
     let client = in_netns(&client_ns, move || -> Result<u64> {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .with_context(|| format!("connecting to {addr}"))?;
+        let mut s = TcpStream::connect_timeout(&connect_to, Duration::from_secs(5))
+            .with_context(|| format!("connecting to {connect_to}"))?;
         s.set_write_timeout(Some(Duration::from_secs(20)))?;
         s.set_read_timeout(Some(Duration::from_secs(20)))?;
         write_pattern(&mut s, bytes)?;

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use crossbeam::channel::{Receiver, Sender};
-use crossbeam::queue::ArrayQueue;
 use pmd::meta::{self, PacketMeta};
 use pmd::thread::{Ctx, Pipeline};
 use pmd::wire::{self, MacAddr};
@@ -45,30 +44,6 @@ impl Default for SwitchSettings {
     }
 }
 
-/// A learned MAC shared with the other PMD threads, so each thread's FDB
-/// knows ports it does not poll, without a lock on the hot path.
-#[derive(Debug, Clone, Copy)]
-struct LearnEvent {
-    net: NetId,
-    mac: MacAddr,
-    port: PortId,
-    seen_ns: u64,
-}
-
-/// The rings that carry learn events between threads.
-pub struct LearnBus {
-    inboxes: Vec<ArrayQueue<LearnEvent>>,
-}
-
-impl LearnBus {
-    /// A bus for `threads` PMD threads.
-    pub fn new(threads: usize) -> Arc<LearnBus> {
-        Arc::new(LearnBus {
-            inboxes: (0..threads).map(|_| ArrayQueue::new(4096)).collect(),
-        })
-    }
-}
-
 /// One row of a dumped FDB.
 #[derive(Debug, Clone)]
 pub struct FdbRow {
@@ -96,12 +71,10 @@ pub enum Control {
 
 /// The per-thread switching pipeline.
 pub struct SwitchPipeline {
-    thread: usize,
     topo: Arc<Topology>,
     fdbs: Vec<Fdb>,
     settings: SwitchSettings,
     counters: Vec<Arc<NetCounters>>,
-    bus: Arc<LearnBus>,
     control: Receiver<Control>,
     last_sweep_ns: u64,
     /// The NAT of each uplink (shared by its NAT networks), on the thread
@@ -130,19 +103,16 @@ pub struct SwitchPipeline {
 }
 
 impl SwitchPipeline {
-    /// A pipeline for PMD thread `thread`. `counters` has one entry per
+    /// A pipeline for one PMD thread. `counters` has one entry per
     /// network of `topo`, owned by this thread; `nats` has, by uplink, the
     /// NAT of each uplink this thread polls (`None` elsewhere) with the
-    /// network of each of its internal networks, in its order.
-    // Each argument is one independent piece of per-thread state the
-    // dataplane hands over; a struct for them would only move the list.
-    #[allow(clippy::too_many_arguments)]
+    /// network of each of its internal networks, in its order. A
+    /// network's ports all belong to one thread (see `pmd::thread`), so
+    /// its FDB here is the only one that learns its MACs.
     pub fn new(
-        thread: usize,
         topo: Arc<Topology>,
         settings: SwitchSettings,
         counters: Vec<Arc<NetCounters>>,
-        bus: Arc<LearnBus>,
         control: Receiver<Control>,
         nats: Vec<Option<(Nat, Vec<NetId>)>>,
         overlay_counters: Vec<Arc<OverlayCounters>>,
@@ -185,12 +155,10 @@ impl SwitchPipeline {
             .map(|_| Fdb::new(settings.fdb_size as usize, settings.mac_aging_secs))
             .collect();
         SwitchPipeline {
-            thread,
             topo,
             fdbs,
             settings,
             counters,
-            bus,
             control,
             last_sweep_ns: 0,
             nats: own_nats,
@@ -212,36 +180,7 @@ impl SwitchPipeline {
         match fdb.learn(mac, port, now_ns) {
             Learned::Refreshed => {}
             Learned::New => self.counters[net.0 as usize].learned.add(1),
-            Learned::TableFull => {
-                self.counters[net.0 as usize].fdb_full.add(1);
-                return;
-            }
-        }
-        if self.bus.inboxes.len() > 1 && fdb.announce_due(mac, now_ns) {
-            let ev = LearnEvent {
-                net,
-                mac,
-                port,
-                seen_ns: now_ns,
-            };
-            for (t, inbox) in self.bus.inboxes.iter().enumerate() {
-                if t != self.thread {
-                    // A full inbox loses an announcement; the next one (at
-                    // half the aging time) or a flood repairs it.
-                    let _ = inbox.push(ev);
-                }
-            }
-        }
-    }
-
-    fn take_learn_events(&mut self) {
-        let Some(inbox) = self.bus.inboxes.get(self.thread) else {
-            return;
-        };
-        while let Some(ev) = inbox.pop() {
-            if let Some(fdb) = self.fdbs.get_mut(ev.net.0 as usize) {
-                fdb.apply(ev.mac, ev.port, ev.seen_ns);
-            }
+            Learned::TableFull => self.counters[net.0 as usize].fdb_full.add(1),
         }
     }
 
@@ -279,6 +218,7 @@ impl SwitchPipeline {
         if (meta.frame_len as usize) < frame.len() {
             ctx.pool.set_len(&mut frame, meta.frame_len as usize);
         }
+        pmd::partial_csum::resolve(ctx.pool.data(&frame), &meta, &mut frame.offload);
         let Some(net) = self.topo.network_of(in_port) else {
             match self.topo.uplink_of(in_port) {
                 Some(up) => self.uplink_frame(ctx, up, frame, &meta),
@@ -390,7 +330,6 @@ fn per_uplink<T: Default>(v: Vec<Arc<T>>, uplinks: usize) -> Vec<Arc<T>> {
 
 impl Pipeline for SwitchPipeline {
     fn process(&mut self, ctx: &mut Ctx<'_>, burst: &mut Vec<Frame>) {
-        self.take_learn_events();
         for frame in burst.drain(..) {
             self.switch_one(ctx, frame);
         }
@@ -408,7 +347,6 @@ impl Pipeline for SwitchPipeline {
     }
 
     fn housekeeping(&mut self, ctx: &mut Ctx<'_>) {
-        self.take_learn_events();
         for nat in self.nats.iter_mut().flatten() {
             nat.sweep(ctx.now_ns, 256);
         }

@@ -285,7 +285,10 @@ impl SwitchPipeline {
             ctx.now_ns,
         );
         let (vni, inner) = match verdict {
-            Decap::Inner { vni, meta, .. } => (vni, meta),
+            Decap::Inner { vni, meta, .. } => {
+                pmd::partial_csum::resolve(ctx.pool.data(&frame), &meta, &mut frame.offload);
+                (vni, meta)
+            }
             Decap::Drop(_) => {
                 ctx.drop_frame(frame, DropReason::Overlay);
                 return;

@@ -1,10 +1,12 @@
 //! Helpers for tests that run the `podswitch` binary: a child process that
-//! is stopped by PID when the test ends (also on failure), and a skip
-//! notice for machines without root.
+//! is stopped by PID when the test ends (also on failure), and the root
+//! check every such test starts with.
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -12,13 +14,11 @@ use std::time::{Duration, Instant};
 
 use pmd::netns::{unique_name, NetnsGuard};
 
-/// Prints why a test is skipped and returns true when not root.
+/// Fails the test when not root. Returns true (the test returns early)
+/// only where `PODSWITCH_ALLOW_SKIP=1` allows skipping; `./test.sh` never
+/// does.
 pub fn skip_unless_root(test: &str) -> bool {
-    if pmd::netns::is_root() {
-        return false;
-    }
-    eprintln!("SKIPPED {test}: needs root (network namespaces, TAP, XDP)");
-    true
+    !test_support::require_root(test)
 }
 
 /// A config file in a temp dir, removed on drop.
@@ -226,7 +226,7 @@ pub fn send_raw_frames(netns: &str, frames: Vec<Vec<u8>>) {
 
 /// A veth from `host` (`up0`, up, no address: the switch's uplink) into
 /// `outside` (`out0`, with `cidr`, up). Both ends keep the offloads the
-/// kernel gave them.
+/// kernel gave them; the outside's are checked.
 pub fn uplink_veth(host: &NetnsGuard, outside: &NetnsGuard, cidr: &str) {
     host.exec(
         "ip",
@@ -249,6 +249,12 @@ pub fn uplink_veth(host: &NetnsGuard, outside: &NetnsGuard, cidr: &str) {
         .exec("ip", &["addr", "add", cidr, "dev", "out0"])
         .unwrap();
     outside.exec("ip", &["link", "set", "out0", "up"]).unwrap();
+    // The outside keeps veth's default offloads (its TCP/UDP checksums
+    // reach the AF_XDP uplink partial), as a user's neighbour does.
+    assert!(
+        test_support::tx_checksum_offload_on(outside.name(), "out0"),
+        "out0 keeps its defaults"
+    );
 }
 
 /// The value of `name N` or `name=N` on the line of the final counters
@@ -271,5 +277,115 @@ pub fn report_counter(stderr: &str, prefix: &str, name: &str) -> u64 {
     match words.iter().position(|w| *w == name) {
         Some(i) => words[i + 1].parse().unwrap(),
         None => 0,
+    }
+}
+
+/// An ARP request (broadcast) from `mac`/`ip` asking for `target`.
+pub fn arp_request(mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0xffu8; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f.resize(60, 0);
+    f
+}
+
+/// True for an ARP request asking for `target`.
+pub fn is_arp_request_for(f: &[u8], target: Ipv4Addr) -> bool {
+    f.len() >= 42
+        && f[12..14] == [0x08, 0x06]
+        && f[20..22] == [0, 1]
+        && f[38..42] == target.octets()
+}
+
+/// A packet socket on `eth0` inside a namespace, opened before the traffic
+/// a test counts: it sees exactly the frames that arrive there, whatever
+/// else the kernel sends meanwhile.
+pub struct Capture {
+    fd: OwnedFd,
+    got: Vec<Vec<u8>>,
+}
+
+impl Capture {
+    /// Opens the socket inside `netns`, bound to its `eth0`.
+    pub fn eth0(netns: &str) -> Capture {
+        let fd = pmd::netns::in_netns(netns, || {
+            let name = std::ffi::CString::new("eth0").unwrap();
+            // SAFETY: socket(2) with constant arguments; the fd is owned
+            // right away.
+            let raw = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    (libc::ETH_P_ALL as u16).to_be() as i32,
+                )
+            };
+            assert!(
+                raw >= 0,
+                "packet socket: {}",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: `raw` is a fresh fd nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: `name` is a NUL-terminated string that outlives the call.
+            sll.sll_ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+            assert!(sll.sll_ifindex > 0, "no eth0 in the namespace");
+            // SAFETY: `sll` is a valid sockaddr_ll of the stated size.
+            let rc = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            fd
+        })
+        .unwrap();
+        Capture {
+            fd,
+            got: Vec::new(),
+        }
+    }
+
+    /// Every frame received on eth0 since the socket opened (not the ones
+    /// the namespace sent).
+    pub fn frames(&mut self) -> &[Vec<u8>] {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: `buf` and `from` are writable for the lengths given.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            if n < 0 {
+                // Nothing waiting (EAGAIN): the caller asks again later.
+                return &self.got;
+            }
+            if from.sll_pkttype != libc::PACKET_OUTGOING {
+                self.got.push(buf[..n as usize].to_vec());
+            }
+        }
+    }
+
+    /// How many received frames match `pred`.
+    pub fn count(&mut self, pred: impl Fn(&[u8]) -> bool) -> usize {
+        self.frames().iter().filter(|f| pred(f)).count()
     }
 }

@@ -1,6 +1,7 @@
-//! A real etcd server on loopback for tests and labs: its own data dir
+//! A real etcd server on loopback for the cluster tests: its own data dir
 //! under the temp dir, free ports, stopped by PID (SIGTERM, then SIGKILL)
-//! and its data removed on drop. Needs Debian's `etcd-server`.
+//! and its data removed on drop. Needs Debian's `etcd-server` (check with
+//! [`crate::require_etcd`] first).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,25 +18,12 @@ pub struct EtcdServer {
     peer_port: u16,
 }
 
+/// A TCP port on 127.0.0.1 that nothing listened on a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind a free port on 127.0.0.1")
-}
-
-pub fn etcd_installed() -> bool {
-    let ok = Command::new("etcd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        println!("SKIPPED: etcd not installed (apt-get install etcd-server)");
-    }
-    ok
 }
 
 impl EtcdServer {
@@ -62,12 +50,14 @@ impl EtcdServer {
         }
     }
 
+    /// Prepares and runs one.
     pub fn start() -> EtcdServer {
         let mut e = EtcdServer::prepare();
         e.run();
         e
     }
 
+    /// Its client URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
@@ -118,6 +108,7 @@ impl EtcdServer {
         }
     }
 
+    /// True when it answers `/health` with `"health":"true"`.
     pub fn healthy(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.client_port)) else {
             return false;
@@ -138,9 +129,9 @@ impl EtcdServer {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        // SAFETY: kill(2) on the PID of the child this server started and
+        // has not reaped yet, so the PID cannot name another process.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
