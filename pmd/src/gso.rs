@@ -17,7 +17,7 @@ use crate::counters::{DropReason, PortCounters};
 use crate::frame::{Frame, Offload};
 use crate::pool::{Pool, CHUNK_DATA};
 use crate::wire::checksum::{self, finish_l4, pseudo_header_v4, pseudo_header_v6};
-use crate::wire::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HDR, IPPROTO_TCP};
+use crate::wire::{field, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HDR, IPPROTO_TCP};
 
 /// `VIRTIO_NET_HDR_GSO_*` values of [`Offload::gso_type`].
 pub mod gso_type {
@@ -52,29 +52,6 @@ impl GsoError {
             GsoError::NoBuffer => DropReason::NoBuffer,
         }
     }
-}
-
-/// Offsets in IPv4, IPv6 and TCP headers.
-mod field {
-    pub const ETHERTYPE: usize = 12;
-    pub const VLAN_ETHERTYPE: usize = 16;
-    pub const IPV4_TOT_LEN: usize = 2;
-    pub const IPV4_ID: usize = 4;
-    pub const IPV4_FRAG: usize = 6;
-    pub const IPV4_PROTO: usize = 9;
-    pub const IPV4_CHECK: usize = 10;
-    pub const IPV4_SRC: usize = 12;
-    pub const IPV4_DST: usize = 16;
-    pub const IPV6_PAYLOAD_LEN: usize = 4;
-    pub const IPV6_NEXT_HDR: usize = 6;
-    pub const IPV6_SRC: usize = 8;
-    pub const IPV6_DST: usize = 24;
-    pub const IPV6_HDR: usize = 40;
-    pub const TCP_SEQ: usize = 4;
-    pub const TCP_DOFF: usize = 12;
-    pub const TCP_FLAGS: usize = 13;
-    pub const TCP_CHECK: usize = 16;
-    pub const TCP_MIN_HDR: usize = 20;
 }
 
 const TCP_FIN: u8 = 0x01;

@@ -18,27 +18,11 @@
 //! stores ~(D + S) = S again; only the IPv4 fragments of a larger datagram
 //! (whose pseudo-header length is not this frame's) are never guessed.
 
-use crate::frame::Offload;
+use crate::frame::{Frame, Offload};
 use crate::meta::PacketMeta;
+use crate::pool::Pool;
 use crate::wire::checksum::{fold, pseudo_header_v6};
-use crate::wire::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_TCP, IPPROTO_UDP};
-
-/// Offsets inside the headers this module reads.
-mod field {
-    use std::ops::Range;
-    /// IPv4 flags and fragment offset; bit 13 is "more fragments".
-    pub const IPV4_FRAG: Range<usize> = 6..8;
-    pub const IPV4_MF: u16 = 0x2000;
-    pub const IPV4_TOTAL_LEN: Range<usize> = 2..4;
-    pub const IPV6_PAYLOAD_LEN: Range<usize> = 4..6;
-    pub const IPV6_NEXT_HDR: usize = 6;
-    pub const IPV6_SRC: Range<usize> = 8..24;
-    pub const IPV6_DST: Range<usize> = 24..40;
-    pub const IPV6_HDR: usize = 40;
-    /// Checksum field offset inside TCP and UDP headers.
-    pub const TCP_CHECK: u16 = 16;
-    pub const UDP_CHECK: u16 = 6;
-}
+use crate::wire::{field, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_TCP, IPPROTO_UDP};
 
 /// Looks at a frame from a port that lost the checksum state (`off.csum_lost`)
 /// and records a partial TCP/UDP checksum as `needs_csum`. `meta` is the
@@ -63,6 +47,18 @@ pub fn resolve(packet: &[u8], meta: &PacketMeta, off: &mut Offload) {
     }
 }
 
+/// [`resolve`] on a frame of `pool`: frames whose port kept the checksum
+/// state (TAP, memory ports) cost one test of a flag, not a look at
+/// their bytes.
+#[inline]
+pub fn resolve_frame(pool: &Pool, frame: &mut Frame, meta: &PacketMeta) {
+    if frame.offload.csum_lost && !frame.offload.needs_csum {
+        let mut off = frame.offload;
+        resolve(pool.data(frame), meta, &mut off);
+        frame.offload = off;
+    }
+}
+
 /// Where the checksum field of a TCP or UDP header at `l4` is, when it
 /// holds `seed` (a UDP checksum of 0 means "none", RFC 768).
 #[inline]
@@ -72,9 +68,9 @@ fn matches_seed(packet: &[u8], proto: u8, l4: usize, seed: u16) -> Option<(u16, 
         IPPROTO_UDP => field::UDP_CHECK,
         _ => return None,
     };
-    let at = l4 + offset as usize;
+    let at = l4 + offset;
     let stored = u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]);
-    (stored == seed && !(proto == IPPROTO_UDP && stored == 0)).then_some((l4 as u16, offset))
+    (stored == seed && !(proto == IPPROTO_UDP && stored == 0)).then_some((l4 as u16, offset as u16))
 }
 
 fn seed_v4(packet: &[u8], meta: &PacketMeta) -> Option<(u16, u16)> {
@@ -83,14 +79,11 @@ fn seed_v4(packet: &[u8], meta: &PacketMeta) -> Option<(u16, u16)> {
     }
     let l3 = meta.l3_off as usize;
     let ip = packet.get(l3..l3 + 20)?;
-    let frag = u16::from_be_bytes([ip[field::IPV4_FRAG.start], ip[field::IPV4_FRAG.start + 1]]);
+    let frag = u16::from_be_bytes([ip[field::IPV4_FRAG], ip[field::IPV4_FRAG + 1]]);
     if frag & field::IPV4_MF != 0 {
         return None;
     }
-    let total = u16::from_be_bytes([
-        ip[field::IPV4_TOTAL_LEN.start],
-        ip[field::IPV4_TOTAL_LEN.start + 1],
-    ]);
+    let total = u16::from_be_bytes([ip[field::IPV4_TOT_LEN], ip[field::IPV4_TOT_LEN + 1]]);
     let l4 = meta.l4_off as usize;
     let l4_len = total.checked_sub((l4 - l3) as u16)?;
     // The four address halves summed as integers: `pseudo_header_v4`
@@ -110,14 +103,11 @@ fn seed_v6(packet: &[u8], l3: usize) -> Option<(u16, u16)> {
     if !matches!(proto, IPPROTO_TCP | IPPROTO_UDP) {
         return None;
     }
-    let len = u16::from_be_bytes([
-        ip[field::IPV6_PAYLOAD_LEN.start],
-        ip[field::IPV6_PAYLOAD_LEN.start + 1],
-    ]);
+    let len = u16::from_be_bytes([ip[field::IPV6_PAYLOAD_LEN], ip[field::IPV6_PAYLOAD_LEN + 1]]);
     let mut src = [0u8; 16];
     let mut dst = [0u8; 16];
-    src.copy_from_slice(&ip[field::IPV6_SRC]);
-    dst.copy_from_slice(&ip[field::IPV6_DST]);
+    src.copy_from_slice(&ip[field::IPV6_SRC..field::IPV6_SRC + 16]);
+    dst.copy_from_slice(&ip[field::IPV6_DST..field::IPV6_DST + 16]);
     let seed = fold(pseudo_header_v6(&src, &dst, proto, len as u32));
     matches_seed(packet, proto, l3 + field::IPV6_HDR, seed)
 }

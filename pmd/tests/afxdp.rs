@@ -124,7 +124,7 @@ impl Pipeline for Cross {
     fn process(&mut self, ctx: &mut Ctx<'_>, burst: &mut Vec<Frame>) {
         for mut f in burst.drain(..) {
             if let Ok(meta) = pmd::meta::parse(ctx.pool.data(&f)) {
-                pmd::partial_csum::resolve(ctx.pool.data(&f), &meta, &mut f.offload);
+                pmd::partial_csum::resolve_frame(ctx.pool, &mut f, &meta);
             }
             let out = if f.in_port == PortId(0) {
                 PortId(1)

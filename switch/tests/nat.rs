@@ -37,35 +37,10 @@ impl NatLab {
         let outside = NetnsGuard::new("psn-o").unwrap();
         let c1 = NetnsGuard::new("psn-a").unwrap();
         let c2 = NetnsGuard::new("psn-b").unwrap();
-        host.exec(
-            "ip",
-            &[
-                "link",
-                "add",
-                "up0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "out0",
-                "netns",
-                outside.name(),
-            ],
-        )
-        .unwrap();
+        uplink_veth(&host, &outside, "10.99.0.1/24");
+        // The host's own address on the uplink (the host keeps its NIC).
         host.exec("ip", &["addr", "add", "10.99.0.3/24", "dev", "up0"])
             .unwrap();
-        host.exec("ip", &["link", "set", "up0", "up"]).unwrap();
-        outside
-            .exec("ip", &["addr", "add", "10.99.0.1/24", "dev", "out0"])
-            .unwrap();
-        outside.exec("ip", &["link", "set", "out0", "up"]).unwrap();
-        // The outside keeps veth's default offloads (its TCP/UDP checksums
-        // reach the AF_XDP uplink partial), as a user's neighbour does.
-        assert!(
-            test_support::tx_checksum_offload_on(outside.name(), "out0"),
-            "out0 keeps its defaults"
-        );
         let text = format!(
             r#"
 [switch]

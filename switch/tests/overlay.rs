@@ -59,31 +59,7 @@ impl KernelPeer {
         let host = NetnsGuard::new("pso-h").unwrap();
         let remote = NetnsGuard::new("pso-r").unwrap();
         let c1 = NetnsGuard::new("pso-c").unwrap();
-        host.exec(
-            "ip",
-            &[
-                "link",
-                "add",
-                "up0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "out0",
-                "netns",
-                remote.name(),
-            ],
-        )
-        .unwrap();
-        host.exec("ip", &["link", "set", "up0", "up"]).unwrap();
-        remote
-            .exec("ip", &["addr", "add", "10.99.0.1/24", "dev", "out0"])
-            .unwrap();
-        remote.exec("ip", &["link", "set", "out0", "up"]).unwrap();
-        assert!(
-            test_support::tx_checksum_offload_on(remote.name(), "out0"),
-            "out0 keeps its defaults"
-        );
+        uplink_veth(&host, &remote, "10.99.0.1/24");
         remote
             .exec(
                 "ip",

@@ -4,6 +4,7 @@
 //! into a metadata record is [`crate::meta`].
 
 pub mod checksum;
+pub mod field;
 mod mac;
 
 pub use mac::MacAddr;

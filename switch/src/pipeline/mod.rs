@@ -218,7 +218,7 @@ impl SwitchPipeline {
         if (meta.frame_len as usize) < frame.len() {
             ctx.pool.set_len(&mut frame, meta.frame_len as usize);
         }
-        pmd::partial_csum::resolve(ctx.pool.data(&frame), &meta, &mut frame.offload);
+        pmd::partial_csum::resolve_frame(ctx.pool, &mut frame, &meta);
         let Some(net) = self.topo.network_of(in_port) else {
             match self.topo.uplink_of(in_port) {
                 Some(up) => self.uplink_frame(ctx, up, frame, &meta),

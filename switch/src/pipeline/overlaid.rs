@@ -286,7 +286,7 @@ impl SwitchPipeline {
         );
         let (vni, inner) = match verdict {
             Decap::Inner { vni, meta, .. } => {
-                pmd::partial_csum::resolve(ctx.pool.data(&frame), &meta, &mut frame.offload);
+                pmd::partial_csum::resolve_frame(ctx.pool, &mut frame, &meta);
                 (vni, meta)
             }
             Decap::Drop(_) => {
