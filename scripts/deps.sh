@@ -6,7 +6,7 @@ set -euo pipefail
 # ca-certificates (cargo fetches crates over HTTPS) and gcc (libxdp-sys
 # builds xdp-tools, whose configure insists on gcc even with clang present).
 pkgs=(clang llvm gcc libelf-dev zlib1g-dev pkg-config m4 make libbpf-dev
-      iproute2 iputils-ping iperf3 ethtool util-linux procps
+      iproute2 iputils-ping iperf3 nftables ethtool util-linux procps
       etcd-server protobuf-compiler libprotobuf-dev ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do

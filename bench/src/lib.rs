@@ -1,9 +1,9 @@
 //! Benchmarks of podswitch: the switching pipeline over memory ports
 //! ([`pipeline`], for criterion and callgrind), NAT translate ([`nat`]) and
 //! VXLAN encap/decap ([`vxlan`]) and the partial-checksum check ([`csum`])
-//! without criterion (for callgrind), and TCP
-//! between two namespaces through podswitch next to a Linux bridge
-//! ([`tcp`]).
+//! without criterion (for callgrind), and iperf3 TCP through podswitch
+//! next to the kernel's bridge, router, masquerade and vxlan for the same
+//! path ([`tcp`]).
 //!
 //! It measures; it does not configure anything outside the namespaces it
 //! creates. The `podbench` binary and `benches/pipeline.rs` call it; the

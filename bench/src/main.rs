@@ -69,9 +69,11 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = CsumArg::ResolvePartial)]
         mode: CsumArg,
     },
-    /// iperf3 TCP between two namespaces through podswitch (`podswitch
-    /// run`, a nat network) and through a Linux bridge; prints both and the
-    /// ratio. Needs root and iperf3.
+    /// iperf3 TCP through podswitch next to the kernel's own switch for
+    /// the same path, back to back: through NAT both ways, container to
+    /// container, over VXLAN between two hosts. Prints one markdown table
+    /// (medians of --runs runs, podswitch over peer, CPU-s per Gbit).
+    /// Needs root, iperf3 and nft.
     Tcp {
         /// The podswitch binary.
         #[arg(long, default_value = "target/release/podswitch")]
@@ -79,6 +81,21 @@ enum Cmd {
         /// Seconds per iperf3 run.
         #[arg(long, default_value_t = 5)]
         secs: u32,
+        /// Runs per side of each row; each column is their median.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// Parallel TCP streams; every path is measured at each count.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        streams: Vec<u32>,
+        /// Paths to measure (default: all).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        path: Vec<tcp::Path>,
+        /// `kind` of podswitch's uplink `[[port]]`.
+        #[arg(long, value_enum, default_value_t = tcp::UplinkKind::Afxdp)]
+        uplink_kind: tcp::UplinkKind,
+        /// Print JSON (every run, and the medians) instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -196,13 +213,40 @@ fn main() -> Result<()> {
                 r.elapsed.as_nanos() as f64 / r.packets.max(1) as f64
             );
         }
-        Cmd::Tcp { podswitch, secs } => {
-            let r = tcp::run(&tcp::TcpOpts { podswitch, secs })?;
-            println!(
-                "tcp podswitch={:.2}Gbit/s bridge={:.2}Gbit/s ratio={:.2}",
-                r.podswitch_bps / 1e9,
-                r.bridge_bps / 1e9,
-                r.podswitch_bps / r.bridge_bps
+        Cmd::Tcp {
+            podswitch,
+            secs,
+            runs,
+            streams,
+            path,
+            uplink_kind,
+            json,
+        } => {
+            let opts = tcp::TcpOpts {
+                switch: tcp::SwitchOpts {
+                    bin: podswitch,
+                    uplink: uplink_kind,
+                },
+                secs,
+                runs,
+                streams,
+                paths: if path.is_empty() {
+                    tcp::Path::ALL.to_vec()
+                } else {
+                    path
+                },
+            };
+            let rows = tcp::run(&opts, |line| eprintln!("{line}"))?;
+            if json {
+                println!("{:#}", tcp::json(&opts, &rows));
+            } else {
+                print!("{}", tcp::table(&rows));
+            }
+            let failed = rows.iter().filter(|r| r.failed()).count();
+            ensure!(
+                failed == 0,
+                "{failed} of {} rows had a failed side",
+                rows.len()
             );
         }
     }
