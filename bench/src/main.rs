@@ -236,17 +236,17 @@ fn main() -> Result<()> {
                     path
                 },
             };
-            let rows = tcp::run(&opts, |line| eprintln!("{line}"))?;
+            let m = tcp::run(&opts, |line| eprintln!("{line}"))?;
             if json {
-                println!("{:#}", tcp::json(&opts, &rows));
+                println!("{:#}", tcp::json(&opts, &m));
             } else {
-                print!("{}", tcp::table(&rows));
+                print!("{}", tcp::table(&m));
             }
-            let failed = rows.iter().filter(|r| r.failed()).count();
+            let failed = m.rows.iter().filter(|r| r.failed()).count();
             ensure!(
                 failed == 0,
                 "{failed} of {} rows had a failed side",
-                rows.len()
+                m.rows.len()
             );
         }
     }

@@ -134,7 +134,9 @@ impl Podswitch {
     /// Writes `config` (with `{control}` replaced by a socket path of its
     /// own), starts the daemon in `ns` and waits for `ready`.
     pub fn start(bin: &Path, ns: &NetnsGuard, config: &str) -> Result<Podswitch> {
-        let id = unique_name("podbench");
+        // unique_name cuts at 15 characters: a short prefix keeps the
+        // counter whole, so two daemons never share a socket or a config.
+        let id = unique_name("pbd");
         let control = TempFile(PathBuf::from(format!("/run/{id}.sock")));
         let cfg = TempFile(std::env::temp_dir().join(format!("{id}.toml")));
         let log = TempFile(std::env::temp_dir().join(format!("{id}.log")));

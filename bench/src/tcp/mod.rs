@@ -76,6 +76,13 @@ pub struct Row {
     pub podswitch: SideRuns,
 }
 
+/// Every row, and the machine's load average before and after them.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    pub rows: Vec<Row>,
+    pub load: [Option<f64>; 2],
+}
+
 impl Row {
     pub fn failed(&self) -> bool {
         self.peer.error.is_some() || self.podswitch.error.is_some()
@@ -83,13 +90,14 @@ impl Row {
 }
 
 /// Runs the matrix; `progress` gets a line per run.
-pub fn run(opts: &TcpOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Row>> {
+pub fn run(opts: &TcpOpts, mut progress: impl FnMut(&str)) -> Result<Matrix> {
     if !pmd::netns::is_root() {
         bail!("podbench tcp needs root (namespaces, TAPs, XDP)");
     }
     if opts.runs == 0 || opts.secs == 0 || opts.streams.contains(&0) {
         bail!("--runs, --secs and every --streams value must be at least 1");
     }
+    let load_before = cpu::loadavg();
     let mut rows = Vec::new();
     for &path in &opts.paths {
         for &streams in &opts.streams {
@@ -139,7 +147,10 @@ pub fn run(opts: &TcpOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Row>> {
             rows.push(row);
         }
     }
-    Ok(rows)
+    Ok(Matrix {
+        rows,
+        load: [load_before, cpu::loadavg()],
+    })
 }
 
 /// Builds one side's topology, moves data, tears it down.

@@ -10,7 +10,7 @@
 
 use anyhow::Result;
 
-use super::topo::{bridge, bridged_container, ip, netns, veth, SwitchOpts, Topo};
+use super::topo::{bridge, bridged_container, ip, keeps_defaults, netns, veth, SwitchOpts, Topo};
 
 const OUTSIDE: &str = "10.99.0.1";
 
@@ -31,6 +31,7 @@ pub fn kernel() -> Result<Topo> {
              add chain ip pbnat post { type nat hook postrouting priority srcnat; }; \
              add rule ip pbnat post oifname \"up0\" masquerade"],
     )?;
+    keeps_defaults(&o, "out0")?;
     Ok(Topo {
         daemons: Vec::new(),
         ns: vec![r, o, c],
@@ -64,6 +65,7 @@ ip = "172.30.0.10"
         c = c.name()
     );
     let d = sw.start(&h, &sw.config_head(Some("10.99.0.2/24")), &body)?;
+    keeps_defaults(&o, "out0")?;
     Ok(Topo {
         daemons: vec![d],
         ns: vec![h, o, c],

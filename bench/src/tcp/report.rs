@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Row, SideRuns, TcpOpts, Trial};
+use super::{Matrix, Row, SideRuns, TcpOpts, Trial};
 
 /// Medians of one side's runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,8 +72,10 @@ fn cell(v: Option<f64>, digits: usize) -> String {
     }
 }
 
-/// A markdown table, one line per row, and the errors under it.
-pub fn table(rows: &[Row]) -> String {
+/// A markdown table, one line per row, then the machine's load and the
+/// errors.
+pub fn table(m: &Matrix) -> String {
+    let rows = &m.rows;
     let mut s = String::from(
         "| path | streams | peer Gbit/s | podswitch Gbit/s | ratio \
          | peer CPU-s/Gbit machine / own | podswitch CPU-s/Gbit machine / own / process \
@@ -99,6 +101,11 @@ pub fn table(rows: &[Row]) -> String {
             cell(o.map(|x| x.retransmits), 0),
         );
     }
+    s += &format!(
+        "\nload average (1 min) before / after: {} / {}\n",
+        cell(m.load[0], 2),
+        cell(m.load[1], 2)
+    );
     for row in rows {
         for (side, runs) in [("peer", &row.peer), ("podswitch", &row.podswitch)] {
             if let Some(e) = &runs.error {
@@ -154,9 +161,12 @@ fn side_json(name: &str, runs: &SideRuns) -> Value {
 }
 
 /// The same as [`table`], with every run, as JSON.
-pub fn json(opts: &TcpOpts, rows: &[Row]) -> Value {
+pub fn json(opts: &TcpOpts, m: &Matrix) -> Value {
+    let rows = &m.rows;
     json!({
         "secs": opts.secs,
+        "loadavg_before": m.load[0].map_or(Value::Null, num),
+        "loadavg_after": m.load[1].map_or(Value::Null, num),
         "runs": opts.runs,
         "uplink_kind": opts.switch.uplink.as_str(),
         "rows": rows.iter().map(|r| json!({
@@ -226,7 +236,10 @@ mod tests {
             ..row.clone()
         };
         assert_eq!(ratio(&failed), None);
-        let t = table(&[row, failed]);
+        let t = table(&Matrix {
+            rows: vec![row, failed],
+            load: [Some(1.5), None],
+        });
         assert!(t.contains("| nat-up | 1 | 10.00 | 12.00 | 1.20 |"), "{t}");
         assert!(t.contains("| nat-up | 1 | 10.00 | - | - |"), "{t}");
         assert!(

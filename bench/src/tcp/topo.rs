@@ -7,7 +7,7 @@
 //! 10.99.0.1 behind the uplink 10.99.0.2, overlay hosts 10.99.0.2 and
 //! 10.99.0.3 with containers 10.200.0.10 and 10.200.0.11 in VNI 42.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use pmd::netns::NetnsGuard;
 
 use super::child::Podswitch;
@@ -143,6 +143,21 @@ pub fn veth(ns: &NetnsGuard, here: &str, far: &NetnsGuard, there: &str) -> Resul
     )?;
     ip(ns, &["link", "set", here, "up"])?;
     ip(far, &["link", "set", there, "up"])
+}
+
+/// An error unless `dev` in `ns` still checksums by offload, veth's
+/// default: the peers a user has keep their defaults here too.
+pub fn keeps_defaults(ns: &NetnsGuard, dev: &str) -> Result<()> {
+    let out = ns
+        .command("ethtool")
+        .args(["-k", dev])
+        .output()
+        .with_context(|| format!("in {}: ethtool -k {dev}", ns.name()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !text.contains("tx-checksumming: on") {
+        bail!("{dev} in {} lost its default offloads:\n{text}", ns.name());
+    }
+    Ok(())
 }
 
 /// A Linux bridge `br0` in `ns`, up.
