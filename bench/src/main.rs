@@ -91,7 +91,7 @@ enum Cmd {
         #[arg(long, value_enum, value_delimiter = ',')]
         path: Vec<tcp::Path>,
         /// `kind` of podswitch's uplink `[[port]]`.
-        #[arg(long, value_enum, default_value_t = tcp::UplinkKind::Afxdp)]
+        #[arg(long, value_enum, default_value_t = tcp::UplinkKind::Packet)]
         uplink_kind: tcp::UplinkKind,
         /// Print JSON (every run, and the medians) instead of the table.
         #[arg(long)]

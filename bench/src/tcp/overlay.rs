@@ -17,7 +17,9 @@ use pmd::netns::NetnsGuard;
 use pmd::wire::MacAddr;
 
 use super::child::Podswitch;
-use super::topo::{bridge, bridged_container, ip, netns, veth, Side, SwitchOpts, Topo};
+use super::topo::{
+    bridge, bridged_container, ip, keeps_defaults, netns, veth, Side, SwitchOpts, Topo,
+};
 
 const VTEP: [&str; 2] = ["10.99.0.2", "10.99.0.3"];
 const CONTAINER: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 200, 0, 10), Ipv4Addr::new(10, 200, 0, 11)];
@@ -74,7 +76,9 @@ fn kernel_host(i: usize, host: &NetnsGuard, c: &NetnsGuard) -> Result<()> {
     ip(host, &["link", "set", "vx0", "master", "br0", "up"])?;
     bridged_container(host, "p0", c, &format!("{}/24", CONTAINER[i]), None)?;
     let mac = MacAddr::from_ipv4(CONTAINER[i]).to_string();
-    ip(c, &["link", "set", "eth0", "address", &mac, "mtu", "1450"])
+    ip(c, &["link", "set", "eth0", "address", &mac, "mtu", "1450"])?;
+    // A kernel host next to podswitch is its peer: it keeps its defaults.
+    keeps_defaults(host, "up0")
 }
 
 fn podswitch_host(

@@ -12,7 +12,7 @@ pub struct Summary {
     pub retransmits: f64,
     /// Whole-machine busy CPU-seconds per Gbit moved.
     pub machine_per_gbit: f64,
-    /// iperf3 + switch processes + softirq, per Gbit.
+    /// iperf3 + switch processes + softirq threads, per Gbit.
     pub own_per_gbit: f64,
     /// The podswitch daemons' own CPU-seconds per Gbit.
     pub switch_per_gbit: f64,
@@ -154,6 +154,7 @@ fn side_json(name: &str, runs: &SideRuns) -> Value {
                 "softirq": num(t.cpu.softirq_s),
                 "switch_process": num(t.cpu.switch_s),
                 "iperf3": num(t.cpu.iperf_s),
+                "softirq_threads": num(t.cpu.kthread_s),
             },
         })).collect::<Vec<_>>(),
         "error": runs.error,
