@@ -19,7 +19,10 @@ mod overlay;
 mod report;
 pub mod topo;
 
-use anyhow::{bail, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
 
 pub use report::{json, table};
 pub use topo::{Path, Side, SwitchOpts, UplinkKind};
@@ -97,6 +100,15 @@ pub fn run(opts: &TcpOpts, mut progress: impl FnMut(&str)) -> Result<Matrix> {
     if opts.runs == 0 || opts.secs == 0 || opts.streams.contains(&0) {
         bail!("--runs, --secs and every --streams value must be at least 1");
     }
+    // Ctrl-C or SIGTERM ends the run between two runs, through the
+    // guards, instead of killing podbench with namespaces and daemons
+    // left behind (the terminal's SIGINT also ends the iperf3 and
+    // podswitch of the current run, which then fails quickly).
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing a signal handler")?;
+    }
     let load_before = cpu::loadavg();
     let mut rows = Vec::new();
     for &path in &opts.paths {
@@ -116,6 +128,9 @@ pub fn run(opts: &TcpOpts, mut progress: impl FnMut(&str)) -> Result<Matrix> {
                     [Side::Podswitch, Side::Peer]
                 };
                 for side in order {
+                    if stop.load(Ordering::Relaxed) {
+                        bail!("interrupted; everything the run created is removed");
+                    }
                     let runs = match side {
                         Side::Peer => &mut row.peer,
                         Side::Podswitch => &mut row.podswitch,
