@@ -113,59 +113,71 @@ pub fn run(opts: &TcpOpts, mut progress: impl FnMut(&str)) -> Result<Matrix> {
     let mut rows = Vec::new();
     for &path in &opts.paths {
         for &streams in &opts.streams {
-            let mut row = Row {
-                path,
-                streams,
-                peer: SideRuns::default(),
-                podswitch: SideRuns::default(),
-            };
-            for i in 0..opts.runs {
-                // Alternate which side goes first, so a drift in the
-                // machine's load does not favour one side.
-                let order = if i % 2 == 0 {
-                    [Side::Peer, Side::Podswitch]
-                } else {
-                    [Side::Podswitch, Side::Peer]
-                };
-                for side in order {
-                    if stop.load(Ordering::Relaxed) {
-                        bail!("interrupted; everything the run created is removed");
-                    }
-                    let runs = match side {
-                        Side::Peer => &mut row.peer,
-                        Side::Podswitch => &mut row.podswitch,
-                    };
-                    if runs.error.is_some() {
-                        continue;
-                    }
-                    let label = format!(
-                        "{} P{streams} run {}/{} {side:?}",
-                        path.name(),
-                        i + 1,
-                        opts.runs
-                    );
-                    match one(opts, path, side, streams) {
-                        Ok(t) => {
-                            progress(&format!(
-                                "{label}: {:.2} Gbit/s, {} retransmits, machine {:.2} CPU-s, switch process {:.2} CPU-s",
-                                t.gbps, t.retransmits, t.cpu.machine_s, t.cpu.switch_s
-                            ));
-                            runs.trials.push(t);
-                        }
-                        Err(e) => {
-                            progress(&format!("{label}: failed: {e:#}"));
-                            runs.error = Some(format!("{e:#}"));
-                        }
-                    }
-                }
-            }
-            rows.push(row);
+            rows.push(measure_row(opts, path, streams, &stop, &mut progress)?);
         }
     }
     Ok(Matrix {
         rows,
         load: [load_before, cpu::loadavg()],
     })
+}
+
+/// Both sides of one row, `opts.runs` times each; an error only when
+/// `stop` was raised.
+fn measure_row(
+    opts: &TcpOpts,
+    path: Path,
+    streams: u32,
+    stop: &AtomicBool,
+    progress: &mut impl FnMut(&str),
+) -> Result<Row> {
+    let mut row = Row {
+        path,
+        streams,
+        peer: SideRuns::default(),
+        podswitch: SideRuns::default(),
+    };
+    for i in 0..opts.runs {
+        // Alternate which side goes first, so a drift in the machine's
+        // load does not favour one side.
+        let order = if i % 2 == 0 {
+            [Side::Peer, Side::Podswitch]
+        } else {
+            [Side::Podswitch, Side::Peer]
+        };
+        for side in order {
+            if stop.load(Ordering::Relaxed) {
+                bail!("interrupted; everything the run created is removed");
+            }
+            let runs = match side {
+                Side::Peer => &mut row.peer,
+                Side::Podswitch => &mut row.podswitch,
+            };
+            if runs.error.is_some() {
+                continue;
+            }
+            let label = format!(
+                "{} P{streams} run {}/{} {side:?}",
+                path.name(),
+                i + 1,
+                opts.runs
+            );
+            match one(opts, path, side, streams) {
+                Ok(t) => {
+                    progress(&format!(
+                        "{label}: {:.2} Gbit/s, {} retransmits, machine {:.2} CPU-s, switch process {:.2} CPU-s",
+                        t.gbps, t.retransmits, t.cpu.machine_s, t.cpu.switch_s
+                    ));
+                    runs.trials.push(t);
+                }
+                Err(e) => {
+                    progress(&format!("{label}: failed: {e:#}"));
+                    runs.error = Some(format!("{e:#}"));
+                }
+            }
+        }
+    }
+    Ok(row)
 }
 
 /// Builds one side's topology, moves data, tears it down.

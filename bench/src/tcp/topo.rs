@@ -74,11 +74,6 @@ impl Path {
     pub fn reverse(self) -> bool {
         self == Path::NatDown
     }
-
-    /// Whether the podswitch side has an uplink (`--uplink-kind` matters).
-    pub fn has_uplink(self) -> bool {
-        self != Path::Lan
-    }
 }
 
 /// The two sides of a row.
