@@ -54,20 +54,17 @@ impl GsoError {
     }
 }
 
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
-
-/// Where a TCP frame's headers are.
+/// Where a TCP frame's headers are (shared with [`crate::gro`], which
+/// merges what this module cuts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct TcpLayout {
-    l3: usize,
-    l4: usize,
+pub(crate) struct TcpLayout {
+    pub(crate) l3: usize,
+    pub(crate) l4: usize,
     /// Length of all headers (Ethernet to the end of the TCP options).
-    hdr: usize,
+    pub(crate) hdr: usize,
     /// End of the IP packet (anything after it is Ethernet padding).
-    end: usize,
-    v6: bool,
+    pub(crate) end: usize,
+    pub(crate) v6: bool,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -76,7 +73,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 /// Parses Ethernet (one optional VLAN tag), IPv4 or IPv6 (no extension
 /// headers) and TCP, checking every length against the frame.
-fn parse_tcp(p: &[u8]) -> Result<TcpLayout, GsoError> {
+pub(crate) fn parse_tcp(p: &[u8]) -> Result<TcpLayout, GsoError> {
     use GsoError::Malformed;
     let mut l3 = ETH_HDR;
     let mut ethertype = be16(p, field::ETHERTYPE).ok_or(Malformed)?;
@@ -136,7 +133,7 @@ fn parse_tcp(p: &[u8]) -> Result<TcpLayout, GsoError> {
 }
 
 /// Sum of the pseudo-header of the packet whose IP header starts at `l3`.
-fn pseudo(p: &[u8], lay: &TcpLayout, l4_len: usize) -> u32 {
+pub(crate) fn pseudo(p: &[u8], lay: &TcpLayout, l4_len: usize) -> u32 {
     let ip = &p[lay.l3..];
     if lay.v6 {
         let mut src = [0u8; 16];
@@ -238,7 +235,7 @@ pub fn segment_tcp(pool: &mut Pool, frame: &Frame, out: &mut Vec<Frame>) -> Resu
 }
 
 /// Copies `src_range` of `from`'s packet to offset `to_off` of `to`'s room.
-fn copy_into(
+pub(crate) fn copy_into(
     pool: &mut Pool,
     from: &Frame,
     to: &mut Frame,
@@ -284,12 +281,12 @@ fn fix_segment(s: &mut [u8], lay: &TcpLayout, i: usize, n: usize, mss: usize) {
     s[tcp + field::TCP_SEQ..tcp + field::TCP_SEQ + 4].copy_from_slice(&seq.to_be_bytes());
     let mut flags = s[tcp + field::TCP_FLAGS];
     if i + 1 < n {
-        flags &= !(TCP_FIN | TCP_PSH);
+        flags &= !(field::TCP_FIN | field::TCP_PSH);
     }
     // CWR only on the first segment, as tcp_gso_segment does (RFC 3168
     // section 6.1.2: CWR is set on the first new data after a reduction).
     if i > 0 {
-        flags &= !TCP_CWR;
+        flags &= !field::TCP_CWR;
     }
     s[tcp + field::TCP_FLAGS] = flags;
     let check = tcp + field::TCP_CHECK;
@@ -512,9 +509,13 @@ mod tests {
             let expect = if last {
                 flags
             } else {
-                flags & !(TCP_FIN | TCP_PSH)
+                flags & !(field::TCP_FIN | field::TCP_PSH)
             };
-            let expect = if i > 0 { expect & !TCP_CWR } else { expect };
+            let expect = if i > 0 {
+                expect & !field::TCP_CWR
+            } else {
+                expect
+            };
             assert_eq!(fl, expect, "flags of segment {i}");
             if !v6 {
                 let id = u16::from_be_bytes([b[18], b[19]]);

@@ -33,6 +33,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::counters::{DropReason, PortCounters};
 use crate::frame::Frame;
+use crate::gro::Gro;
 use crate::gso;
 use crate::pool::Pool;
 use crate::port::{Port, PortId, MAX_BURST};
@@ -269,6 +270,7 @@ impl Engine {
                 poll,
                 stop: stop.clone(),
                 tx: TxQueues::new(&ports),
+                gro: Gro::new(),
                 epoch,
             };
             handles.push(
@@ -318,7 +320,27 @@ struct Runner {
     poll: Poll,
     stop: Arc<AtomicBool>,
     tx: TxQueues,
+    gro: Gro,
     epoch: Instant,
+}
+
+/// Readies a burst for `port`'s `tx_burst`: a port with offloads gets TCP
+/// frames merged into segments (software GRO), a port without gets
+/// pending checksums and segments finished in software (GSO). Failures are
+/// counted on `counters`, the port's own.
+#[inline]
+pub fn prepare_tx(
+    port: &dyn Port,
+    pool: &mut Pool,
+    frames: &mut Vec<Frame>,
+    counters: &PortCounters,
+    gro: &mut Gro,
+) {
+    if port.accepts_offload() {
+        gro.merge_burst(pool, frames, counters);
+    } else {
+        gso::complete_burst(pool, frames, counters);
+    }
 }
 
 impl Runner {
@@ -441,16 +463,20 @@ impl Runner {
         report
     }
 
-    /// Transmits every queued frame, after software offload completion
-    /// where the port needs it. Queue `i` is port `i` of this thread.
+    /// Transmits every queued frame, after [`prepare_tx`]. Queue `i` is
+    /// port `i` of this thread.
     fn flush(&mut self) {
         let mut dirty = std::mem::take(&mut self.tx.dirty);
         for i in dirty.iter().map(|i| *i as usize) {
             let mut frames = std::mem::take(&mut self.tx.queues[i]);
             let port = &mut self.th.ports[i].1;
-            if !port.accepts_offload() {
-                gso::complete_burst(&mut self.th.pool, &mut frames, &self.tx.counters[i]);
-            }
+            prepare_tx(
+                port.as_ref(),
+                &mut self.th.pool,
+                &mut frames,
+                &self.tx.counters[i],
+                &mut self.gro,
+            );
             port.tx_burst(&mut self.th.pool, &mut frames);
             self.tx.queues[i] = frames;
         }

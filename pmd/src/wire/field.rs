@@ -1,6 +1,6 @@
 //! Byte offsets of the header fields the hot path reads or rewrites in
 //! place (Ethernet from the frame start, the others from their header's
-//! start), written once for `gso` and `partial_csum`.
+//! start), written once for `gso`, `gro` and `partial_csum`.
 
 /// EtherType of an untagged frame.
 pub const ETHERTYPE: usize = 12;
@@ -30,5 +30,15 @@ pub const TCP_DOFF: usize = 12;
 pub const TCP_FLAGS: usize = 13;
 pub const TCP_CHECK: usize = 16;
 pub const TCP_MIN_HDR: usize = 20;
+
+/// TCP flag bits in the byte at [`TCP_FLAGS`].
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+pub const TCP_URG: u8 = 0x20;
+pub const TCP_ECE: u8 = 0x40;
+pub const TCP_CWR: u8 = 0x80;
 
 pub const UDP_CHECK: usize = 6;
