@@ -195,6 +195,43 @@ fn outbound_tcp_udp_and_ping_leave_from_the_uplink_address() {
     );
 }
 
+/// Software GRO: AF_XDP hands the switch the download as 1,514-byte
+/// frames; the container's TAP carries them merged into large segments.
+#[test]
+fn a_download_through_the_afxdp_uplink_reaches_the_container_in_large_segments() {
+    if skip_unless_root("nat gro download") {
+        return;
+    }
+    let mut lab = NatLab::new("");
+    let (t, _) = tcp_fetch(
+        lab.outside.name(),
+        OUTSIDE,
+        8000,
+        lab.c1.name(),
+        SocketAddr::from((OUTSIDE, 8000)),
+        20 * MB,
+    )
+    .unwrap();
+    assert!(t.exact && t.bytes == 20 * MB, "download: {t:?}");
+    let err = lab.stop();
+    let [up_rx, up_rx_bytes, _, _] = port_counts(&err, "up0");
+    assert!(
+        up_rx_bytes / up_rx <= 1514,
+        "the fixture: the uplink received MTU-sized frames ({up_rx} frames)"
+    );
+    let [_, _, pkts, bytes] = port_counts(&err, "c1");
+    assert!(
+        bytes > 20 * MB,
+        "the TAP carried the download: {bytes} bytes"
+    );
+    let per_frame = bytes / pkts.max(1);
+    assert!(
+        per_frame > 4000,
+        "frames toward the container average {per_frame} bytes ({pkts} frames); counters:\n{err}"
+    );
+    assert!(report_counter(&err, "c1", "gro_merged") > 0, "{err}");
+}
+
 #[test]
 fn mapped_host_ports_reach_the_container_and_keep_the_client_address() {
     if skip_unless_root("nat inbound") {
