@@ -44,7 +44,7 @@ use crate::frame::{Frame, Offload};
 use crate::gso::{self, gso_type, TcpLayout};
 use crate::pool::{Pool, LARGE_HEADROOM, LARGE_SIZE};
 use crate::wire::checksum::{self, fold};
-use crate::wire::{field, ETH_HDR};
+use crate::wire::{field, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HDR, IPPROTO_TCP};
 
 /// Largest IPv4 total length, and largest IPv6 payload length.
 const MAX_IP_LEN: usize = 65_535;
@@ -64,9 +64,6 @@ struct Candidate {
     payload: usize,
     psh: bool,
     id: u16,
-    /// A digest of the addresses and ports: equal for one flow (a
-    /// collision only costs a full header compare).
-    key: u64,
 }
 
 /// Frames of one flow that merge into one segment.
@@ -77,6 +74,8 @@ struct Run {
     last: usize,
     frames: usize,
     lay: TcpLayout,
+    /// A digest of the addresses and ports ([`flow_key`]): equal for one
+    /// flow; a collision only costs a full header compare.
     key: u64,
     /// Payload bytes of every frame but the last.
     gso_size: usize,
@@ -130,7 +129,7 @@ impl Gro {
         self.build_runs(pool, frames, counters);
         self.out.clear();
         for (i, f) in frames.drain(..).enumerate() {
-            let r = self.member[i];
+            let r = self.member.get(i).copied().unwrap_or(NO_RUN);
             if r == NO_RUN || !self.runs[r as usize].built {
                 self.out.push(f);
                 continue;
@@ -151,17 +150,23 @@ impl Gro {
         self.runs.clear();
         let mut merges = false;
         for (i, f) in frames.iter().enumerate() {
-            self.member.push(NO_RUN);
             if f.offload.gso_type != gso_type::NONE {
                 continue;
             }
             let p = pool.data(f);
+            if !maybe_tcp(p) {
+                continue;
+            }
             let Ok(lay) = gso::parse_tcp(p) else {
                 continue;
             };
+            let c = candidate(p, &f.offload, lay);
+            if c.is_none() && self.runs.is_empty() {
+                continue;
+            }
             let key = flow_key(p, &lay);
             let open = self.runs.iter().rposition(|r| r.open && r.key == key);
-            let Some(c) = candidate(p, &f.offload, lay, key) else {
+            let Some(c) = c else {
                 // A TCP frame that cannot merge (a pure ACK, a FIN) ends
                 // its flow's run, so the run's frames do not overtake it.
                 if let Some(r) = open {
@@ -179,13 +184,14 @@ impl Gro {
                 self.runs[r].open = false;
             }
             if !c.psh {
-                self.member[i] = self.runs.len() as u32;
+                let r = self.runs.len();
+                self.set_member(i, r);
                 self.runs.push(Run {
                     first: i,
                     last: i,
                     frames: 1,
                     lay: c.lay,
-                    key: c.key,
+                    key,
                     gso_size: c.payload,
                     payload: c.payload,
                     next_seq: c.seq.wrapping_add(c.payload as u32),
@@ -242,8 +248,17 @@ impl Gro {
         run.next_id = c.id.wrapping_add(1);
         run.psh = c.psh;
         run.open = !c.psh && c.payload == run.gso_size;
-        self.member[i] = r as u32;
+        self.set_member(i, r);
         true
+    }
+
+    /// Puts frame `i` in run `r`. `member` grows only as far as the last
+    /// frame in a run, so a burst with no TCP data costs no writes here.
+    fn set_member(&mut self, i: usize, r: usize) {
+        if self.member.len() <= i {
+            self.member.resize(i + 1, NO_RUN);
+        }
+        self.member[i] = r as u32;
     }
 
     /// Builds the merged frame of every run of two frames or more.
@@ -277,6 +292,23 @@ fn ip_len(lay: &TcpLayout, payload: usize) -> usize {
     lay.hdr - lay.l3 - ip_hdr + payload
 }
 
+/// A quick look before the full parse: IPv4 or IPv6 carrying TCP, or a
+/// VLAN tag (which [`gso::parse_tcp`] looks behind). Most frames that are
+/// not TCP stop here.
+#[inline]
+fn maybe_tcp(p: &[u8]) -> bool {
+    let proto = |at: usize| p.get(ETH_HDR + at) == Some(&IPPROTO_TCP);
+    let Some(&[a, b]) = p.get(field::ETHERTYPE..field::ETHERTYPE + 2) else {
+        return false;
+    };
+    match u16::from_be_bytes([a, b]) {
+        ETHERTYPE_IPV4 => proto(field::IPV4_PROTO),
+        ETHERTYPE_IPV6 => proto(field::IPV6_NEXT_HDR),
+        ETHERTYPE_VLAN => true,
+        _ => false,
+    }
+}
+
 /// A digest of a TCP frame's addresses and ports.
 fn flow_key(p: &[u8], lay: &TcpLayout) -> u64 {
     let t = lay.l4;
@@ -294,7 +326,7 @@ fn flow_key(p: &[u8], lay: &TcpLayout) -> u64 {
 /// A TCP frame (parsed as `lay`) that may merge: it has data, ACK (and
 /// maybe PSH) only, no Ethernet padding, and a pending checksum, if any,
 /// where TCP keeps it.
-fn candidate(p: &[u8], off: &Offload, lay: TcpLayout, key: u64) -> Option<Candidate> {
+fn candidate(p: &[u8], off: &Offload, lay: TcpLayout) -> Option<Candidate> {
     if lay.end != p.len() || lay.end <= lay.hdr {
         return None;
     }
@@ -321,7 +353,6 @@ fn candidate(p: &[u8], off: &Offload, lay: TcpLayout, key: u64) -> Option<Candid
         payload: lay.end - lay.hdr,
         psh: flags & field::TCP_PSH != 0,
         id,
-        key,
     })
 }
 
@@ -392,7 +423,7 @@ fn build(pool: &mut Pool, frames: &[Frame], member: &[u32], r: usize, run: &Run)
         .take(run.last + 1)
         .skip(run.first + 1)
     {
-        if member[i] == r as u32 {
+        if member.get(i) == Some(&(r as u32)) {
             gso::copy_into(pool, f, &mut m, lay.hdr..f.len(), at);
             at += f.len() - lay.hdr;
         }
@@ -444,7 +475,6 @@ mod tests {
     use crate::counters::PortCounters;
     use crate::pool::PoolConfig;
     use crate::wire::checksum::{finish_l4, pseudo_header_v4, pseudo_header_v6};
-    use crate::wire::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_TCP};
     use proptest::prelude::*;
     use smoltcp::wire::{EthernetFrame, IpAddress, Ipv4Packet, TcpPacket};
 
