@@ -12,7 +12,6 @@
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
-pub mod field;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod ipv6;

@@ -1,5 +1,6 @@
 //! TCP (RFC 9293): the header view.
 
+use super::checksum;
 use super::{check_header, get16, get32, set16, set32, Error, Field, Rest};
 
 mod field {
@@ -177,6 +178,16 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         set16(self.buffer.as_mut(), field::CHECKSUM, v);
+    }
+
+    /// Computes and stores the checksum over the header and data (the whole
+    /// buffer) on top of `pseudo`, the pseudo-header sum
+    /// (`checksum::pseudo_header_v4`/`_v6`).
+    #[inline]
+    pub fn fill_checksum(&mut self, pseudo: u32) {
+        self.set_checksum(0);
+        let c = checksum::finish_l4(checksum::sum(pseudo, self.buffer.as_ref()));
+        self.set_checksum(c);
     }
 
     /// Sets the urgent pointer.
