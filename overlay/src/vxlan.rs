@@ -17,7 +17,7 @@
 use std::net::Ipv4Addr;
 
 use pmd::meta::{self, PacketMeta};
-use pmd::wire::{self, ipv4, udp, MacAddr};
+use pmd::wire::{self, checksum, ipv4, udp, MacAddr};
 use pmd::wire::{EthernetFrame, EthernetRepr, Ipv4Packet, Ipv4Repr, UdpPacket};
 use pmd::{Frame, Pool};
 
@@ -251,10 +251,11 @@ pub fn flow_hash(inner: &[u8]) -> u32 {
     let Ok(eth) = EthernetFrame::new_checked(inner) else {
         return h.finish();
     };
-    // A cut-off VLAN tag hashes as its TPID.
-    let (ethertype, l3) = eth
-        .l3_ethertype()
-        .unwrap_or((eth.ethertype(), wire::ETH_HDR));
+    let (ethertype, l3) = match eth.l3_ethertype() {
+        Some(found) => found,
+        // A cut-off VLAN tag hashes as its TPID.
+        None => (wire::ETHERTYPE_VLAN, wire::ETH_HDR),
+    };
     h.add_u64(ethertype as u64);
     if ethertype != wire::ETHERTYPE_IPV4 {
         return h.finish();
@@ -509,11 +510,11 @@ fn decap(packet: &[u8], outer: &PacketMeta, tables: &VtepTables) -> Result<Decap
     let end = (outer.frame_len as usize).min(packet.len());
     let packet = &packet[..end];
     let (l3, l4) = (outer.l3_off as usize, outer.l4_off as usize);
-    let ip = packet.get(l3..l4).ok_or(DecapDrop::Truncated)?;
-    if ip.len() < OUTER_IPV4_HDR {
+    let hdr = packet.get(l3..l4).ok_or(DecapDrop::Truncated)?;
+    if hdr.len() < OUTER_IPV4_HDR {
         return Err(DecapDrop::Truncated);
     }
-    let ip = Ipv4Packet::new_unchecked(ip);
+    let ip = Ipv4Packet::new_unchecked(hdr);
     if outer.later_fragment || ip.is_fragment() {
         return Err(DecapDrop::OuterFragment);
     }
@@ -524,7 +525,9 @@ fn decap(packet: &[u8], outer: &PacketMeta, tables: &VtepTables) -> Result<Decap
         return Err(DecapDrop::NotVxlan);
     }
     // The header checksum only now: other UDP is not ours to judge.
-    if !ip.verify_checksum() {
+    // `hdr` is exactly the header (l3..l4): sum it without reading the
+    // IHL again.
+    if checksum::checksum(hdr) != 0 {
         return Err(DecapDrop::BadOuterChecksum);
     }
     let udp_len = udp.length() as usize;

@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use super::ethernet::EthernetFrame;
-use super::{get16, get32, set16, set32, Error, Field, MacAddr};
+use super::{get16, get_addr, set16, set_addr, Error, Field, MacAddr};
 
 mod field {
     use super::Field;
@@ -99,7 +99,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     /// Sender protocol address.
     #[inline]
     pub fn source_protocol_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(get32(self.buffer.as_ref(), field::SPA))
+        get_addr(self.buffer.as_ref(), field::SPA)
     }
 
     /// Target hardware address.
@@ -111,7 +111,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     /// Target protocol address.
     #[inline]
     pub fn target_protocol_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(get32(self.buffer.as_ref(), field::TPA))
+        get_addr(self.buffer.as_ref(), field::TPA)
     }
 }
 
@@ -155,7 +155,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     /// Sets the sender protocol address.
     #[inline]
     pub fn set_source_protocol_addr(&mut self, a: Ipv4Addr) {
-        set32(self.buffer.as_mut(), field::SPA, a.into());
+        set_addr(self.buffer.as_mut(), field::SPA, a);
     }
 
     /// Sets the target hardware address.
@@ -167,7 +167,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     /// Sets the target protocol address.
     #[inline]
     pub fn set_target_protocol_addr(&mut self, a: Ipv4Addr) {
-        set32(self.buffer.as_mut(), field::TPA, a.into());
+        set_addr(self.buffer.as_mut(), field::TPA, a);
     }
 }
 

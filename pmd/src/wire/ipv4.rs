@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use super::checksum::{self, update16, Delta};
-use super::{check_header, get16, get32, set16, set32, Error, Field};
+use super::{check_header, get16, get32, get_addr, set16, set32, set_addr, Error, Field};
 
 mod field {
     use super::Field;
@@ -138,17 +138,17 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Source address.
     #[inline]
     pub fn src_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(get32(self.buffer.as_ref(), field::SRC_ADDR))
+        get_addr(self.buffer.as_ref(), field::SRC_ADDR)
     }
 
     /// Destination address.
     #[inline]
     pub fn dst_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(get32(self.buffer.as_ref(), field::DST_ADDR))
+        get_addr(self.buffer.as_ref(), field::DST_ADDR)
     }
 
     /// The header, options included.
-    #[inline]
+    #[inline(always)]
     pub fn header(&self) -> &[u8] {
         &self.buffer.as_ref()[..self.header_len()]
     }
@@ -213,13 +213,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Sets the source address.
     #[inline]
     pub fn set_src_addr(&mut self, a: Ipv4Addr) {
-        set32(self.buffer.as_mut(), field::SRC_ADDR, a.into());
+        set_addr(self.buffer.as_mut(), field::SRC_ADDR, a);
     }
 
     /// Sets the destination address.
     #[inline]
     pub fn set_dst_addr(&mut self, a: Ipv4Addr) {
-        set32(self.buffer.as_mut(), field::DST_ADDR, a.into());
+        set_addr(self.buffer.as_mut(), field::DST_ADDR, a);
     }
 
     /// Computes and stores the header checksum.

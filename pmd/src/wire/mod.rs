@@ -103,6 +103,18 @@ fn get32(b: &[u8], f: Field) -> u32 {
     u32::from_be_bytes([s[0], s[1], s[2], s[3]])
 }
 
+/// An IPv4 address field, as the octets `Ipv4Addr` stores (no byte swap).
+#[inline(always)]
+fn get_addr(b: &[u8], f: Field) -> std::net::Ipv4Addr {
+    let s = &b[f];
+    std::net::Ipv4Addr::new(s[0], s[1], s[2], s[3])
+}
+
+#[inline(always)]
+fn set_addr(b: &mut [u8], f: Field, a: std::net::Ipv4Addr) {
+    b[f].copy_from_slice(&a.octets());
+}
+
 #[inline(always)]
 fn set32(b: &mut [u8], f: Field, v: u32) {
     b[f].copy_from_slice(&v.to_be_bytes());
