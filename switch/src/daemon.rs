@@ -333,7 +333,23 @@ impl Switch {
                     ip,
                     mac,
                 } => {
-                    let filter = PacketFilter::Owned { ip: *ip, mac: *mac };
+                    let mut vxlan_ports: Vec<u16> = cfg
+                        .networks
+                        .iter()
+                        .filter(|n| {
+                            n.mode == NetworkMode::Overlay
+                                && n.uplink.as_deref().and_then(|u| cfg.port(u))
+                                    .is_some_and(|p| p.iface == *iface)
+                        })
+                        .map(|n| n.vxlan_port)
+                        .collect();
+                    vxlan_ports.sort_unstable();
+                    vxlan_ports.dedup();
+                    let filter = PacketFilter::Owned {
+                        ip: *ip,
+                        mac: *mac,
+                        vxlan_ports,
+                    };
                     Box::new(
                         PacketPort::open(iface, *id, filter)
                             .with_context(|| format!("opening AF_PACKET uplink on {iface}"))?,
