@@ -563,7 +563,7 @@ fn ip_snmp(ns: &str, field: &'static str) -> u64 {
 }
 
 #[test]
-fn a_forwarding_host_kernel_never_routes_the_switchs_frames() {
+fn a_forwarding_host_kernel_never_routes_the_switchs_frames_and_the_outside_keeps_tso() {
     if skip_unless_root("host kernel leaves the switch's frames alone") {
         return;
     }
@@ -576,6 +576,11 @@ fn a_forwarding_host_kernel_never_routes_the_switchs_frames() {
     })
     .unwrap();
     let forwarded = ip_snmp(lab.host.name(), "ForwDatagrams");
+    // With no XDP on up0, the outside's kernel keeps sending 64 KB segments.
+    assert!(
+        test_support::tso_on(lab.outside.name(), "out0"),
+        "the outside keeps TSO while podswitch runs"
+    );
     assert_eq!(ping(lab.c1.name(), OUTSIDE, 3).unwrap().received, 3);
     let (t, _) = tcp_fetch(
         lab.outside.name(),
