@@ -645,10 +645,18 @@ fn inner_offload(outer: &pmd::Offload, inner_offset: usize) -> pmd::Offload {
         csum_lost: outer.csum_lost,
         ..pmd::Offload::default()
     };
-    if outer.needs_csum && outer.gso_type == 0 && outer.csum_start as usize >= inner_offset {
+    if outer.needs_csum && outer.csum_start as usize >= inner_offset {
         inner.needs_csum = true;
         inner.csum_start = outer.csum_start - inner_offset as u16;
         inner.csum_offset = outer.csum_offset;
+        // A GSO frame whose pending checksum is the inner one is a tunnel
+        // segment (a kernel VXLAN device's TSO output): the inner frame is
+        // that TCP segment, to be cut at the same size.
+        if outer.gso_type != 0 {
+            inner.gso_type = outer.gso_type;
+            inner.gso_size = outer.gso_size;
+            inner.hdr_len = outer.hdr_len.saturating_sub(inner_offset as u16);
+        }
     }
     inner
 }
