@@ -689,6 +689,10 @@ impl Port for PacketPort {
         fds
     }
 
+    fn rx_costs_syscall(&self) -> bool {
+        true
+    }
+
     fn accepts_offload(&self) -> bool {
         true
     }

@@ -552,6 +552,10 @@ impl Port for TapPort {
         vec![self.fd.as_raw_fd()]
     }
 
+    fn rx_costs_syscall(&self) -> bool {
+        true
+    }
+
     fn accepts_offload(&self) -> bool {
         self.vnet_hdr
     }
