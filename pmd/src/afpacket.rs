@@ -625,7 +625,10 @@ impl Port for PacketPort {
 
     fn rx_burst(&mut self, pool: &mut Pool, out: &mut Vec<Frame>, max: usize) -> usize {
         let got = self.rx_from(false, pool, out, max);
-        got + self.rx_from(true, pool, out, max - got)
+        let got = got + self.rx_from(true, pool, out, max - got);
+        // Spares are for the length of a burst (see `TapPort::rx_burst`).
+        self.spill.release(pool);
+        got
     }
 
     fn tx_burst(&mut self, pool: &mut Pool, frames: &mut Vec<Frame>) {
