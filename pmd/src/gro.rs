@@ -51,14 +51,25 @@ use crate::frame::{Frame, Offload};
 use crate::gso::{self, gso_type, TcpLayout};
 use crate::pool::{Pool, LARGE_HEADROOM, LARGE_SIZE};
 use crate::wire::checksum::{self, fold};
-use crate::wire::{field, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HDR, IPPROTO_TCP};
+use crate::wire::tcp::{self, flags, TcpPacket};
+use crate::wire::{
+    ethernet, ipv4, ipv6, EthernetFrame, Ipv4Packet, Ipv6Packet, ETHERTYPE_IPV4, ETHERTYPE_IPV6,
+    ETHERTYPE_VLAN, ETH_HDR, IPPROTO_TCP,
+};
 
 /// Largest IPv4 total length, and largest IPv6 payload length.
 const MAX_IP_LEN: usize = 65_535;
 
 // The largest merged frame (an Ethernet header with one VLAN tag, an IPv6
 // header and a full IPv6 payload) fits a large buffer.
-const _: () = assert!(ETH_HDR + 4 + field::IPV6_HDR + MAX_IP_LEN <= LARGE_SIZE - LARGE_HEADROOM);
+const _: () = assert!(
+    ETH_HDR + ethernet::VLAN_TAG_LEN + ipv6::HEADER_LEN + MAX_IP_LEN <= LARGE_SIZE - LARGE_HEADROOM
+);
+
+/// Longest headers of a frame that merges: Ethernet with a VLAN tag, IPv4
+/// with options (IPv6 without extension headers is shorter), TCP with
+/// options.
+const MAX_HDR: usize = ETH_HDR + ethernet::VLAN_TAG_LEN + 60 + 60;
 
 /// `member` value of a frame in no run.
 const NO_RUN: u32 = u32::MAX;
@@ -295,7 +306,7 @@ impl Gro {
 /// Length of the IP packet (IPv4) or IPv6 payload of a frame with
 /// `lay`'s headers and `payload` bytes of data.
 fn ip_len(lay: &TcpLayout, payload: usize) -> usize {
-    let ip_hdr = if lay.v6 { field::IPV6_HDR } else { 0 };
+    let ip_hdr = if lay.v6 { ipv6::HEADER_LEN } else { 0 };
     lay.hdr - lay.l3 - ip_hdr + payload
 }
 
@@ -305,13 +316,14 @@ fn ip_len(lay: &TcpLayout, payload: usize) -> usize {
 #[inline]
 fn maybe_tcp(p: &[u8]) -> bool {
     // One length check for every byte looked at: a shorter frame holds no
-    // TCP header (Ethernet 14 + IPv4 20 + TCP 20).
-    if p.len() < ETH_HDR + 20 + field::TCP_MIN_HDR {
+    // TCP header.
+    if p.len() < ETH_HDR + ipv4::HEADER_LEN + tcp::HEADER_LEN {
         return false;
     }
-    match u16::from_be_bytes([p[field::ETHERTYPE], p[field::ETHERTYPE + 1]]) {
-        ETHERTYPE_IPV4 => p[ETH_HDR + field::IPV4_PROTO] == IPPROTO_TCP,
-        ETHERTYPE_IPV6 => p[ETH_HDR + field::IPV6_NEXT_HDR] == IPPROTO_TCP,
+    let l3 = &p[ETH_HDR..];
+    match EthernetFrame::new_unchecked(p).ethertype() {
+        ETHERTYPE_IPV4 => Ipv4Packet::new_unchecked(l3).protocol() == IPPROTO_TCP,
+        ETHERTYPE_IPV6 => Ipv6Packet::new_unchecked(l3).next_header() == IPPROTO_TCP,
         ETHERTYPE_VLAN => true,
         _ => false,
     }
@@ -319,14 +331,14 @@ fn maybe_tcp(p: &[u8]) -> bool {
 
 /// A digest of a TCP frame's addresses and ports.
 fn flow_key(p: &[u8], lay: &TcpLayout) -> u64 {
-    let t = lay.l4;
-    let ports = u32::from_be_bytes([p[t], p[t + 1], p[t + 2], p[t + 3]]);
+    let t = TcpPacket::new_unchecked(&p[lay.l4..]);
+    let ports = (t.src_port() as u32) << 16 | t.dst_port() as u32;
     let addrs = if lay.v6 {
-        let at = lay.l3 + field::IPV6_SRC;
-        fold_words(&p[at..at + 32])
+        let ip = Ipv6Packet::new_unchecked(&p[lay.l3..]);
+        fold_words(&ip.src_addr()) ^ fold_words(&ip.dst_addr()).rotate_left(16)
     } else {
-        let at = lay.l3 + field::IPV4_SRC;
-        fold_words(&p[at..at + 8])
+        let ip = Ipv4Packet::new_unchecked(&p[lay.l3..]);
+        fold_words(&ip.src_addr().octets()) ^ fold_words(&ip.dst_addr().octets()).rotate_left(16)
     };
     (addrs as u64) << 32 | ports as u64
 }
@@ -338,28 +350,25 @@ fn candidate(p: &[u8], off: &Offload, lay: TcpLayout) -> Option<Candidate> {
     if lay.end != p.len() || lay.end <= lay.hdr {
         return None;
     }
-    let t = lay.l4;
-    let flags = p[t + field::TCP_FLAGS];
-    if flags & !field::TCP_PSH != field::TCP_ACK {
+    let t = TcpPacket::new_unchecked(&p[lay.l4..]);
+    if t.flags() & !flags::PSH != flags::ACK {
         return None;
     }
     if off.needs_csum
-        && (off.csum_start as usize != t || off.csum_offset as usize != field::TCP_CHECK)
+        && (off.csum_start as usize != lay.l4 || off.csum_offset as usize != tcp::CHECKSUM_OFFSET)
     {
         return None;
     }
-    let seq = t + field::TCP_SEQ;
     let id = if lay.v6 {
         0
     } else {
-        let at = lay.l3 + field::IPV4_ID;
-        u16::from_be_bytes([p[at], p[at + 1]])
+        Ipv4Packet::new_unchecked(&p[lay.l3..]).ident()
     };
     Some(Candidate {
         lay,
-        seq: u32::from_be_bytes([p[seq], p[seq + 1], p[seq + 2], p[seq + 3]]),
+        seq: t.seq_number(),
         payload: lay.end - lay.hdr,
-        psh: flags & field::TCP_PSH != 0,
+        psh: t.flags() & flags::PSH != 0,
         id,
     })
 }
@@ -374,38 +383,36 @@ fn fold_words(b: &[u8]) -> u32 {
 /// True when the headers of `a` and `b` (both at least `lay.hdr` long)
 /// are equal except for the fields that differ between the frames of one
 /// segment: IP lengths, IPv4 id and checksum, TCP sequence number,
-/// checksum and PSH.
+/// checksum and PSH. `b`'s headers are copied, those fields set to `a`'s,
+/// and the bytes compared.
 fn same_headers(a: &[u8], b: &[u8], lay: &TcpLayout) -> bool {
-    let (l3, t) = (lay.l3, lay.l4);
-    let ip = if lay.v6 {
-        let len = l3 + field::IPV6_PAYLOAD_LEN;
-        a[..len] == b[..len] && a[len + 2..t] == b[len + 2..t]
-    } else {
-        let (len, frag, check) = (
-            l3 + field::IPV4_TOT_LEN,
-            l3 + field::IPV4_FRAG,
-            l3 + field::IPV4_CHECK,
-        );
-        a[..len] == b[..len]
-            && a[frag..check] == b[frag..check]
-            && a[check + 2..t] == b[check + 2..t]
+    let mut buf = [0u8; MAX_HDR];
+    let Some(h) = buf.get_mut(..lay.hdr) else {
+        return false;
     };
-    let (seq, flags, check) = (
-        t + field::TCP_SEQ,
-        t + field::TCP_FLAGS,
-        t + field::TCP_CHECK,
-    );
-    ip && a[t..seq] == b[t..seq]
-        && a[seq + 4..flags] == b[seq + 4..flags]
-        && (a[flags] ^ b[flags]) & !field::TCP_PSH == 0
-        && a[flags + 1..check] == b[flags + 1..check]
-        && a[check + 2..lay.hdr] == b[check + 2..lay.hdr]
+    h.copy_from_slice(&b[..lay.hdr]);
+    if lay.v6 {
+        let ip = Ipv6Packet::new_unchecked(&a[lay.l3..]);
+        Ipv6Packet::new_unchecked(&mut h[lay.l3..]).set_payload_len(ip.payload_len());
+    } else {
+        let ip = Ipv4Packet::new_unchecked(&a[lay.l3..]);
+        let mut hip = Ipv4Packet::new_unchecked(&mut h[lay.l3..]);
+        hip.set_total_len(ip.total_len());
+        hip.set_ident(ip.ident());
+        hip.set_checksum(ip.checksum());
+    }
+    let t = TcpPacket::new_unchecked(&a[lay.l4..]);
+    let mut ht = TcpPacket::new_unchecked(&mut h[lay.l4..]);
+    ht.set_seq_number(t.seq_number());
+    ht.set_checksum(t.checksum());
+    ht.set_flags(ht.flags() & !flags::PSH | t.flags() & flags::PSH);
+    *h == a[..lay.hdr]
 }
 
 /// True when the frame's IPv4 header checksum is right and its TCP
 /// checksum is either pending or right.
 fn checksums_ok(p: &[u8], lay: &TcpLayout, off: &Offload) -> bool {
-    if !lay.v6 && checksum::checksum(&p[lay.l3..lay.l4]) != 0 {
+    if !lay.v6 && !Ipv4Packet::new_unchecked(&p[lay.l3..]).verify_checksum() {
         return false;
     }
     if off.needs_csum {
@@ -441,25 +448,21 @@ fn build(pool: &mut Pool, frames: &[Frame], member: &[u32], r: usize, run: &Run)
     pool.set_len(&mut m, at);
     let s = pool.data_mut(&mut m);
     if lay.v6 {
-        let len = (at - lay.l3 - field::IPV6_HDR) as u16;
-        let pl = lay.l3 + field::IPV6_PAYLOAD_LEN;
-        s[pl..pl + 2].copy_from_slice(&len.to_be_bytes());
+        let len = (at - lay.l3 - ipv6::HEADER_LEN) as u16;
+        Ipv6Packet::new_unchecked(&mut s[lay.l3..]).set_payload_len(len);
     } else {
-        let ip = &mut s[lay.l3..lay.l4];
-        let tot = (at - lay.l3) as u16;
-        ip[field::IPV4_TOT_LEN..field::IPV4_TOT_LEN + 2].copy_from_slice(&tot.to_be_bytes());
-        ip[field::IPV4_CHECK..field::IPV4_CHECK + 2].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(ip);
-        ip[field::IPV4_CHECK..field::IPV4_CHECK + 2].copy_from_slice(&c.to_be_bytes());
-    }
-    let t = lay.l4;
-    if run.psh {
-        s[t + field::TCP_FLAGS] |= field::TCP_PSH;
+        let mut ip = Ipv4Packet::new_unchecked(&mut s[lay.l3..]);
+        ip.set_total_len((at - lay.l3) as u16);
+        ip.fill_checksum();
     }
     // A pending checksum holds the pseudo-header sum of the whole segment,
     // as Linux's TCP leaves it for TSO (`__tcp_v4_send_check`).
-    let seed = fold(gso::pseudo(s, &lay, at - t));
-    s[t + field::TCP_CHECK..t + field::TCP_CHECK + 2].copy_from_slice(&seed.to_be_bytes());
+    let seed = fold(gso::pseudo(s, &lay, at - lay.l4));
+    let mut t = TcpPacket::new_unchecked(&mut s[lay.l4..]);
+    if run.psh {
+        t.set_flags(t.flags() | flags::PSH);
+    }
+    t.set_checksum(seed);
     m.in_port = first.in_port;
     m.offload = Offload {
         needs_csum: true,
@@ -470,8 +473,8 @@ fn build(pool: &mut Pool, frames: &[Frame], member: &[u32], r: usize, run: &Run)
         },
         hdr_len: lay.hdr as u16,
         gso_size: run.gso_size as u16,
-        csum_start: t as u16,
-        csum_offset: field::TCP_CHECK as u16,
+        csum_start: lay.l4 as u16,
+        csum_offset: tcp::CHECKSUM_OFFSET as u16,
         ..Offload::default()
     };
     Some(m)
@@ -489,8 +492,8 @@ mod tests {
     const MSS: usize = 1448;
     const ISN: u32 = 0xffff_f800; // wraps inside a run
     const ID0: u16 = 0xfffe; // wraps too
-    const ACK: u8 = field::TCP_ACK;
-    const PSH: u8 = field::TCP_PSH;
+    const ACK: u8 = flags::ACK;
+    const PSH: u8 = flags::PSH;
 
     /// One TCP frame of a flow, as a sender with timestamps writes it.
     #[derive(Clone)]
@@ -767,12 +770,12 @@ mod tests {
     #[test]
     fn syn_fin_rst_urg_ece_and_cwr_frames_go_alone() {
         for flag in [
-            field::TCP_SYN,
-            field::TCP_FIN,
-            field::TCP_RST,
-            field::TCP_URG,
-            field::TCP_ECE,
-            field::TCP_CWR,
+            flags::SYN,
+            flags::FIN,
+            flags::RST,
+            flags::URG,
+            flags::ECE,
+            flags::CWR,
         ] {
             // The flagged frame in the middle, then first in a run.
             for at in [1, 0] {

@@ -1,11 +1,12 @@
 //! The poll-mode engine of podswitch.
 //!
 //! It owns frames and their buffer pools, the [`Port`] abstraction with burst
-//! receive and transmit (AF_XDP, TAP and in-memory ports), the pinned PMD
+//! receive and transmit (AF_XDP, AF_PACKET, TAP and in-memory ports), the pinned PMD
 //! threads that poll them, and the packet views and checksum helpers every
 //! crate shares ([`wire`], [`meta`]). It knows nothing of networks, NAT or
 //! VXLAN: `switch` composes those on top through [`thread::Pipeline`].
 
+pub mod afpacket;
 pub mod afxdp;
 pub mod counters;
 pub mod frame;
@@ -18,6 +19,7 @@ pub mod netns;
 pub mod partial_csum;
 pub mod pool;
 pub mod port;
+pub mod spill;
 pub mod tap;
 pub mod thread;
 pub mod wire;

@@ -25,8 +25,9 @@ use std::sync::Arc;
 
 use crate::counters::{DropReason, PortCounters};
 use crate::frame::{Frame, Offload};
-use crate::pool::{Pool, CHUNK_DATA, LARGE_HEADROOM, LARGE_SIZE};
+use crate::pool::{Pool, CHUNK_DATA};
 use crate::port::{Port, PortId};
+use crate::spill::SpillRx;
 use crate::wire::MacAddr;
 
 /// ioctl numbers from `<linux/if_tun.h>` (`_IOW('T', n, int)`).
@@ -59,10 +60,6 @@ const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
 
 /// Longest interface name, without the terminating NUL (IFNAMSIZ - 1).
 pub const MAX_NAME_LEN: usize = libc::IFNAMSIZ - 1;
-
-/// Largest packet a TAP port receives: what a large pool buffer holds
-/// (64 KB of IP plus the Ethernet header, with room to spare).
-const MAX_RX_FRAME: usize = LARGE_SIZE - LARGE_HEADROOM;
 
 /// Errors opening or configuring a TAP device.
 #[derive(Debug, thiserror::Error)]
@@ -266,12 +263,9 @@ pub struct TapPort {
     fd: OwnedFd,
     vnet_hdr: bool,
     counters: Arc<PortCounters>,
-    /// A large frame kept ready so the tail of a GSO frame is read straight
-    /// into it; given back to the pool by `release`.
-    spare_large: Option<Frame>,
-    /// Where frames are read when no pool buffer can take them (drained so
-    /// the queue moves, then dropped).
-    scratch: Box<[u8]>,
+    /// A large frame taken for the length of a burst, so the tail of a GSO
+    /// frame is read straight into it.
+    spill: SpillRx<1>,
 }
 
 impl std::fmt::Debug for TapPort {
@@ -365,8 +359,7 @@ impl TapPort {
             fd,
             vnet_hdr,
             counters: Arc::default(),
-            spare_large: None,
-            scratch: vec![0u8; MAX_RX_FRAME + 1].into_boxed_slice(),
+            spill: SpillRx::new(),
         })
     }
 
@@ -432,9 +425,10 @@ impl TapPort {
     fn drain_one(&mut self) -> bool {
         let mut hdr = [0u8; VNET_HDR_LEN];
         let hdr_len = if self.vnet_hdr { VNET_HDR_LEN } else { 0 };
+        let scratch = self.spill.scratch();
         let iov = [
             iov(hdr.as_mut_ptr(), hdr_len),
-            iov(self.scratch.as_mut_ptr(), self.scratch.len()),
+            iov(scratch.as_mut_ptr(), scratch.len()),
         ];
         match self.readv(&iov) {
             Ok(Some(_)) => {
@@ -469,21 +463,8 @@ impl Port for TapPort {
                 }
                 break;
             };
-            if self.spare_large.is_none() {
-                self.spare_large = pool.alloc_large();
-            }
-            // A packet that does not fit the small chunk spills into the
-            // spare large frame right after where the chunk's part will be
-            // copied, so only the first CHUNK_DATA bytes move afterwards.
-            // Without a spare large frame it spills into scratch and is
-            // dropped for want of a buffer.
-            let (spill_ptr, spill_len) = match self.spare_large.as_mut() {
-                Some(large) => {
-                    let room = pool.room_mut(large);
-                    (room[CHUNK_DATA..].as_mut_ptr(), room.len() - CHUNK_DATA)
-                }
-                None => (self.scratch.as_mut_ptr(), self.scratch.len()),
-            };
+            self.spill.refill(pool);
+            let (spill_ptr, spill_len) = self.spill.target(pool, 0);
             let room = pool.room_mut(&mut frame);
             let small_len = room.len().min(CHUNK_DATA);
             let iovs = [
@@ -511,33 +492,11 @@ impl Port for TapPort {
                 continue;
             }
             let len = got - hdr_len;
-            let mut frame = if len <= small_len {
-                pool.set_len(&mut frame, len);
-                frame
-            } else {
-                match self.spare_large.take() {
-                    Some(mut large) if len <= MAX_RX_FRAME => {
-                        let src = pool.room_mut(&mut frame).as_ptr();
-                        let dst = pool.room_mut(&mut large).as_mut_ptr();
-                        // SAFETY: `frame` (a small chunk) and `large` (a large
-                        // buffer) are distinct buffers of the pool, each with
-                        // at least `small_len` bytes of room; the port owns
-                        // both, so nothing else reads or writes them.
-                        unsafe { std::ptr::copy_nonoverlapping(src, dst, small_len) };
-                        pool.set_len(&mut large, len);
-                        pool.free(frame);
-                        large
-                    }
-                    other => {
-                        self.spare_large = other;
-                        self.counters.count_drop(if len > MAX_RX_FRAME {
-                            DropReason::TooBig
-                        } else {
-                            DropReason::NoBuffer
-                        });
-                        pool.free(frame);
-                        continue;
-                    }
+            let mut frame = match self.spill.settle(pool, frame, 0, len, false) {
+                Ok(f) => f,
+                Err(reason) => {
+                    self.counters.count_drop(reason);
+                    continue;
                 }
             };
             frame.in_port = self.id;
@@ -549,6 +508,10 @@ impl Port for TapPort {
             out.push(frame);
             n += 1;
         }
+        // Large buffers are for frames in flight, not for idle ports: a
+        // thread with more TAPs than large buffers would otherwise starve
+        // the last ones of any GSO segment.
+        self.spill.release(pool);
         n
     }
 
@@ -593,14 +556,16 @@ impl Port for TapPort {
         vec![self.fd.as_raw_fd()]
     }
 
+    fn rx_costs_syscall(&self) -> bool {
+        true
+    }
+
     fn accepts_offload(&self) -> bool {
         self.vnet_hdr
     }
 
     fn release(&mut self, pool: &mut Pool) {
-        if let Some(f) = self.spare_large.take() {
-            pool.free(f);
-        }
+        self.spill.release(pool);
     }
 }
 
@@ -609,7 +574,7 @@ impl Drop for TapPort {
         // A frame still held here would be lost from its pool; `release`
         // should have run. The fd closes with `OwnedFd`, which deletes the
         // (non-persistent) interface.
-        if self.spare_large.is_some() {
+        if self.spill.holds_frames() {
             tracing::warn!(port = %self.name, "TAP port dropped without release()");
         }
     }

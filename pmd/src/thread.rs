@@ -311,6 +311,16 @@ impl Engine {
 
 const WAKE_TOKEN: Token = Token(usize::MAX);
 
+/// Marks the ports whose fds reported readiness (a port's token is its
+/// index).
+fn mark_ready(events: &Events, ready: &mut [bool]) {
+    for e in events.iter() {
+        if let Some(r) = ready.get_mut(e.token().0) {
+            *r = true;
+        }
+    }
+}
+
 /// Consecutive empty polls before a busy thread yields the core.
 const YIELD_AFTER: u32 = 8;
 
@@ -363,6 +373,17 @@ impl Runner {
                 }
             }
         }
+        // Ports read only when ready (see `Port::rx_costs_syscall`); every
+        // port starts ready so nothing queued before the start waits.
+        let by_readiness: Vec<bool> = self
+            .th
+            .ports
+            .iter()
+            .zip(&fds)
+            .map(|((_, p), f)| p.rx_costs_syscall() && !f.is_empty())
+            .collect();
+        let any_by_readiness = by_readiness.iter().any(|b| *b);
+        let mut ready = vec![true; self.th.ports.len()];
         let mut events = Events::with_capacity(64);
         let mut burst: Vec<Frame> = Vec::with_capacity(MAX_BURST);
         let mut report = ThreadReport::default();
@@ -380,10 +401,22 @@ impl Runner {
             }
             let now_ns = (now - self.epoch).as_nanos() as u64;
             got = 0;
+            if any_by_readiness {
+                // One epoll_wait instead of a failing read per idle port.
+                let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
+                mark_ready(&events, &mut ready);
+            }
             for i in 0..self.th.ports.len() {
                 let (_, port) = &mut self.th.ports[i];
                 port.maintain(&mut self.th.pool);
+                if by_readiness[i] && !ready[i] {
+                    continue;
+                }
                 let n = port.rx_burst(&mut self.th.pool, &mut burst, MAX_BURST);
+                // The fds are edge-triggered: a port that gave frames is read
+                // again until a read finds none; then the next arrival
+                // reports it.
+                ready[i] = n > 0;
                 if n == 0 {
                     continue;
                 }
@@ -432,6 +465,7 @@ impl Runner {
                         Duration::from_micros(200)
                     };
                     let _ = self.poll.poll(&mut events, Some(timeout));
+                    mark_ready(&events, &mut ready);
                     // After a sleep the cached clock is old: read it again.
                     now = Instant::now();
                     if !events.is_empty() {

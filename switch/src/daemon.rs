@@ -6,8 +6,10 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
+use pmd::afpacket::{PacketFilter, PacketPort};
 use pmd::afxdp::{self, AfXdpPort, L4Ports, XdpFilter};
 use pmd::netdev;
+use pmd::wire::MacAddr;
 use pmd::tap::TapPort;
 use pmd::thread::{PollMode, ThreadReport};
 use pmd::{Pool, PoolConfig, Port, PortId};
@@ -38,6 +40,8 @@ enum PortPlan {
         iface: String,
         kind: PortKind,
         ip: std::net::Ipv4Addr,
+        /// The switch's own MAC there.
+        mac: MacAddr,
     },
 }
 
@@ -48,6 +52,31 @@ fn pmd_cores(cfg: &Config) -> Vec<usize> {
     }
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     vec![n - 1]
+}
+
+/// The switch's own MAC on an uplink: the configured one, else for an
+/// AF_XDP uplink the interface's (its XDP filter steals the switch's frames
+/// before the kernel sees them, so sharing the MAC is harmless), else
+/// `02:50:` and the address. An AF_PACKET uplink must not share the
+/// interface's MAC: the kernel sees the frames too, and only a foreign
+/// destination MAC makes it drop them (as `PACKET_OTHERHOST`) instead of
+/// routing or forwarding them.
+fn uplink_mac(p: &crate::config::PortCfg, ip: std::net::Ipv4Addr) -> Result<MacAddr> {
+    let own = || {
+        netdev::mac(&p.iface)
+            .with_context(|| format!("port {}: reading the MAC of {}", p.name, p.iface))
+    };
+    match (p.kind, p.mac) {
+        (PortKind::Packet, Some(m)) if m == own()? => bail!(
+            "port {}: mac {m} is {}'s own; a kind = \"packet\" uplink needs a MAC of its own \
+             (the kernel would also act on the switch's frames); leave mac out for 02:50 and the address",
+            p.name,
+            p.iface
+        ),
+        (_, Some(m)) => Ok(m),
+        (PortKind::AfXdp, None) => own(),
+        (_, None) => Ok(crate::topology::gateway_mac(ip)),
+    }
 }
 
 /// A short TAP name unique to this process.
@@ -98,7 +127,7 @@ impl Switch {
         let mut uplink_mtu: HashMap<&str, u32> = HashMap::new();
         let mut port_ids: HashMap<&str, PortId> = HashMap::new();
         for p in &cfg.ports {
-            if netdev::ifindex(&p.iface).is_none() && p.kind == PortKind::AfXdp {
+            if netdev::ifindex(&p.iface).is_none() && p.kind != PortKind::Tap {
                 bail!(
                     "port {}: interface {} does not exist in this network namespace",
                     p.name,
@@ -112,12 +141,7 @@ impl Switch {
                 .map(|n| n.name.as_str())
                 .collect();
             if let (Some(first), Some(ip)) = (uplinked.first(), p.ip) {
-                let mac = match p.mac {
-                    Some(m) => m,
-                    None => netdev::mac(&p.iface).with_context(|| {
-                        format!("port {}: reading the MAC of {}", p.name, p.iface)
-                    })?,
-                };
+                let mac = uplink_mac(p, ip.addr())?;
                 let mtu = netdev::mtu(&p.iface).unwrap_or(1500);
                 uplink_mtu.insert(&p.name, mtu);
                 let uid = topo.add_uplink(&p.name, ip.addr(), ip.trunc(), p.gateway, mac);
@@ -134,6 +158,7 @@ impl Switch {
                         iface: p.iface.clone(),
                         kind: p.kind,
                         ip: ip.addr(),
+                        mac,
                     },
                     group_of(net_ids[first]),
                 ));
@@ -205,7 +230,9 @@ impl Switch {
 
         // 2. Remove what a killed run of ours left on our interfaces.
         for p in &cfg.ports {
-            if p.kind == PortKind::AfXdp && netdev::ifindex(&p.iface).is_some() {
+            // An AF_PACKET port checks too: a stale XDP program would still
+            // turn the peer's TSO off.
+            if p.kind != PortKind::Tap && netdev::ifindex(&p.iface).is_some() {
                 match afxdp::remove_stale_program(&p.iface) {
                     Ok(found) => {
                         for o in found {
@@ -280,6 +307,7 @@ impl Switch {
                     iface,
                     kind: PortKind::AfXdp,
                     ip,
+                    ..
                 } => {
                     let filter = XdpFilter::Switch {
                         macs: Vec::new(),
@@ -290,6 +318,41 @@ impl Switch {
                     Box::new(
                         AfXdpPort::open(iface, *id, &mut spec.pool, filter)
                             .with_context(|| format!("opening AF_XDP uplink on {iface}"))?,
+                    )
+                }
+                PortPlan::Iface {
+                    iface,
+                    kind: PortKind::Packet,
+                } => Box::new(
+                    PacketPort::open(iface, *id, PacketFilter::All)
+                        .with_context(|| format!("opening AF_PACKET port on {iface}"))?,
+                ),
+                PortPlan::Uplink {
+                    iface,
+                    kind: PortKind::Packet,
+                    ip,
+                    mac,
+                } => {
+                    let mut vxlan_ports: Vec<u16> = cfg
+                        .networks
+                        .iter()
+                        .filter(|n| {
+                            n.mode == NetworkMode::Overlay
+                                && n.uplink.as_deref().and_then(|u| cfg.port(u))
+                                    .is_some_and(|p| p.iface == *iface)
+                        })
+                        .map(|n| n.vxlan_port)
+                        .collect();
+                    vxlan_ports.sort_unstable();
+                    vxlan_ports.dedup();
+                    let filter = PacketFilter::Owned {
+                        ip: *ip,
+                        mac: *mac,
+                        vxlan_ports,
+                    };
+                    Box::new(
+                        PacketPort::open(iface, *id, filter)
+                            .with_context(|| format!("opening AF_PACKET uplink on {iface}"))?,
                     )
                 }
                 PortPlan::Iface {

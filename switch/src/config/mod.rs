@@ -182,11 +182,16 @@ pub struct PortCfg {
     pub neighbors: Vec<(Ipv4Addr, MacAddr)>,
 }
 
-/// `kind = "afxdp" | "tap"`.
+/// `kind = "packet" | "afxdp" | "tap"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PortKind {
+    /// AF_PACKET with virtio-net headers: whole TCP segments both ways
+    /// and the peer keeps its TSO (no XDP on the interface).
     #[default]
+    Packet,
+    /// AF_XDP with podswitch's XDP filter: packet rates, MTU-sized frames.
     AfXdp,
+    /// A TAP the switch creates.
     Tap,
 }
 
@@ -194,6 +199,7 @@ impl PortKind {
     /// The value as written in the file.
     pub fn as_str(self) -> &'static str {
         match self {
+            PortKind::Packet => "packet",
             PortKind::AfXdp => "afxdp",
             PortKind::Tap => "tap",
         }

@@ -332,14 +332,17 @@ fn check_ports(d: &mut Diag, raw: &[S<RawPort>]) -> Vec<Port> {
             ifaces.insert(iface, p.iface.span());
         }
         let kind = match p.kind.as_ref().map(|k| (k, k.get_ref().as_str())) {
-            None | Some((_, "afxdp")) => PortKind::AfXdp,
+            None | Some((_, "packet")) => PortKind::Packet,
+            Some((_, "afxdp")) => PortKind::AfXdp,
             Some((_, "tap")) => PortKind::Tap,
             Some((k, other)) => {
                 d.at(
                     k.span(),
-                    format!("unknown port kind {other:?}; expected \"afxdp\" or \"tap\""),
+                    format!(
+                        "unknown port kind {other:?}; expected \"packet\", \"afxdp\" or \"tap\""
+                    ),
                 );
-                PortKind::AfXdp
+                PortKind::Packet
             }
         };
         let ip =
