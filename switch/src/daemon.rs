@@ -9,9 +9,9 @@ use anyhow::{bail, Context, Result};
 use pmd::afpacket::{PacketFilter, PacketPort};
 use pmd::afxdp::{self, AfXdpPort, L4Ports, XdpFilter};
 use pmd::netdev;
-use pmd::wire::MacAddr;
 use pmd::tap::TapPort;
 use pmd::thread::{PollMode, ThreadReport};
+use pmd::wire::MacAddr;
 use pmd::{Pool, PoolConfig, Port, PortId};
 
 use crate::cluster::ClusterSync;
@@ -338,7 +338,9 @@ impl Switch {
                         .iter()
                         .filter(|n| {
                             n.mode == NetworkMode::Overlay
-                                && n.uplink.as_deref().and_then(|u| cfg.port(u))
+                                && n.uplink
+                                    .as_deref()
+                                    .and_then(|u| cfg.port(u))
                                     .is_some_and(|p| p.iface == *iface)
                         })
                         .map(|n| n.vxlan_port)

@@ -33,6 +33,11 @@ struct NatLab {
 
 impl NatLab {
     fn new(nat_section: &str) -> NatLab {
+        NatLab::with_uplink("packet", nat_section)
+    }
+
+    /// The lab with an uplink port of `kind` (`packet`, `afxdp`).
+    fn with_uplink(kind: &str, nat_section: &str) -> NatLab {
         let host = NetnsGuard::new("psn-h").unwrap();
         let outside = NetnsGuard::new("psn-o").unwrap();
         let c1 = NetnsGuard::new("psn-a").unwrap();
@@ -49,6 +54,7 @@ control = "{}"
 [[port]]
 name = "up0"
 iface = "up0"
+kind = "{kind}"
 ip = "10.99.0.2/24"
 gateway = "10.99.0.1"
 
@@ -208,7 +214,7 @@ fn a_download_through_the_afxdp_uplink_reaches_the_container_in_large_segments()
     if skip_unless_root("nat gro download") {
         return;
     }
-    let mut lab = NatLab::new("");
+    let mut lab = NatLab::with_uplink("afxdp", "");
     let (t, _) = tcp_fetch(
         lab.outside.name(),
         OUTSIDE,
