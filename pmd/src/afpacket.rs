@@ -553,11 +553,13 @@ impl PacketPort {
             };
             let received = if rc < 0 {
                 let e = io::Error::last_os_error();
-                if !matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) {
-                    // EINVAL: a GSO type the virtio-net header cannot carry;
-                    // the kernel has dropped that frame.
-                    self.counters.count_drop(DropReason::OffloadError);
-                    tracing::debug!(port = %self.iface, "recvmmsg: {e}");
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EINTR) => {}
+                    // A GSO type the virtio-net header cannot carry: the
+                    // kernel has dropped that frame.
+                    Some(libc::EINVAL) => self.counters.count_drop(DropReason::OffloadError),
+                    // ENETDOWN and the like: nothing to read now.
+                    _ => tracing::debug!(port = %self.iface, "recvmmsg: {e}"),
                 }
                 0
             } else {
