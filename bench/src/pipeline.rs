@@ -5,8 +5,10 @@
 //!
 //! One burst is what a PMD thread does for one port: the peer offers 32
 //! frames on port 0, `rx_burst` copies them into pool frames, the pipeline
-//! switches them, the frames queued for port 1 go out with `tx_burst`
-//! (copied out of the pool, as a TAP would), and the peer collects them.
+//! switches them, the frames queued for port 1 go out through the PMD
+//! thread's `prepare_tx` (software GRO: port 1 takes offloads, as a TAP
+//! with vnet headers does) and `tx_burst` (copied out of the pool, as a TAP
+//! would), and the peer collects them.
 //! The peer's work (filling and collecting byte vectors) is inside the
 //! measurement too; it stands in for the kernel side of a real port.
 
@@ -16,7 +18,8 @@ use std::time::Instant;
 
 use crossbeam::channel::{self, Sender};
 use pmd::memport::{mem_link, MemPeer, MemPort};
-use pmd::thread::{Ctx, Pipeline, TxQueues};
+use pmd::gro::Gro;
+use pmd::thread::{prepare_tx, Ctx, Pipeline, TxQueues};
 use pmd::wire::{self, checksum};
 use pmd::{Frame, Pool, PoolConfig, Port, PortId, MAX_BURST};
 use switch::pipeline::{Control, SwitchPipeline, SwitchSettings};
@@ -43,6 +46,7 @@ pub struct PipelineBench {
     next: usize,
     burst: Vec<Frame>,
     out: Vec<Frame>,
+    gro: Gro,
     epoch: Instant,
     /// Keeps the control channel open (the pipeline reads it only in
     /// housekeeping, which this loop does not call).
@@ -99,6 +103,7 @@ impl PipelineBench {
         let id1 = topo.add_port("p1", Some(net));
         let (port0, peer0) = mem_link("p0", id0, 256);
         let (port1, peer1) = mem_link("p1", id1, 256);
+        let port1 = port1.with_offload();
         let topo = Arc::new(topo);
         let settings = SwitchSettings {
             mac_aging_secs: 300,
@@ -140,6 +145,7 @@ impl PipelineBench {
             next: 0,
             burst: Vec::with_capacity(BURST),
             out: Vec::with_capacity(BURST * 4),
+            gro: Gro::new(),
             epoch: Instant::now(),
             _control: control_tx,
         };
@@ -204,7 +210,7 @@ impl PipelineBench {
         self.pipeline.process(&mut ctx, &mut self.burst);
         for p in 0..2 {
             self.tx.take_into(PortId(p as u16), &mut self.out);
-            self.ports[p].tx_burst(&mut self.pool, &mut self.out);
+            self.send(p);
         }
     }
 
@@ -258,7 +264,16 @@ impl PipelineBench {
     #[inline(never)]
     fn tx(&mut self) {
         self.tx.take_into(PortId(1), &mut self.out);
-        self.ports[1].tx_burst(&mut self.pool, &mut self.out);
+        self.send(1);
+    }
+
+    /// What a PMD thread does with a port's queue: `prepare_tx`, then
+    /// `tx_burst`.
+    #[inline]
+    fn send(&mut self, p: usize) {
+        let port = &self.ports[p];
+        prepare_tx(port, &mut self.pool, &mut self.out, port.counters(), &mut self.gro);
+        self.ports[p].tx_burst(&mut self.pool, &mut self.out);
     }
 
     #[inline(never)]

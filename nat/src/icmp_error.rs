@@ -17,11 +17,13 @@
 //! free of a sum over the quoted bytes.
 
 use pmd::wire::checksum::Delta;
+use pmd::wire::icmpv4::{self, msg_type};
+use pmd::wire::{ipv4, tcp, Icmpv4Packet, Ipv4Packet, TcpPacket, UdpPacket};
 use pmd::wire::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::conntrack::Tuple;
-use crate::packet::{icmp, ip, l4, rd16, rd32, wr16, wr32, Kind, Pkt};
-use crate::rewrite::{set_addrs, set_echo_id, set_ports, L4Csum};
+use crate::packet::{Kind, Pkt};
+use crate::rewrite::{set_addrs, set_echo_id, set_ports, L4Csum, Ports};
 use crate::verdict::NatDrop;
 
 /// The packet quoted in an ICMP error.
@@ -33,67 +35,76 @@ pub(crate) struct Quoted {
     pub l4: usize,
     /// The quoted tuple as it stands in the error.
     pub tuple: Tuple,
-    /// Offset of the quoted L4 checksum when the quote reaches it.
-    pub check_at: Option<usize>,
+    /// True when the quote reaches the L4 checksum.
+    pub has_check: bool,
 }
+
+/// Bytes of the datagram's data an ICMP error always quotes (RFC 792).
+const QUOTED_DATA: usize = 8;
 
 /// Reads the packet an ICMP error quotes. RFC 792: the error carries
 /// "the internet header plus the first 64 bits of the original
 /// datagram's data", so ports (and the echo id) are always there; the
 /// TCP checksum only when more was quoted (Linux quotes up to 576 bytes).
 pub(crate) fn parse_quoted(frame: &[u8], pkt: &Pkt) -> Result<Quoted, NatDrop> {
-    let l3 = pkt.l4 + l4::ICMP_LEN;
+    let l3 = pkt.l4 + icmpv4::HEADER_LEN;
     let end = pkt.end;
-    if l3 + ip::MIN_LEN > end {
+    if l3 + ipv4::HEADER_LEN > end {
         return Err(NatDrop::Truncated);
     }
-    let v = frame[l3];
-    if v >> 4 != 4 {
+    let ip = Ipv4Packet::new_unchecked(&frame[l3..end]);
+    if ip.version() != 4 {
         return Err(NatDrop::Malformed);
     }
-    let ihl = (v & 0x0f) as usize * 4;
-    if ihl < ip::MIN_LEN {
+    let ihl = ip.header_len();
+    if ihl < ipv4::HEADER_LEN {
         return Err(NatDrop::Malformed);
     }
     let at = l3 + ihl;
-    if at + 8 > end {
+    if at + QUOTED_DATA > end {
         return Err(NatDrop::Truncated);
     }
-    if rd16(frame, l3 + ip::FRAG) & 0x1fff != 0 {
+    if ip.frag_offset() != 0 {
         // A later fragment quotes no ports: nothing to match it with.
         return Err(NatDrop::Unsupported);
     }
-    let proto = frame[l3 + ip::PROTO];
+    let proto = ip.protocol();
     let mut tuple = Tuple {
-        src: rd32(frame, l3 + ip::SRC),
-        dst: rd32(frame, l3 + ip::DST),
+        src: ip.src_addr().into(),
+        dst: ip.dst_addr().into(),
         sport: 0,
         dport: 0,
     };
-    let (kind, check_at) = match proto {
+    // Only the first 8 bytes are known to be there: the views read
+    // nothing beyond them unless `has_check` says so.
+    let l4 = &frame[at..end];
+    let (kind, has_check) = match proto {
         IPPROTO_TCP => {
-            tuple.sport = rd16(frame, at + l4::SPORT);
-            tuple.dport = rd16(frame, at + l4::DPORT);
-            let c = at + l4::TCP_CHECK;
-            (Kind::Tcp(Default::default()), (c + 2 <= end).then_some(c))
+            let t = TcpPacket::new_unchecked(l4);
+            (tuple.sport, tuple.dport) = (t.src_port(), t.dst_port());
+            let reaches = l4.len() >= tcp::CHECKSUM_OFFSET + 2;
+            (Kind::Tcp(Default::default()), reaches)
         }
         IPPROTO_UDP => {
-            tuple.sport = rd16(frame, at + l4::SPORT);
-            tuple.dport = rd16(frame, at + l4::DPORT);
-            (Kind::Udp, Some(at + l4::UDP_CHECK))
+            let u = UdpPacket::new_unchecked(l4);
+            (tuple.sport, tuple.dport) = (u.src_port(), u.dst_port());
+            (Kind::Udp, true)
         }
-        IPPROTO_ICMP => match frame[at + l4::ICMP_TYPE] {
-            icmp::ECHO_REQUEST => {
-                tuple.sport = rd16(frame, at + l4::ICMP_ID);
-                (Kind::EchoRequest, Some(at + l4::ICMP_CHECK))
+        IPPROTO_ICMP => {
+            let icmp = Icmpv4Packet::new_unchecked(l4);
+            match icmp.msg_type() {
+                msg_type::ECHO_REQUEST => {
+                    tuple.sport = icmp.echo_ident();
+                    (Kind::EchoRequest, true)
+                }
+                msg_type::ECHO_REPLY => {
+                    tuple.dport = icmp.echo_ident();
+                    (Kind::EchoReply, true)
+                }
+                // No NAT sends errors about errors (RFC 1122 3.2.2).
+                _ => return Err(NatDrop::Unsupported),
             }
-            icmp::ECHO_REPLY => {
-                tuple.dport = rd16(frame, at + l4::ICMP_ID);
-                (Kind::EchoReply, Some(at + l4::ICMP_CHECK))
-            }
-            // No NAT sends errors about errors (RFC 1122 3.2.2).
-            _ => return Err(NatDrop::Unsupported),
-        },
+        }
         _ => return Err(NatDrop::Unsupported),
     };
     Ok(Quoted {
@@ -102,7 +113,7 @@ pub(crate) fn parse_quoted(frame: &[u8], pkt: &Pkt) -> Result<Quoted, NatDrop> {
         l3,
         l4: at,
         tuple,
-        check_at,
+        has_check,
     })
 }
 
@@ -121,44 +132,34 @@ pub(crate) fn rewrite_error(
 
     // Words of the ICMP message that change, for its checksum.
     let mut msg = Delta::default();
-    let mut addrs = Delta::default();
-    addrs.add32(q.tuple.src, inner.src);
-    addrs.add32(q.tuple.dst, inner.dst);
+    let mut quoted = Ipv4Packet::new_unchecked(&mut frame[q.l3..]);
+    let c = quoted.checksum();
+    let addrs = quoted.replace_addrs(inner.src, inner.dst);
     msg.merge(addrs);
-    wr32(frame, q.l3 + ip::SRC, inner.src);
-    wr32(frame, q.l3 + ip::DST, inner.dst);
-    let c = rd16(frame, q.l3 + ip::CHECK);
-    let n = addrs.apply(c);
-    wr16(frame, q.l3 + ip::CHECK, n);
-    msg.add16(c, n);
+    msg.add16(c, quoted.checksum());
 
     let words = match q.kind {
-        Kind::Tcp(_) => set_ports(
-            frame,
-            q.l4,
-            q.check_at,
-            &q.tuple,
-            inner,
-            addrs,
-            L4Csum::Complete,
-            false,
-        ),
+        Kind::Tcp(_) => {
+            let ports = Ports::Tcp {
+                has_check: q.has_check,
+            };
+            set_ports(frame, q.l4, ports, &q.tuple, inner, addrs, L4Csum::Complete)
+        }
         Kind::Udp => set_ports(
             frame,
             q.l4,
-            q.check_at,
+            Ports::Udp,
             &q.tuple,
             inner,
             addrs,
             L4Csum::Complete,
-            true,
         ),
         Kind::EchoRequest => set_echo_id(frame, q.l4, q.tuple.sport, inner.sport, L4Csum::Complete),
         Kind::EchoReply => set_echo_id(frame, q.l4, q.tuple.dport, inner.dport, L4Csum::Complete),
         Kind::IcmpError | Kind::LaterFragment => Delta::default(),
     };
     msg.merge(words);
-    let at = pkt.l4 + l4::ICMP_CHECK;
-    let c = rd16(frame, at);
-    wr16(frame, at, msg.apply(c));
+    let mut icmp = Icmpv4Packet::new_unchecked(&mut frame[pkt.l4..]);
+    let c = icmp.checksum();
+    icmp.set_checksum(msg.apply(c));
 }

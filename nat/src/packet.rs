@@ -7,67 +7,13 @@
 //! it relies on, since a NAT must not trust a record it did not make.
 
 use pmd::meta::PacketMeta;
+use pmd::wire::icmpv4::{self, msg_type};
+use pmd::wire::{ipv4, tcp, udp, Icmpv4Packet, Ipv4Packet, TcpPacket, UdpPacket};
 use pmd::wire::{ETHERTYPE_IPV4, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::conntrack::Tuple;
 use crate::state::TcpFlags;
 use crate::verdict::NatDrop;
-
-/// IPv4 header field offsets from the start of the header.
-pub(crate) mod ip {
-    pub const TOTAL_LEN: usize = 2;
-    pub const ID: usize = 4;
-    pub const FRAG: usize = 6;
-    pub const PROTO: usize = 9;
-    pub const CHECK: usize = 10;
-    pub const SRC: usize = 12;
-    pub const DST: usize = 16;
-    pub const MIN_LEN: usize = 20;
-}
-
-/// TCP/UDP/ICMP field offsets from the start of the L4 header.
-pub(crate) mod l4 {
-    pub const SPORT: usize = 0;
-    pub const DPORT: usize = 2;
-    pub const TCP_FLAGS: usize = 13;
-    pub const TCP_CHECK: usize = 16;
-    pub const TCP_MIN: usize = 20;
-    pub const UDP_CHECK: usize = 6;
-    pub const UDP_LEN: usize = 8;
-    pub const ICMP_TYPE: usize = 0;
-    pub const ICMP_CHECK: usize = 2;
-    pub const ICMP_ID: usize = 4;
-    pub const ICMP_LEN: usize = 8;
-}
-
-/// ICMP types NAT handles.
-pub(crate) mod icmp {
-    pub const ECHO_REPLY: u8 = 0;
-    pub const DEST_UNREACH: u8 = 3;
-    pub const ECHO_REQUEST: u8 = 8;
-    pub const TIME_EXCEEDED: u8 = 11;
-    pub const PARAM_PROBLEM: u8 = 12;
-}
-
-#[inline]
-pub(crate) fn rd16(b: &[u8], o: usize) -> u16 {
-    u16::from_be_bytes([b[o], b[o + 1]])
-}
-
-#[inline]
-pub(crate) fn wr16(b: &mut [u8], o: usize, v: u16) {
-    b[o..o + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-#[inline]
-pub(crate) fn rd32(b: &[u8], o: usize) -> u32 {
-    u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
-#[inline]
-pub(crate) fn wr32(b: &mut [u8], o: usize, v: u32) {
-    b[o..o + 4].copy_from_slice(&v.to_be_bytes());
-}
 
 /// What kind of packet, as far as NAT cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,15 +52,18 @@ impl Pkt {
             return Err(NatDrop::Malformed);
         }
         let l3 = meta.l3_off as usize;
-        let hdr = frame.get(l3..l3 + ip::MIN_LEN).ok_or(NatDrop::Truncated)?;
-        if hdr[0] >> 4 != 4 {
+        let hdr = frame
+            .get(l3..l3 + ipv4::HEADER_LEN)
+            .ok_or(NatDrop::Truncated)?;
+        let ip = Ipv4Packet::new_unchecked(hdr);
+        if ip.version() != 4 {
             return Err(NatDrop::Malformed);
         }
-        let ihl = (hdr[0] & 0x0f) as usize * 4;
-        if ihl < ip::MIN_LEN {
+        let ihl = ip.header_len();
+        if ihl < ipv4::HEADER_LEN {
             return Err(NatDrop::Malformed);
         }
-        let total = rd16(hdr, ip::TOTAL_LEN) as usize;
+        let total = ip.total_len() as usize;
         if total < ihl {
             return Err(NatDrop::Malformed);
         }
@@ -123,8 +72,8 @@ impl Pkt {
             return Err(NatDrop::Truncated);
         }
         let l4 = l3 + ihl;
-        let frag = rd16(hdr, ip::FRAG);
-        let proto = hdr[ip::PROTO];
+        let proto = ip.protocol();
+        let later = ip.frag_offset() != 0;
         let mut pkt = Pkt {
             kind: Kind::LaterFragment,
             proto,
@@ -132,45 +81,54 @@ impl Pkt {
             l4,
             end,
             tuple: Tuple {
-                src: rd32(hdr, ip::SRC),
-                dst: rd32(hdr, ip::DST),
+                src: ip.src_addr().into(),
+                dst: ip.dst_addr().into(),
                 sport: 0,
                 dport: 0,
             },
-            first_fragment: frag & 0x2000 != 0 && frag & 0x1fff == 0,
-            ip_id: rd16(hdr, ip::ID),
+            first_fragment: ip.more_frags() && !later,
+            ip_id: ip.ident(),
         };
-        if frag & 0x1fff != 0 {
+        if later {
             return Ok(pkt);
         }
         let need = match proto {
-            IPPROTO_TCP => l4::TCP_MIN,
-            IPPROTO_UDP => l4::UDP_LEN,
-            IPPROTO_ICMP => l4::ICMP_LEN,
+            IPPROTO_TCP => tcp::HEADER_LEN,
+            IPPROTO_UDP => udp::HEADER_LEN,
+            IPPROTO_ICMP => icmpv4::HEADER_LEN,
             _ => return Err(NatDrop::Unsupported),
         };
         let h = frame.get(l4..l4 + need).ok_or(NatDrop::Truncated)?;
         if l4 + need > end {
             return Err(NatDrop::Truncated);
         }
-        pkt.kind = match proto {
-            IPPROTO_TCP => Kind::Tcp(TcpFlags(h[l4::TCP_FLAGS])),
-            IPPROTO_UDP => Kind::Udp,
-            _ => match h[l4::ICMP_TYPE] {
-                icmp::ECHO_REQUEST => Kind::EchoRequest,
-                icmp::ECHO_REPLY => Kind::EchoReply,
-                icmp::DEST_UNREACH | icmp::TIME_EXCEEDED | icmp::PARAM_PROBLEM => Kind::IcmpError,
-                _ => return Err(NatDrop::Unsupported),
-            },
-        };
-        match pkt.kind {
-            Kind::Tcp(_) | Kind::Udp => {
-                pkt.tuple.sport = rd16(h, l4::SPORT);
-                pkt.tuple.dport = rd16(h, l4::DPORT);
+        match proto {
+            IPPROTO_TCP => {
+                let t = TcpPacket::new_unchecked(h);
+                pkt.kind = Kind::Tcp(TcpFlags(t.flags()));
+                (pkt.tuple.sport, pkt.tuple.dport) = (t.src_port(), t.dst_port());
             }
-            Kind::EchoRequest => pkt.tuple.sport = rd16(h, l4::ICMP_ID),
-            Kind::EchoReply => pkt.tuple.dport = rd16(h, l4::ICMP_ID),
-            Kind::IcmpError | Kind::LaterFragment => {}
+            IPPROTO_UDP => {
+                let u = UdpPacket::new_unchecked(h);
+                pkt.kind = Kind::Udp;
+                (pkt.tuple.sport, pkt.tuple.dport) = (u.src_port(), u.dst_port());
+            }
+            _ => {
+                let icmp = Icmpv4Packet::new_unchecked(h);
+                pkt.kind = match icmp.msg_type() {
+                    msg_type::ECHO_REQUEST => Kind::EchoRequest,
+                    msg_type::ECHO_REPLY => Kind::EchoReply,
+                    msg_type::DST_UNREACHABLE
+                    | msg_type::TIME_EXCEEDED
+                    | msg_type::PARAM_PROBLEM => Kind::IcmpError,
+                    _ => return Err(NatDrop::Unsupported),
+                };
+                match pkt.kind {
+                    Kind::EchoRequest => pkt.tuple.sport = icmp.echo_ident(),
+                    Kind::EchoReply => pkt.tuple.dport = icmp.echo_ident(),
+                    _ => {}
+                }
+            }
         }
         Ok(pkt)
     }

@@ -10,9 +10,10 @@
 
 use pmd::frame::Offload;
 use pmd::wire::checksum::Delta;
+use pmd::wire::{Icmpv4Packet, Ipv4Packet, TcpPacket, UdpPacket};
 
 use crate::conntrack::Tuple;
-use crate::packet::{ip, l4, rd16, rd32, wr16, wr32, Kind, Pkt};
+use crate::packet::{Kind, Pkt};
 
 /// What the L4 checksum field of a frame holds.
 ///
@@ -60,51 +61,70 @@ pub(crate) fn nonzero(c: u16) -> u16 {
 /// checksum needs too.
 #[inline]
 pub(crate) fn set_addrs(frame: &mut [u8], l3: usize, src: u32, dst: u32) -> Delta {
-    let mut d = Delta::default();
-    d.add32(rd32(frame, l3 + ip::SRC), src);
-    d.add32(rd32(frame, l3 + ip::DST), dst);
-    wr32(frame, l3 + ip::SRC, src);
-    wr32(frame, l3 + ip::DST, dst);
-    let c = rd16(frame, l3 + ip::CHECK);
-    wr16(frame, l3 + ip::CHECK, d.apply(c));
-    d
+    Ipv4Packet::new_unchecked(&mut frame[l3..]).replace_addrs(src, dst)
 }
 
-/// Sets TCP/UDP ports and updates the checksum at `check_at`; `udp`
-/// keeps a zero checksum zero.
+/// Which transport header [`set_ports`] rewrites, and whether its
+/// checksum is in the buffer (an ICMP error may quote a TCP header only
+/// up to its sequence number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ports {
+    Tcp { has_check: bool },
+    Udp,
+}
+
+/// Sets TCP/UDP ports of the header at `at` and updates its checksum: by
+/// the address terms `addrs` and the port terms for a complete checksum,
+/// by the address terms only for a pseudo-header seed; a zero UDP
+/// checksum stays zero. Returns the terms of the 16-bit words that
+/// changed (ports and checksum), for a checksum that covers this header.
 #[inline]
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn set_ports(
     frame: &mut [u8],
     at: usize,
-    check_at: Option<usize>,
+    ports: Ports,
     old: &Tuple,
     new: &Tuple,
     addrs: Delta,
     csum: L4Csum,
-    udp: bool,
 ) -> Delta {
-    wr16(frame, at + l4::SPORT, new.sport);
-    wr16(frame, at + l4::DPORT, new.dport);
-    let mut d = addrs;
-    d.add16(old.sport, new.sport);
-    d.add16(old.dport, new.dport);
     let mut words = Delta::default();
     words.add16(old.sport, new.sport);
     words.add16(old.dport, new.dport);
-    let Some(check_at) = check_at else {
-        return words;
-    };
-    let c = rd16(frame, check_at);
-    let n = match csum {
+    let mut d = addrs;
+    d.merge(words);
+    let update = |c: u16, udp: bool| match csum {
         // RFC 768: "An all zero transmitted checksum value means that the
         // transmitter generated no checksum"; it stays so.
-        L4Csum::Complete if udp && c == 0 => return words,
-        L4Csum::Complete => nonzero(d.apply(c)),
-        L4Csum::PseudoSeed => addrs.apply_to_sum(c),
+        L4Csum::Complete if udp && c == 0 => None,
+        L4Csum::Complete => Some(nonzero(d.apply(c))),
+        L4Csum::PseudoSeed => Some(addrs.apply_to_sum(c)),
     };
-    wr16(frame, check_at, n);
-    words.add16(c, n);
+    let changed = match ports {
+        Ports::Udp => {
+            let mut u = UdpPacket::new_unchecked(&mut frame[at..]);
+            u.set_src_port(new.sport);
+            u.set_dst_port(new.dport);
+            let c = u.checksum();
+            update(c, true).map(|n| {
+                u.set_checksum(n);
+                (c, n)
+            })
+        }
+        Ports::Tcp { has_check } => {
+            let mut t = TcpPacket::new_unchecked(&mut frame[at..]);
+            t.set_src_port(new.sport);
+            t.set_dst_port(new.dport);
+            let c = if has_check { t.checksum() } else { 0 };
+            update(c, false).filter(|_| has_check).map(|n| {
+                t.set_checksum(n);
+                (c, n)
+            })
+        }
+    };
+    if let Some((c, n)) = changed {
+        words.add16(c, n);
+    }
     words
 }
 
@@ -112,15 +132,16 @@ pub(crate) fn set_ports(
 /// 3.1: the identifier is the query's "port").
 #[inline]
 pub(crate) fn set_echo_id(frame: &mut [u8], at: usize, old: u16, new: u16, csum: L4Csum) -> Delta {
-    wr16(frame, at + l4::ICMP_ID, new);
+    let mut icmp = Icmpv4Packet::new_unchecked(&mut frame[at..]);
+    icmp.set_echo_ident(new);
     let mut words = Delta::default();
     words.add16(old, new);
     if csum == L4Csum::Complete {
-        let c = rd16(frame, at + l4::ICMP_CHECK);
+        let c = icmp.checksum();
         let mut d = Delta::default();
         d.add16(old, new);
         let n = d.apply(c);
-        wr16(frame, at + l4::ICMP_CHECK, n);
+        icmp.set_checksum(n);
         words.add16(c, n);
     }
     words
@@ -133,28 +154,11 @@ pub(crate) fn rewrite(frame: &mut [u8], pkt: &Pkt, new: &Tuple, csum: L4Csum) {
     let at = pkt.l4;
     match pkt.kind {
         Kind::Tcp(_) => {
-            set_ports(
-                frame,
-                at,
-                Some(at + l4::TCP_CHECK),
-                &pkt.tuple,
-                new,
-                a,
-                csum,
-                false,
-            );
+            let ports = Ports::Tcp { has_check: true };
+            set_ports(frame, at, ports, &pkt.tuple, new, a, csum);
         }
         Kind::Udp => {
-            set_ports(
-                frame,
-                at,
-                Some(at + l4::UDP_CHECK),
-                &pkt.tuple,
-                new,
-                a,
-                csum,
-                true,
-            );
+            set_ports(frame, at, Ports::Udp, &pkt.tuple, new, a, csum);
         }
         Kind::EchoRequest => {
             set_echo_id(frame, at, pkt.tuple.sport, new.sport, csum);

@@ -6,6 +6,8 @@
 //! its sequence-window checks): a NAT needs to know how long to keep a
 //! mapping, not to police TCP.
 
+use pmd::wire::tcp::flags;
+
 use crate::config::Timeouts;
 
 /// Which way a packet goes relative to the connection's first packet.
@@ -66,19 +68,19 @@ impl TcpState {
     }
 }
 
-/// The TCP flag bits NAT reads (byte 13 of the TCP header).
+/// The TCP flag bits NAT reads (`pmd::wire::TcpPacket::flags`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TcpFlags(pub u8);
 
 impl TcpFlags {
     /// FIN.
-    pub const FIN: u8 = 0x01;
+    pub const FIN: u8 = flags::FIN;
     /// SYN.
-    pub const SYN: u8 = 0x02;
+    pub const SYN: u8 = flags::SYN;
     /// RST.
-    pub const RST: u8 = 0x04;
+    pub const RST: u8 = flags::RST;
     /// ACK.
-    pub const ACK: u8 = 0x10;
+    pub const ACK: u8 = flags::ACK;
 
     fn has(self, bit: u8) -> bool {
         self.0 & bit != 0

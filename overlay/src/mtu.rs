@@ -11,7 +11,9 @@
 use std::net::Ipv4Addr;
 
 use pmd::meta::PacketMeta;
-use pmd::wire::{self, checksum, MacAddr};
+use pmd::wire::icmpv4::{self, msg_type, CODE_FRAG_NEEDED};
+use pmd::wire::{self, ipv4, MacAddr};
+use pmd::wire::{EthernetFrame, EthernetRepr, Icmpv4Packet, Ipv4Packet, Ipv4Repr};
 use pmd::{Frame, Pool};
 
 use crate::vtep::GatewayAddr;
@@ -37,41 +39,8 @@ pub enum MtuVerdict {
     Drop,
 }
 
-/// Field positions of the message built here, from the frame start.
-mod field {
-    pub type Field = core::ops::Range<usize>;
-    pub const ETH_DST: Field = 0..6;
-    pub const ETH_SRC: Field = 6..12;
-    pub const ETH_TYPE: Field = 12..14;
-    pub const IP: Field = 14..34;
-    pub const IP_VER_IHL: usize = 14;
-    pub const IP_TOS: usize = 15;
-    pub const IP_LEN: Field = 16..18;
-    pub const IP_ID: Field = 18..20;
-    pub const IP_FLAGS_FRAG: Field = 20..22;
-    pub const IP_TTL: usize = 22;
-    pub const IP_PROTO: usize = 23;
-    pub const IP_CHECK: Field = 24..26;
-    pub const IP_SRC: Field = 26..30;
-    pub const IP_DST: Field = 30..34;
-    /// The ICMP message, from here to the end.
-    pub const ICMP: usize = 34;
-    pub const ICMP_TYPE: usize = 34;
-    pub const ICMP_CODE: usize = 35;
-    pub const ICMP_CHECK: Field = 36..38;
-    /// RFC 1191: the low 16 bits of the word RFC 792 calls "unused".
-    pub const ICMP_UNUSED: Field = 38..40;
-    pub const ICMP_NEXT_HOP_MTU: Field = 40..42;
-    pub const ICMP_QUOTE: usize = 42;
-
-    /// Offsets inside an IPv4 header.
-    pub const IPV4_FLAGS_FRAG: Field = 6..8;
-}
-
-const ICMP_DEST_UNREACHABLE: u8 = 3;
-const ICMP_FRAG_NEEDED: u8 = 4;
-/// IPv4 DF.
-const IPV4_DF: u16 = 0x4000;
+/// Where the ICMP message starts in the frame built here.
+const ICMP_AT: usize = wire::ETH_HDR + ipv4::HEADER_LEN;
 /// Bytes of the offending datagram quoted after its header: RFC 792,
 /// "the internet header plus the first 64 bits of the original datagram's
 /// data".
@@ -80,7 +49,7 @@ const QUOTE_DATA: usize = 8;
 const MAX_QUOTE: usize = 60 + QUOTE_DATA;
 /// Length of the message for a quote of `q` bytes.
 const fn message_len(q: usize) -> usize {
-    field::ICMP_QUOTE + q
+    ICMP_AT + icmpv4::HEADER_LEN + q
 }
 
 /// Checks an inner frame (parsed into `meta`) against the inner MTU
@@ -99,11 +68,10 @@ pub fn check_mtu(frame: &[u8], meta: &PacketMeta, inner_mtu: u16) -> MtuVerdict 
         // ICMPv6 Packet Too Big is not built yet: dropped and counted.
         return MtuVerdict::Drop;
     }
-    let Some(flags) = frame.get(l3 + field::IPV4_FLAGS_FRAG.start..l3 + field::IPV4_FLAGS_FRAG.end)
-    else {
+    let Some(ip) = frame.get(l3..l3 + ipv4::HEADER_LEN) else {
         return MtuVerdict::Drop;
     };
-    if u16::from_be_bytes([flags[0], flags[1]]) & IPV4_DF == 0 {
+    if !Ipv4Packet::new_unchecked(ip).dont_frag() {
         // No DF: the sender allows fragmentation, but a VTEP "MUST NOT
         // fragment VXLAN packets" (RFC 7348 section 4.3) and podswitch does
         // not fragment inner packets either; never truncate. Dropped and
@@ -141,11 +109,12 @@ fn icmp_error_allowed(frame: &[u8], meta: &PacketMeta) -> bool {
         return false;
     }
     if meta.ip_proto == wire::IPPROTO_ICMP {
-        // Destination unreachable, source quench, redirect, time exceeded,
-        // parameter problem: the ICMP error types.
-        match frame.get(meta.l4_off as usize) {
-            Some(3 | 4 | 5 | 11 | 12) | None => return false,
-            _ => {}
+        let icmp = frame
+            .get(meta.l4_off as usize..)
+            .map(Icmpv4Packet::new_checked);
+        match icmp {
+            Some(Ok(icmp)) if !msg_type::is_error(icmp.msg_type()) => {}
+            _ => return false,
         }
     }
     true
@@ -217,10 +186,7 @@ fn quote_of(inner: &[u8], meta: &PacketMeta, quote: &mut [u8; MAX_QUOTE]) -> Opt
     let l3 = meta.l3_off as usize;
     let end = (meta.frame_len as usize).min(inner.len());
     let ip = inner.get(l3..end)?;
-    let ihl = (*ip.first()? & 0x0f) as usize * 4;
-    if ihl < 20 || ihl > ip.len() {
-        return None;
-    }
+    let ihl = Ipv4Packet::new_checked(ip).ok()?.header_len();
     let q = (ihl + QUOTE_DATA).min(ip.len());
     quote[..q].copy_from_slice(&ip[..q]);
     Some(q)
@@ -236,29 +202,30 @@ fn write_message(
 ) -> Option<usize> {
     let len = message_len(quote.len());
     let out = out.get_mut(..len)?;
-    out[field::ETH_DST].copy_from_slice(&to_mac.0);
-    out[field::ETH_SRC].copy_from_slice(&from.mac.0);
-    out[field::ETH_TYPE].copy_from_slice(&wire::ETHERTYPE_IPV4.to_be_bytes());
-    out[field::IP_VER_IHL] = 0x45;
-    // Internetwork control precedence, as Linux's ICMP errors carry.
-    out[field::IP_TOS] = 0xc0;
-    out[field::IP_LEN].copy_from_slice(&((len - wire::ETH_HDR) as u16).to_be_bytes());
-    out[field::IP_ID].fill(0);
-    out[field::IP_FLAGS_FRAG].fill(0);
-    out[field::IP_TTL] = 64;
-    out[field::IP_PROTO] = wire::IPPROTO_ICMP;
-    out[field::IP_CHECK].fill(0);
-    out[field::IP_SRC].copy_from_slice(&from.ip.octets());
-    out[field::IP_DST].copy_from_slice(&to_ip);
-    let c = checksum::checksum(&out[field::IP]);
-    out[field::IP_CHECK].copy_from_slice(&c.to_be_bytes());
-    out[field::ICMP_TYPE] = ICMP_DEST_UNREACHABLE;
-    out[field::ICMP_CODE] = ICMP_FRAG_NEEDED;
-    out[field::ICMP_CHECK].fill(0);
-    out[field::ICMP_UNUSED].fill(0);
-    out[field::ICMP_NEXT_HOP_MTU].copy_from_slice(&next_hop_mtu.to_be_bytes());
-    out[field::ICMP_QUOTE..].copy_from_slice(quote);
-    let c = checksum::checksum(&out[field::ICMP..]);
-    out[field::ICMP_CHECK].copy_from_slice(&c.to_be_bytes());
+    let (eth, rest) = out.split_at_mut(wire::ETH_HDR);
+    let (ip, icmp) = rest.split_at_mut(ipv4::HEADER_LEN);
+    EthernetRepr {
+        src_addr: from.mac,
+        dst_addr: to_mac,
+        ethertype: wire::ETHERTYPE_IPV4,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(eth));
+    Ipv4Repr {
+        src_addr: from.ip,
+        dst_addr: Ipv4Addr::from(to_ip),
+        protocol: wire::IPPROTO_ICMP,
+        payload_len: icmp.len(),
+        ttl: 64,
+        // Internetwork control precedence, as Linux's ICMP errors carry.
+        dscp_ecn: 0xc0,
+        dont_frag: false,
+    }
+    .emit(&mut Ipv4Packet::new_unchecked(ip));
+    let mut icmp = Icmpv4Packet::new_unchecked(icmp);
+    icmp.set_msg_type(msg_type::DST_UNREACHABLE);
+    icmp.set_msg_code(CODE_FRAG_NEEDED);
+    icmp.set_next_hop_mtu(next_hop_mtu);
+    icmp.data_mut().copy_from_slice(quote);
+    icmp.fill_checksum();
     Some(len)
 }

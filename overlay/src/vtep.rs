@@ -12,8 +12,7 @@ use std::net::Ipv4Addr;
 
 use hashbrown::HashMap;
 use pmd::meta::PacketMeta;
-use pmd::wire::{self, MacAddr};
-use smoltcp::wire::{ArpHardware, ArpOperation, ArpPacket, EthernetProtocol};
+use pmd::wire::{self, arp, ArpRepr, MacAddr};
 
 use crate::vxlan::{Vni, VNI_MAX};
 
@@ -283,42 +282,24 @@ impl VtepTables {
             return false;
         }
         let l3 = meta.l3_off as usize;
-        let Some(body) = frame.get_mut(l3..) else {
+        let Some(Ok(arp)) = frame.get(l3..).map(arp::ArpPacket::new_checked) else {
             return false;
         };
-        let Ok(mut arp) = ArpPacket::new_checked(body) else {
+        let Ok(request) = ArpRepr::parse(&arp) else {
             return false;
         };
-        if arp.hardware_type() != ArpHardware::Ethernet
-            || arp.protocol_type() != EthernetProtocol::Ipv4
-            || arp.hardware_len() != 6
-            || arp.protocol_len() != 4
-            || arp.operation() != ArpOperation::Request
+        // A gratuitous ARP announces the sender; nobody is asked.
+        if request.operation != arp::OP_REQUEST
+            || request.target_protocol_addr == request.source_protocol_addr
         {
             return false;
         }
-        let mut tpa = [0u8; 4];
-        tpa.copy_from_slice(arp.target_protocol_addr());
-        let mut spa = [0u8; 4];
-        spa.copy_from_slice(arp.source_protocol_addr());
-        // A gratuitous ARP announces the sender; nobody is asked.
-        if tpa == spa {
-            return false;
-        }
-        let Some(mac) = self.remote_mac(vni, Ipv4Addr::from(tpa)) else {
+        let Some(mac) = self.remote_mac(vni, request.target_protocol_addr) else {
             return false;
         };
-        let sha = MacAddr::from_slice(arp.source_hardware_addr());
-        arp.set_operation(ArpOperation::Reply);
-        arp.set_target_hardware_addr(&sha.0);
-        arp.set_target_protocol_addr(&spa);
-        arp.set_source_hardware_addr(&mac.0);
-        arp.set_source_protocol_addr(&tpa);
         // As Linux's vxlan proxy ARP (arp_reduce) does: the reply comes from
         // the endpoint's MAC, so the requester's bridge learns nothing odd.
-        frame[0..6].copy_from_slice(&sha.0);
-        frame[6..12].copy_from_slice(&mac.0);
-        true
+        arp::reply_in_place(frame, l3, &request, mac)
     }
 }
 

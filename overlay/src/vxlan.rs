@@ -17,7 +17,8 @@
 use std::net::Ipv4Addr;
 
 use pmd::meta::{self, PacketMeta};
-use pmd::wire::{self, checksum, MacAddr};
+use pmd::wire::{self, checksum, ipv4, udp, MacAddr};
+use pmd::wire::{EthernetFrame, EthernetRepr, Ipv4Packet, Ipv4Repr, UdpPacket};
 use pmd::{Frame, Pool};
 
 use crate::counters::OverlayCounters;
@@ -41,9 +42,9 @@ pub const FLANNEL_PORT: u16 = 8472;
 /// Length of the VXLAN header.
 pub const VXLAN_HDR: usize = 8;
 /// IPv4 header without options, as encapsulation writes it.
-pub const OUTER_IPV4_HDR: usize = 20;
+pub const OUTER_IPV4_HDR: usize = ipv4::HEADER_LEN;
 /// UDP header.
-pub const UDP_HDR: usize = 8;
+pub const UDP_HDR: usize = udp::HEADER_LEN;
 /// Outer Ethernet + IPv4 + UDP + VXLAN: what encapsulation adds, and what
 /// an overlay endpoint's MTU gives up (RFC 7348 section 4.3).
 pub const OUTER_LEN: usize = wire::ETH_HDR + OUTER_IPV4_HDR + UDP_HDR + VXLAN_HDR;
@@ -72,68 +73,16 @@ pub const OUTER_DF: bool = true;
 /// Outer IPv4 TTL when the network does not set one (Linux's default).
 pub const DEFAULT_TTL: u8 = 64;
 
-/// Field positions, named rather than numbered in the code that uses them
-/// (smoltcp's `wire` style).
+/// Field positions of the VXLAN header, named rather than numbered in
+/// the code that uses them (smoltcp's `wire` style; the outer headers
+/// have their views in `pmd::wire`).
 mod field {
     pub type Field = core::ops::Range<usize>;
-
-    /// The VXLAN header, from its first byte.
-    pub mod vxlan {
-        use super::Field;
-        pub const FLAGS: usize = 0;
-        pub const RESERVED1: Field = 1..4;
-        pub const VNI: Field = 4..7;
-        pub const RESERVED2: usize = 7;
-    }
-
-    /// The outer headers encapsulation writes, from the frame start.
-    pub mod outer {
-        use super::Field;
-        pub const ETH_DST: Field = 0..6;
-        pub const ETH_SRC: Field = 6..12;
-        pub const ETH_TYPE: Field = 12..14;
-        pub const IP: Field = 14..34;
-        pub const IP_VER_IHL: usize = 14;
-        pub const IP_TOS: usize = 15;
-        pub const IP_LEN: Field = 16..18;
-        pub const IP_ID: Field = 18..20;
-        pub const IP_FLAGS_FRAG: Field = 20..22;
-        pub const IP_TTL: usize = 22;
-        pub const IP_PROTO: usize = 23;
-        pub const IP_CHECK: Field = 24..26;
-        pub const IP_SRC: Field = 26..30;
-        pub const IP_DST: Field = 30..34;
-        pub const UDP_SRC: Field = 34..36;
-        pub const UDP_DST: Field = 36..38;
-        pub const UDP_LEN: Field = 38..40;
-        pub const UDP_CHECK: Field = 40..42;
-        pub const VXLAN: Field = 42..50;
-    }
-
-    /// Offsets inside an IPv4 header.
-    pub mod ipv4 {
-        use super::Field;
-        pub const FLAGS_FRAG: Field = 6..8;
-    }
-
-    /// Offsets inside a UDP header.
-    pub mod udp {
-        use super::Field;
-        pub const DST: Field = 2..4;
-        pub const LEN: Field = 4..6;
-    }
+    pub const FLAGS: usize = 0;
+    pub const RESERVED1: Field = 1..4;
+    pub const VNI: Field = 4..7;
+    pub const RESERVED2: usize = 7;
 }
-
-/// A big-endian u16 from a two-byte field.
-#[inline]
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-/// IPv4 "don't fragment" in the flags/fragment-offset word.
-const IPV4_DF: u16 = 0x4000;
-/// IPv4 "more fragments".
-const IPV4_MF: u16 = 0x2000;
 
 /// The I flag: "the I flag MUST be set to 1 for a valid VXLAN Network ID
 /// (VNI). The other 7 bits (designated "R") are reserved fields and MUST be
@@ -176,7 +125,7 @@ impl<T: AsRef<[u8]>> VxlanHeader<T> {
     /// The flags byte.
     #[inline]
     pub fn flags(&self) -> u8 {
-        self.buffer.as_ref()[field::vxlan::FLAGS]
+        self.buffer.as_ref()[field::FLAGS]
     }
 
     /// The I bit: the VNI is valid.
@@ -188,7 +137,7 @@ impl<T: AsRef<[u8]>> VxlanHeader<T> {
     /// The VXLAN Network Identifier.
     #[inline]
     pub fn vni(&self) -> Vni {
-        let b = &self.buffer.as_ref()[field::vxlan::VNI];
+        let b = &self.buffer.as_ref()[field::VNI];
         u32::from_be_bytes([0, b[0], b[1], b[2]])
     }
 
@@ -197,9 +146,9 @@ impl<T: AsRef<[u8]>> VxlanHeader<T> {
     #[inline]
     pub fn reserved_clear(&self) -> bool {
         let b = self.buffer.as_ref();
-        b[field::vxlan::FLAGS] & !FLAG_I == 0
-            && b[field::vxlan::RESERVED1] == [0, 0, 0]
-            && b[field::vxlan::RESERVED2] == 0
+        b[field::FLAGS] & !FLAG_I == 0
+            && b[field::RESERVED1] == [0, 0, 0]
+            && b[field::RESERVED2] == 0
     }
 
     /// The buffer back.
@@ -215,10 +164,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> VxlanHeader<T> {
     #[inline]
     pub fn emit(&mut self, vni: Vni) {
         let b = self.buffer.as_mut();
-        b[field::vxlan::FLAGS] = FLAG_I;
-        b[field::vxlan::RESERVED1].fill(0);
-        b[field::vxlan::VNI].copy_from_slice(&(vni & VNI_MAX).to_be_bytes()[1..]);
-        b[field::vxlan::RESERVED2] = 0;
+        b[field::FLAGS] = FLAG_I;
+        b[field::RESERVED1].fill(0);
+        b[field::VNI].copy_from_slice(&(vni & VNI_MAX).to_be_bytes()[1..]);
+        b[field::RESERVED2] = 0;
     }
 }
 
@@ -292,45 +241,42 @@ pub fn source_port(inner: &[u8]) -> u16 {
 #[inline]
 pub fn flow_hash(inner: &[u8]) -> u32 {
     let mut h = FlowHasher::default();
+    // Both MACs (the first 12 bytes) as two hash words.
     if let Some(macs) = inner.get(0..12) {
         h.add_u64(u64::from_be_bytes([
             macs[0], macs[1], macs[2], macs[3], macs[4], macs[5], macs[6], macs[7],
         ]));
         h.add_u64(u32::from_be_bytes([macs[8], macs[9], macs[10], macs[11]]) as u64);
     }
-    let Some(et) = inner.get(12..14) else {
+    let Ok(eth) = EthernetFrame::new_checked(inner) else {
         return h.finish();
     };
-    let mut ethertype = u16::from_be_bytes([et[0], et[1]]);
-    let mut l3 = wire::ETH_HDR;
-    if ethertype == wire::ETHERTYPE_VLAN {
-        if let Some(et) = inner.get(16..18) {
-            ethertype = u16::from_be_bytes([et[0], et[1]]);
-            l3 += 4;
-        }
-    }
+    let (ethertype, l3) = match eth.l3_ethertype() {
+        Some(found) => found,
+        // A cut-off VLAN tag hashes as its TPID.
+        None => (wire::ETHERTYPE_VLAN, wire::ETH_HDR),
+    };
     h.add_u64(ethertype as u64);
     if ethertype != wire::ETHERTYPE_IPV4 {
         return h.finish();
     }
-    let Some(ip) = inner.get(l3..l3 + 20) else {
+    let Some(ip) = inner.get(l3..l3 + ipv4::HEADER_LEN) else {
         return h.finish();
     };
-    let proto = ip[9];
-    h.add_u64(u64::from_be_bytes([
-        ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
-    ]));
+    let ip = Ipv4Packet::new_unchecked(ip);
+    let proto = ip.protocol();
+    h.add_u64((u32::from(ip.src_addr()) as u64) << 32 | u32::from(ip.dst_addr()) as u64);
     h.add_u64(proto as u64);
-    let frag_off = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-    let ihl = (ip[0] & 0x0f) as usize * 4;
     // Later fragments carry no ports; hashing ports only for first
     // fragments would send one datagram's fragments different ways, so a
     // fragmented datagram hashes without ports (as Linux's flow dissector
     // does) whenever MF or an offset is set.
-    let fragmented = frag_off != 0 || u16::from_be_bytes([ip[6], ip[7]]) & IPV4_MF != 0;
-    if !fragmented && matches!(proto, wire::IPPROTO_TCP | wire::IPPROTO_UDP | 132) {
-        if let Some(p) = inner.get(l3 + ihl..l3 + ihl + 4) {
-            h.add_u64(u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as u64);
+    let l4 = l3 + ip.header_len();
+    if !ip.is_fragment() && matches!(proto, wire::IPPROTO_TCP | wire::IPPROTO_UDP | 132) {
+        // TCP, UDP and SCTP all begin with the two ports.
+        if let Some(p) = inner.get(l4..l4 + 4) {
+            let ports = UdpPacket::new_unchecked(p);
+            h.add_u64(((ports.src_port() as u32) << 16 | ports.dst_port() as u32) as u64);
         }
     }
     h.finish()
@@ -367,36 +313,37 @@ impl FlowHasher {
 /// outer UDP source port is `src_port`.
 #[inline]
 fn emit_outer(out: &mut [u8], e: &Encap, inner_len: usize, src_port: u16) {
-    use field::outer as f;
-    let out = &mut out[..OUTER_LEN];
-    out[f::ETH_DST].copy_from_slice(&e.dst_mac.0);
-    out[f::ETH_SRC].copy_from_slice(&e.src_mac.0);
-    out[f::ETH_TYPE].copy_from_slice(&wire::ETHERTYPE_IPV4.to_be_bytes());
-    let ip_len = (OUTER_IPV4_HDR + UDP_HDR + VXLAN_HDR + inner_len) as u16;
-    out[f::IP_VER_IHL] = 0x45;
-    out[f::IP_TOS] = 0;
-    out[f::IP_LEN].copy_from_slice(&ip_len.to_be_bytes());
+    let (eth, rest) = out[..OUTER_LEN].split_at_mut(wire::ETH_HDR);
+    let (ip, rest) = rest.split_at_mut(OUTER_IPV4_HDR);
+    let (udp, vxlan) = rest.split_at_mut(UDP_HDR);
+    EthernetRepr {
+        src_addr: e.src_mac,
+        dst_addr: e.dst_mac,
+        ethertype: wire::ETHERTYPE_IPV4,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(eth));
+    let udp_len = UDP_HDR + VXLAN_HDR + inner_len;
     // An atomic datagram (DF set, never fragmented): RFC 6864 section 4.1
-    // lets its Identification be any value.
-    out[f::IP_ID].fill(0);
-    let frag = if OUTER_DF { IPV4_DF } else { 0 };
-    out[f::IP_FLAGS_FRAG].copy_from_slice(&frag.to_be_bytes());
-    out[f::IP_TTL] = e.ttl;
-    out[f::IP_PROTO] = wire::IPPROTO_UDP;
-    out[f::IP_CHECK].fill(0);
-    out[f::IP_SRC].copy_from_slice(&e.src_vtep.octets());
-    out[f::IP_DST].copy_from_slice(&e.dst_vtep.octets());
-    let check = checksum::checksum(&out[f::IP]);
-    out[f::IP_CHECK].copy_from_slice(&check.to_be_bytes());
-    out[f::UDP_SRC].copy_from_slice(&src_port.to_be_bytes());
-    out[f::UDP_DST].copy_from_slice(&e.udp_dst_port.to_be_bytes());
-    let udp_len = (UDP_HDR + VXLAN_HDR + inner_len) as u16;
-    out[f::UDP_LEN].copy_from_slice(&udp_len.to_be_bytes());
+    // lets its Identification be any value (the Repr writes 0).
+    Ipv4Repr {
+        src_addr: e.src_vtep,
+        dst_addr: e.dst_vtep,
+        protocol: wire::IPPROTO_UDP,
+        payload_len: udp_len,
+        ttl: e.ttl,
+        dscp_ecn: 0,
+        dont_frag: OUTER_DF,
+    }
+    .emit(&mut Ipv4Packet::new_unchecked(ip));
+    let mut udp = UdpPacket::new_unchecked(udp);
+    udp.set_src_port(src_port);
+    udp.set_dst_port(e.udp_dst_port);
+    udp.set_length(udp_len as u16);
     // RFC 7348 section 5: "UDP Checksum: It SHOULD be transmitted as zero.
     // When a packet is received with a UDP checksum of zero, it MUST be
     // accepted for decapsulation." (RFC 768 allows zero over IPv4.)
-    out[f::UDP_CHECK].fill(0);
-    VxlanHeader::new_unchecked(&mut out[f::VXLAN]).emit(e.vni);
+    udp.set_checksum(0);
+    VxlanHeader::new_unchecked(vxlan).emit(e.vni);
 }
 
 /// Largest inner frame that still fits the outer IPv4 total length.
@@ -563,24 +510,27 @@ fn decap(packet: &[u8], outer: &PacketMeta, tables: &VtepTables) -> Result<Decap
     let end = (outer.frame_len as usize).min(packet.len());
     let packet = &packet[..end];
     let (l3, l4) = (outer.l3_off as usize, outer.l4_off as usize);
-    let ip = packet.get(l3..l4).ok_or(DecapDrop::Truncated)?;
-    if ip.len() < OUTER_IPV4_HDR {
+    let hdr = packet.get(l3..l4).ok_or(DecapDrop::Truncated)?;
+    if hdr.len() < OUTER_IPV4_HDR {
         return Err(DecapDrop::Truncated);
     }
-    let frag = be16(&ip[field::ipv4::FLAGS_FRAG]);
-    if outer.later_fragment || frag & (IPV4_MF | 0x1fff) != 0 {
+    let ip = Ipv4Packet::new_unchecked(hdr);
+    if outer.later_fragment || ip.is_fragment() {
         return Err(DecapDrop::OuterFragment);
     }
     let udp = packet.get(l4..l4 + UDP_HDR).ok_or(DecapDrop::Truncated)?;
-    let dst_port = be16(&udp[field::udp::DST]);
+    let udp = UdpPacket::new_unchecked(udp);
+    let dst_port = udp.dst_port();
     if !tables.is_vxlan_port(dst_port) {
         return Err(DecapDrop::NotVxlan);
     }
     // The header checksum only now: other UDP is not ours to judge.
-    if checksum::checksum(ip) != 0 {
+    // `hdr` is exactly the header (l3..l4): sum it without reading the
+    // IHL again.
+    if checksum::checksum(hdr) != 0 {
         return Err(DecapDrop::BadOuterChecksum);
     }
-    let udp_len = be16(&udp[field::udp::LEN]) as usize;
+    let udp_len = udp.length() as usize;
     // The UDP checksum is not verified: RFC 7348 section 5, "When a
     // decapsulating end point receives a packet with a non-zero checksum,
     // it MAY choose to verify the checksum value." Linux's vxlan leaves it
@@ -695,10 +645,18 @@ fn inner_offload(outer: &pmd::Offload, inner_offset: usize) -> pmd::Offload {
         csum_lost: outer.csum_lost,
         ..pmd::Offload::default()
     };
-    if outer.needs_csum && outer.gso_type == 0 && outer.csum_start as usize >= inner_offset {
+    if outer.needs_csum && outer.csum_start as usize >= inner_offset {
         inner.needs_csum = true;
         inner.csum_start = outer.csum_start - inner_offset as u16;
         inner.csum_offset = outer.csum_offset;
+        // A GSO frame whose pending checksum is the inner one is a tunnel
+        // segment (a kernel VXLAN device's TSO output): the inner frame is
+        // that TCP segment, to be cut at the same size.
+        if outer.gso_type != 0 {
+            inner.gso_type = outer.gso_type;
+            inner.gso_size = outer.gso_size;
+            inner.hdr_len = outer.hdr_len.saturating_sub(inner_offset as u16);
+        }
     }
     inner
 }
@@ -745,7 +703,6 @@ mod tests {
     #[test]
     fn the_outer_headers_add_50_bytes() {
         assert_eq!(OUTER_LEN, 50);
-        assert_eq!(field::outer::VXLAN.end, OUTER_LEN);
     }
 
     #[test]

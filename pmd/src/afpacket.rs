@@ -32,7 +32,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use crate::counters::{DropReason, PortCounters};
-use crate::frame::Frame;
+use crate::frame::{Frame, Offload};
 use crate::pool::{Pool, CHUNK_DATA};
 use crate::port::{Port, PortId, MAX_BURST};
 use crate::spill::SpillRx;
@@ -51,7 +51,7 @@ const SOCKET_BUFFER: libc::c_int = 8 << 20;
 const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();
 
 /// Which frames of the interface belong to the switch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PacketFilter {
     /// Every frame: the interface is the switch's alone (a veth whose peer
     /// is a container); it is put in promiscuous mode.
@@ -63,6 +63,8 @@ pub enum PacketFilter {
         ip: Ipv4Addr,
         /// The switch's MAC there, added to the interface's unicast filter.
         mac: MacAddr,
+        /// UDP ports the switch terminates VXLAN on (its overlay networks').
+        vxlan_ports: Vec<u16>,
     },
 }
 
@@ -104,6 +106,11 @@ pub struct PacketPort {
     /// Bytes of virtio-net header in front of every frame: 12 where the
     /// kernel takes `PACKET_VNET_HDR_SZ` (6.7+), else the legacy 10.
     hdr_len: usize,
+    /// A second socket, without the header, for VXLAN super-frames (see
+    /// [`owned_filter`]); only on uplinks of overlay networks.
+    tunnel: Option<OwnedFd>,
+    /// The overlay MTU on this interface, for super-frames' MSS.
+    inner_mtu: u16,
     counters: Arc<PortCounters>,
     spill: SpillRx<RX_BATCH>,
     /// Small frames waiting for a `recvmmsg`, kept to avoid reallocating.
@@ -146,29 +153,269 @@ fn set_opt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, value: &T) -> io:
     }
 }
 
-/// Classic BPF that accepts ARP whose target is `ip` and IPv4 to `ip`, and
-/// nothing else. Hand-written: eight instructions, where an eBPF toolchain
-/// would be a build dependency for nothing.
-fn owned_filter(ip: Ipv4Addr) -> [libc::sock_filter; 9] {
-    const LDH_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
-    const LDW_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let ip = u32::from(ip);
-    // Jump offsets count from the next instruction.
-    [
-        op(LDH_ABS, 0, 0, 12),                          // 0: EtherType
-        op(JEQ_K, 0, 2, libc::ETH_P_ARP as u32),        // 1: ARP? 2 : 4
-        op(LDW_ABS, 0, 0, 14 + 24),                     // 2: ARP target address
-        op(JEQ_K, 3, 4, ip),                            // 3: ours? 7 : 8
-        op(JEQ_K, 0, 3, libc::ETH_P_IP as u32),         // 4: IPv4? 5 : 8
-        op(LDW_ABS, 0, 0, 14 + 16),                     // 5: IPv4 destination
-        op(JEQ_K, 0, 1, ip),                            // 6: ours? 7 : 8
-        op(RET_K, 0, 0, u32::MAX),                      // 7: accept whole
-        op(RET_K, 0, 0, 0),                             // 8: drop
-    ]
+/// Which of the switch's frames a socket takes (see [`owned_filter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Share {
+    /// Everything but VXLAN super-frames: the socket with virtio-net headers.
+    Segments,
+    /// Only VXLAN super-frames: the plain socket.
+    Tunnel,
 }
+
+/// A cBPF program under construction, with jumps to two final labels.
+struct Cbpf {
+    insns: Vec<libc::sock_filter>,
+    /// (instruction, true-branch target, false-branch target) for jumps.
+    fixups: Vec<(usize, Label, Label)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    /// The next instruction.
+    Next,
+    /// This many instructions past the next one.
+    Ahead(u8),
+    /// Take the whole frame.
+    Accept,
+    /// Take nothing.
+    Drop,
+}
+
+impl Cbpf {
+    fn new() -> Cbpf {
+        Cbpf {
+            insns: Vec::new(),
+            fixups: Vec::new(),
+        }
+    }
+
+    fn stmt(&mut self, code: u32, k: u32) {
+        self.insns.push(libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        });
+    }
+
+    fn jump(&mut self, code: u32, k: u32, jt: Label, jf: Label) {
+        self.fixups.push((self.insns.len(), jt, jf));
+        self.stmt(libc::BPF_JMP | code | libc::BPF_K, k);
+    }
+
+    /// Always jumps to `to`.
+    fn goto(&mut self, to: Label) {
+        self.jump(libc::BPF_JEQ, 0, to, to);
+    }
+
+    /// Appends `accept: ret whole; drop: ret 0` and resolves the jumps.
+    fn finish(mut self) -> Vec<libc::sock_filter> {
+        let accept = self.insns.len();
+        self.stmt(libc::BPF_RET | libc::BPF_K, u32::MAX);
+        self.stmt(libc::BPF_RET | libc::BPF_K, 0);
+        for (at, jt, jf) in self.fixups {
+            let off = |l: Label| match l {
+                Label::Next => 0,
+                Label::Ahead(n) => n,
+                Label::Accept => (accept - at - 1) as u8,
+                Label::Drop => (accept - at) as u8,
+            };
+            self.insns[at].jt = off(jt);
+            self.insns[at].jf = off(jf);
+        }
+        self.insns
+    }
+}
+
+/// Classic BPF over the switch's frames on a shared interface.
+///
+/// The switch's frames are ARP whose target is `ip` and IPv4 to `ip`. Among
+/// them, a *VXLAN super-frame* is UDP to one of `vxlan_ports` longer than
+/// `max_frame`: a kernel VXLAN device's TSO output, one GSO skb of type
+/// `SKB_GSO_UDP_TUNNEL`. The virtio-net header cannot describe that type;
+/// a `PACKET_VNET_HDR` socket fails the read (EINVAL) and loses the frame.
+/// So super-frames go to a second socket without the header
+/// ([`Share::Tunnel`]) and everything else to the first
+/// ([`Share::Segments`]).
+///
+/// Hand-written: a dozen instructions, where an eBPF toolchain would be a
+/// build dependency for nothing.
+fn owned_filter(
+    ip: Ipv4Addr,
+    vxlan_ports: &[u16],
+    max_frame: u32,
+    share: Share,
+) -> Vec<libc::sock_filter> {
+    use libc::{BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JGT, BPF_LD, BPF_LDX, BPF_LEN};
+    use libc::{BPF_MSH, BPF_W};
+    use Label::{Accept, Ahead, Drop, Next};
+    let ip = u32::from(ip);
+    let (super_frame, other) = match share {
+        Share::Segments => (Drop, Accept),
+        Share::Tunnel => (Accept, Drop),
+    };
+    let mut p = Cbpf::new();
+    p.stmt(BPF_LD | BPF_H | BPF_ABS, 12); // EtherType
+    if share == Share::Segments {
+        p.jump(BPF_JEQ, libc::ETH_P_ARP as u32, Next, Ahead(2));
+        p.stmt(BPF_LD | BPF_W | BPF_ABS, 14 + 24); // ARP target address
+        p.jump(BPF_JEQ, ip, Accept, Drop);
+    }
+    p.jump(BPF_JEQ, libc::ETH_P_IP as u32, Next, Drop);
+    p.stmt(BPF_LD | BPF_W | BPF_ABS, 14 + 16); // destination
+    p.jump(BPF_JEQ, ip, Next, Drop);
+    if vxlan_ports.is_empty() {
+        p.goto(other);
+        return p.finish();
+    }
+    p.stmt(BPF_LD | BPF_W | BPF_LEN, 0);
+    p.jump(BPF_JGT, max_frame, Next, other);
+    p.stmt(BPF_LD | BPF_B | BPF_ABS, 14 + 9); // protocol
+    p.jump(BPF_JEQ, libc::IPPROTO_UDP as u32, Next, other);
+    p.stmt(BPF_LDX | BPF_B | BPF_MSH, 14); // X = IPv4 header length
+    p.stmt(BPF_LD | BPF_H | BPF_IND, 14 + 2); // UDP destination port
+    for port in vxlan_ports {
+        p.jump(BPF_JEQ, u32::from(*port), super_frame, Next);
+    }
+    p.goto(other);
+    p.finish()
+}
+
+/// Opens a non-blocking AF_PACKET socket bound to `ifindex`, with virtio-net
+/// headers when `vnet`, taking only what `filter` accepts (all when empty).
+/// Returns the socket and its header length.
+fn bound_socket(
+    iface: &str,
+    ifindex: u32,
+    vnet: bool,
+    filter: &[libc::sock_filter],
+) -> Result<(OwnedFd, usize), PacketError> {
+    let wrap = |step| {
+        move |source| PacketError::Setup {
+            iface: iface.to_string(),
+            step,
+            source,
+        }
+    };
+    // Protocol 0: nothing is queued before the filter is on and the socket
+    // is bound.
+    // SAFETY: socket(2) has no memory preconditions; the result is checked.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if raw < 0 {
+        return Err(wrap("socket")(io::Error::last_os_error()));
+    }
+    // SAFETY: `raw` was just returned by socket(2) and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let s = fd.as_raw_fd();
+    let hdr_len = if !vnet {
+        0
+    } else if set_int(
+        s,
+        libc::SOL_PACKET,
+        libc::PACKET_VNET_HDR_SZ,
+        VNET_HDR_LEN as _,
+    )
+    .is_ok()
+    {
+        VNET_HDR_LEN
+    } else {
+        set_int(s, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)
+            .map_err(wrap("enabling PACKET_VNET_HDR"))?;
+        10
+    };
+    set_int(s, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)
+        .map_err(wrap("setting PACKET_IGNORE_OUTGOING"))?;
+    set_int(s, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)
+        .map_err(wrap("setting PACKET_QDISC_BYPASS"))?;
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        // FORCE needs CAP_NET_ADMIN; without it the plain option is capped
+        // by net.core.[rw]mem_max, which is still better than nothing.
+        if set_int(s, libc::SOL_SOCKET, force, SOCKET_BUFFER).is_err() {
+            set_int(s, libc::SOL_SOCKET, plain, SOCKET_BUFFER)
+                .map_err(wrap("sizing the socket buffers"))?;
+        }
+    }
+    if !filter.is_empty() {
+        let fprog = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr() as *mut libc::sock_filter,
+        };
+        set_opt(s, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+            .map_err(wrap("attaching the socket filter"))?;
+    }
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = ETH_P_ALL_BE;
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: `addr` is a live sockaddr_ll and the length passed is its size.
+    let rc = unsafe {
+        libc::bind(
+            s,
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(wrap("binding to the interface")(io::Error::last_os_error()));
+    }
+    Ok((fd, hdr_len))
+}
+
+/// The offload a VXLAN super-frame carries: the inner TCP segment's
+/// checksum is pending (CHECKSUM_PARTIAL under the tunnel) and it is to be
+/// cut at the inner MSS. The kernel does not say the MSS through a socket
+/// without a virtio-net header; the sender's is its route MTU (the overlay
+/// MTU, `inner_mtu`) less the inner IP and TCP headers, as Linux's
+/// `tcp_mss_to_mtu` has it. `None` when the inner frame is not TCP over
+/// IPv4 (then the frame is dropped as an offload error).
+fn super_frame_offload(frame: &[u8], inner_mtu: u16) -> Option<Offload> {
+    use crate::wire::{tcp, udp, EthernetFrame, Ipv4Packet, TcpPacket, ETH_HDR};
+    const UDP_VXLAN: usize = udp::HEADER_LEN + 8;
+    let outer = Ipv4Packet::new_checked(frame.get(ETH_HDR..)?).ok()?;
+    let inner = ETH_HDR + outer.header_len() + UDP_VXLAN;
+    let eth = EthernetFrame::new_checked(frame.get(inner..)?).ok()?;
+    let ip_at = inner + ETH_HDR;
+    let ip = Ipv4Packet::new_checked(frame.get(ip_at..)?).ok()?;
+    if eth.ethertype() != crate::wire::ETHERTYPE_IPV4 || ip.protocol() != crate::wire::IPPROTO_TCP {
+        return None;
+    }
+    let ihl = ip.header_len();
+    let tcp_at = ip_at + ihl;
+    let tcp_len = TcpPacket::new_checked(frame.get(tcp_at..)?)
+        .ok()?
+        .header_len();
+    let headers = ihl + tcp_len;
+    if usize::from(inner_mtu) <= headers {
+        return None;
+    }
+    Some(Offload {
+        needs_csum: true,
+        data_valid: false,
+        gso_type: GSO_TCPV4,
+        hdr_len: (tcp_at + tcp_len) as u16,
+        gso_size: inner_mtu - headers as u16,
+        csum_start: tcp_at as u16,
+        csum_offset: tcp::CHECKSUM_OFFSET as u16,
+        csum_lost: false,
+    })
+}
+
+/// `VIRTIO_NET_HDR_GSO_TCPV4`.
+const GSO_TCPV4: u8 = 1;
+
+/// Outer headers of a VXLAN frame over IPv4 without options: Ethernet 14,
+/// IPv4 20, UDP 8, VXLAN 8.
+const VXLAN_OVERHEAD: u32 = 50;
 
 impl PacketPort {
     /// Opens an AF_PACKET port on `iface` (in the calling thread's
@@ -176,92 +423,31 @@ impl PacketPort {
     pub fn open(iface: &str, id: PortId, filter: PacketFilter) -> Result<PacketPort, PacketError> {
         let ifindex = crate::netdev::ifindex(iface)
             .ok_or_else(|| PacketError::NoSuchInterface(iface.to_string()))?;
-        let fail = |step| {
-            let source = io::Error::last_os_error();
-            PacketError::Setup {
-                iface: iface.to_string(),
-                step,
-                source,
+        let mtu = crate::netdev::mtu(iface).unwrap_or(1500);
+        let max_frame = mtu + crate::wire::ETH_HDR as u32;
+        let (fd, hdr_len, tunnel) = match &filter {
+            PacketFilter::All => {
+                let (fd, hdr_len) = bound_socket(iface, ifindex, true, &[])?;
+                (fd, hdr_len, None)
+            }
+            PacketFilter::Owned {
+                ip, vxlan_ports, ..
+            } => {
+                let prog = owned_filter(*ip, vxlan_ports, max_frame, Share::Segments);
+                let (fd, hdr_len) = bound_socket(iface, ifindex, true, &prog)?;
+                let tunnel = if vxlan_ports.is_empty() {
+                    None
+                } else {
+                    let prog = owned_filter(*ip, vxlan_ports, max_frame, Share::Tunnel);
+                    Some(bound_socket(iface, ifindex, false, &prog)?.0)
+                };
+                (fd, hdr_len, tunnel)
             }
         };
-        let wrap = |step| {
-            move |source| PacketError::Setup {
-                iface: iface.to_string(),
-                step,
-                source,
-            }
-        };
-        // Protocol 0: nothing is queued before the filter is on and the
-        // socket is bound.
-        // SAFETY: socket(2) has no memory preconditions; the result is
-        // checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if raw < 0 {
-            return Err(fail("socket"));
-        }
-        // SAFETY: `raw` was just returned by socket(2) and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let s = fd.as_raw_fd();
-        let hdr_len =
-            match set_int(s, libc::SOL_PACKET, libc::PACKET_VNET_HDR_SZ, VNET_HDR_LEN as _) {
-                Ok(()) => VNET_HDR_LEN,
-                Err(_) => {
-                    set_int(s, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)
-                        .map_err(wrap("enabling PACKET_VNET_HDR"))?;
-                    10
-                }
-            };
-        set_int(s, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)
-            .map_err(wrap("setting PACKET_IGNORE_OUTGOING"))?;
-        set_int(s, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)
-            .map_err(wrap("setting PACKET_QDISC_BYPASS"))?;
-        for (force, plain) in [
-            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-        ] {
-            // FORCE needs CAP_NET_ADMIN; without it the plain option is
-            // capped by net.core.[rw]mem_max, which is still better than
-            // nothing.
-            if set_int(s, libc::SOL_SOCKET, force, SOCKET_BUFFER).is_err() {
-                set_int(s, libc::SOL_SOCKET, plain, SOCKET_BUFFER)
-                    .map_err(wrap("sizing the socket buffers"))?;
-            }
-        }
-        if let PacketFilter::Owned { ip, .. } = filter {
-            let mut prog = owned_filter(ip);
-            let fprog = libc::sock_fprog {
-                len: prog.len() as u16,
-                filter: prog.as_mut_ptr(),
-            };
-            set_opt(s, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
-                .map_err(wrap("attaching the socket filter"))?;
-        }
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = ETH_P_ALL_BE;
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: `addr` is a live sockaddr_ll and the length passed is its size.
-        let rc = unsafe {
-            libc::bind(
-                s,
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(fail("binding to the interface"));
-        }
         // SAFETY: packet_mreq is plain data; all-zero is a valid value.
         let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
         mreq.mr_ifindex = ifindex as i32;
-        match filter {
+        match &filter {
             PacketFilter::All => mreq.mr_type = libc::PACKET_MR_PROMISC as u16,
             PacketFilter::Owned { mac, .. } => {
                 mreq.mr_type = libc::PACKET_MR_UNICAST as u16;
@@ -270,13 +456,24 @@ impl PacketPort {
             }
         }
         // The kernel undoes the membership when the socket closes.
-        set_opt(s, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
-            .map_err(wrap("adding the switch's MAC to the interface"))?;
+        set_opt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            &mreq,
+        )
+        .map_err(|source| PacketError::Setup {
+            iface: iface.to_string(),
+            step: "adding the switch's MAC to the interface",
+            source,
+        })?;
         Ok(PacketPort {
             iface: iface.to_string(),
             id,
             fd,
             hdr_len,
+            tunnel,
+            inner_mtu: mtu.saturating_sub(VXLAN_OVERHEAD) as u16,
             counters: Arc::default(),
             spill: SpillRx::new(),
             rx_small: Vec::with_capacity(RX_BATCH),
@@ -292,21 +489,21 @@ impl PacketPort {
     pub fn vnet_hdr_len(&self) -> usize {
         self.hdr_len
     }
-}
 
-fn iov(base: *mut u8, len: usize) -> libc::iovec {
-    libc::iovec {
-        iov_base: base.cast(),
-        iov_len: len,
-    }
-}
-
-impl Port for PacketPort {
-    fn name(&self) -> &str {
-        &self.iface
-    }
-
-    fn rx_burst(&mut self, pool: &mut Pool, out: &mut Vec<Frame>, max: usize) -> usize {
+    /// Receives up to `max` frames from the segment socket, or from the
+    /// tunnel socket when `tunnel`.
+    fn rx_from(
+        &mut self,
+        tunnel: bool,
+        pool: &mut Pool,
+        out: &mut Vec<Frame>,
+        max: usize,
+    ) -> usize {
+        let (fd, hdr_len) = match (tunnel, &self.tunnel) {
+            (false, _) => (self.fd.as_raw_fd(), self.hdr_len),
+            (true, Some(t)) => (t.as_raw_fd(), 0),
+            (true, None) => return 0,
+        };
         let mut got = 0;
         while got < max {
             let want = (max - got).min(RX_BATCH);
@@ -334,7 +531,7 @@ impl Port for PacketPort {
                 let room = pool.room_mut(&mut self.rx_small[i]);
                 let small_len = room.len().min(CHUNK_DATA);
                 iovs[i] = [
-                    iov(hdrs[i].as_mut_ptr(), self.hdr_len),
+                    iov(hdrs[i].as_mut_ptr(), hdr_len),
                     iov(room.as_mut_ptr(), small_len),
                     iov(spill_ptr, spill_len),
                 ];
@@ -347,7 +544,7 @@ impl Port for PacketPort {
             // kernel writes at most that much into each.
             let rc = unsafe {
                 libc::recvmmsg(
-                    self.fd.as_raw_fd(),
+                    fd,
                     msgs.as_mut_ptr(),
                     n as u32,
                     libc::MSG_TRUNC,
@@ -356,8 +553,13 @@ impl Port for PacketPort {
             };
             let received = if rc < 0 {
                 let e = io::Error::last_os_error();
-                if !matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) {
-                    tracing::debug!(port = %self.iface, "recvmmsg: {e}");
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EINTR) => {}
+                    // A GSO type the virtio-net header cannot carry: the
+                    // kernel has dropped that frame.
+                    Some(libc::EINVAL) => self.counters.count_drop(DropReason::OffloadError),
+                    // ENETDOWN and the like: nothing to read now.
+                    _ => tracing::debug!(port = %self.iface, "recvmmsg: {e}"),
                 }
                 0
             } else {
@@ -371,12 +573,12 @@ impl Port for PacketPort {
                 }
                 let total = msgs[i].msg_len as usize;
                 let truncated = msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-                if total < self.hdr_len + crate::wire::ETH_HDR {
+                if total < hdr_len + crate::wire::ETH_HDR {
                     self.counters.count_drop(DropReason::Runt);
                     pool.free(frame);
                     continue;
                 }
-                let len = total - self.hdr_len;
+                let len = total - hdr_len;
                 let mut frame = match self.spill.settle(pool, frame, i, len, truncated) {
                     Ok(f) => f,
                     Err(reason) => {
@@ -384,8 +586,19 @@ impl Port for PacketPort {
                         continue;
                     }
                 };
+                frame.offload = if tunnel {
+                    match super_frame_offload(pool.data(&frame), self.inner_mtu) {
+                        Some(o) => o,
+                        None => {
+                            self.counters.count_drop(DropReason::OffloadError);
+                            pool.free(frame);
+                            continue;
+                        }
+                    }
+                } else {
+                    parse_vnet_hdr(&hdrs[i])
+                };
                 frame.in_port = self.id;
-                frame.offload = parse_vnet_hdr(&hdrs[i]);
                 self.counters.rx_packets.add(1);
                 self.counters.rx_bytes.add(len as u64);
                 out.push(frame);
@@ -396,6 +609,27 @@ impl Port for PacketPort {
                 break;
             }
         }
+        got
+    }
+}
+
+fn iov(base: *mut u8, len: usize) -> libc::iovec {
+    libc::iovec {
+        iov_base: base.cast(),
+        iov_len: len,
+    }
+}
+
+impl Port for PacketPort {
+    fn name(&self) -> &str {
+        &self.iface
+    }
+
+    fn rx_burst(&mut self, pool: &mut Pool, out: &mut Vec<Frame>, max: usize) -> usize {
+        let got = self.rx_from(false, pool, out, max);
+        let got = got + self.rx_from(true, pool, out, max - got);
+        // Spares are for the length of a burst (see `TapPort::rx_burst`).
+        self.spill.release(pool);
         got
     }
 
@@ -455,7 +689,13 @@ impl Port for PacketPort {
     }
 
     fn rx_fds(&self) -> Vec<RawFd> {
-        vec![self.fd.as_raw_fd()]
+        let mut fds = vec![self.fd.as_raw_fd()];
+        fds.extend(self.tunnel.as_ref().map(|t| t.as_raw_fd()));
+        fds
+    }
+
+    fn rx_costs_syscall(&self) -> bool {
+        true
     }
 
     fn accepts_offload(&self) -> bool {
@@ -483,27 +723,46 @@ mod tests {
     use super::*;
 
     /// Runs the filter over `frame` the way the kernel's cBPF interpreter
-    /// would for the few instructions it uses.
+    /// would for the instructions it uses.
     fn run(prog: &[libc::sock_filter], frame: &[u8]) -> u32 {
-        let mut a = 0u32;
+        let (mut a, mut x) = (0u32, 0u32);
         let mut pc = 0;
+        let load = |at: usize, n: usize| -> Option<u32> {
+            let b = frame.get(at..at + n)?;
+            Some(b.iter().fold(0u32, |v, b| v << 8 | u32::from(*b)))
+        };
         loop {
             let i = prog[pc];
             let k = i.k as usize;
-            match i.code as u32 {
-                c if c == libc::BPF_LD | libc::BPF_H | libc::BPF_ABS => {
-                    let Some(b) = frame.get(k..k + 2) else { return 0 };
-                    a = u16::from_be_bytes([b[0], b[1]]) as u32;
-                }
-                c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
-                    let Some(b) = frame.get(k..k + 4) else { return 0 };
-                    a = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                }
-                c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
-                    pc += if a == i.k { i.jt } else { i.jf } as usize;
-                }
-                c if c == libc::BPF_RET | libc::BPF_K => return i.k,
-                other => panic!("instruction {other:#x} not modelled"),
+            let c = u32::from(i.code);
+            use libc::*;
+            if c == BPF_LD | BPF_H | BPF_ABS {
+                let Some(v) = load(k, 2) else { return 0 };
+                a = v;
+            } else if c == BPF_LD | BPF_W | BPF_ABS {
+                let Some(v) = load(k, 4) else { return 0 };
+                a = v;
+            } else if c == BPF_LD | BPF_B | BPF_ABS {
+                let Some(v) = load(k, 1) else { return 0 };
+                a = v;
+            } else if c == BPF_LD | BPF_H | BPF_IND {
+                let Some(v) = load(x as usize + k, 2) else {
+                    return 0;
+                };
+                a = v;
+            } else if c == BPF_LD | BPF_W | BPF_LEN {
+                a = frame.len() as u32;
+            } else if c == BPF_LDX | BPF_B | BPF_MSH {
+                let Some(v) = load(k, 1) else { return 0 };
+                x = (v & 0xf) * 4;
+            } else if c == BPF_JMP | BPF_JEQ | BPF_K {
+                pc += if a == i.k { i.jt } else { i.jf } as usize;
+            } else if c == BPF_JMP | BPF_JGT | BPF_K {
+                pc += if a > i.k { i.jt } else { i.jf } as usize;
+            } else if c == BPF_RET | BPF_K {
+                return i.k;
+            } else {
+                panic!("instruction {c:#x} not modelled");
             }
             pc += 1;
         }
@@ -512,13 +771,25 @@ mod tests {
     fn frame(ethertype: u16, at: usize, addr: [u8; 4]) -> Vec<u8> {
         let mut f = vec![0u8; 60];
         f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        f[14] = 0x45;
         f[at..at + 4].copy_from_slice(&addr);
         f
     }
 
+    /// A UDP frame to 10.99.0.2:`port` of `len` bytes.
+    fn udp(port: u16, len: usize) -> Vec<u8> {
+        let mut f = frame(0x0800, 30, [10, 99, 0, 2]);
+        f.resize(len, 0);
+        f[14 + 9] = 17;
+        f[14 + 20 + 2..14 + 20 + 4].copy_from_slice(&port.to_be_bytes());
+        f
+    }
+
+    const IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+
     #[test]
     fn the_filter_takes_arp_and_ipv4_for_the_switch_and_nothing_else() {
-        let prog = owned_filter(Ipv4Addr::new(10, 99, 0, 2));
+        let prog = owned_filter(IP, &[], 1514, Share::Segments);
         let ours = [10, 99, 0, 2];
         let host = [10, 99, 0, 3];
         assert_eq!(run(&prog, &frame(0x0806, 38, ours)), u32::MAX);
@@ -530,6 +801,58 @@ mod tests {
         assert_eq!(run(&prog, &frame(0x0800, 26, ours)), 0);
         // A runt is refused, not read past its end.
         assert_eq!(run(&prog, &frame(0x0800, 30, ours)[..20]), 0);
+    }
+
+    #[test]
+    fn vxlan_super_frames_go_to_the_tunnel_socket_and_everything_else_stays() {
+        let seg = owned_filter(IP, &[4789, 8472], 1514, Share::Segments);
+        let tun = owned_filter(IP, &[4789, 8472], 1514, Share::Tunnel);
+        for (f, super_frame) in [
+            (udp(4789, 20_000), true),
+            (udp(8472, 1515), true),
+            (udp(4789, 1514), false),
+            (udp(53, 20_000), false),
+            (frame(0x0806, 38, [10, 99, 0, 2]), false),
+        ] {
+            let (s, t) = (run(&seg, &f), run(&tun, &f));
+            assert_eq!(
+                (s, t),
+                if super_frame {
+                    (0, u32::MAX)
+                } else {
+                    (u32::MAX, 0)
+                },
+                "frame of {} bytes",
+                f.len()
+            );
+        }
+        // Not ours at all: neither takes it.
+        let mut other = udp(4789, 20_000);
+        other[33] = 3;
+        assert_eq!((run(&seg, &other), run(&tun, &other)), (0, 0));
+    }
+
+    #[test]
+    fn a_super_frame_is_cut_at_the_overlay_mss() {
+        // Outer Ethernet, IPv4, UDP, VXLAN; inner Ethernet, IPv4, TCP with
+        // 12 bytes of options (timestamps), as Linux sends them.
+        let mut f = vec![0u8; 14 + 20 + 16 + 14 + 20 + 32 + 1000];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        let inner = 14 + 20 + 16;
+        f[inner + 12..inner + 14].copy_from_slice(&[0x08, 0x00]);
+        f[inner + 14] = 0x45;
+        f[inner + 14 + 9] = 6;
+        f[inner + 14 + 20 + 12] = 8 << 4;
+        let o = super_frame_offload(&f, 1450).unwrap();
+        assert_eq!(o.gso_size, 1450 - 20 - 32, "the sender's MSS");
+        assert_eq!(o.csum_start as usize, inner + 14 + 20);
+        assert_eq!(o.hdr_len as usize, inner + 14 + 20 + 32);
+        assert!(o.needs_csum && o.gso_type == GSO_TCPV4);
+        // UDP inside: not something a super-frame carries here.
+        f[inner + 14 + 9] = 17;
+        assert!(super_frame_offload(&f, 1450).is_none());
+        assert!(super_frame_offload(&f[..40], 1450).is_none());
     }
 
     #[test]

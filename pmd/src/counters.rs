@@ -138,6 +138,13 @@ pub struct PortCounters {
     pub tx_bytes: Counter,
     /// Frames dropped, by reason (received here or meant to leave here).
     pub drops: [Counter; DropReason::COUNT],
+    /// Frames that left merged into larger TCP segments (software GRO,
+    /// [`crate::gro`]).
+    pub gro_merged: Counter,
+    /// The segments software GRO built out of them.
+    pub gro_segments: Counter,
+    /// Frames that left unmerged because no large buffer was free.
+    pub gro_no_buffer: Counter,
 }
 
 impl PortCounters {
@@ -160,6 +167,9 @@ impl PortCounters {
             tx_packets: self.tx_packets.get(),
             tx_bytes: self.tx_bytes.get(),
             drops: DropReason::ALL.map(|r| self.drops[r as usize].get()),
+            gro_merged: self.gro_merged.get(),
+            gro_segments: self.gro_segments.get(),
+            gro_no_buffer: self.gro_no_buffer.get(),
         }
     }
 }
@@ -177,6 +187,12 @@ pub struct CounterSnapshot {
     pub tx_bytes: u64,
     /// Drops by reason, in [`DropReason::ALL`] order.
     pub drops: [u64; DropReason::COUNT],
+    /// Frames merged by software GRO.
+    pub gro_merged: u64,
+    /// Segments built by software GRO.
+    pub gro_segments: u64,
+    /// Frames left unmerged for want of a large buffer.
+    pub gro_no_buffer: u64,
 }
 
 impl CounterSnapshot {

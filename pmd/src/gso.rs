@@ -17,7 +17,10 @@ use crate::counters::{DropReason, PortCounters};
 use crate::frame::{Frame, Offload};
 use crate::pool::{Pool, CHUNK_DATA};
 use crate::wire::checksum::{self, finish_l4, pseudo_header_v4, pseudo_header_v6};
-use crate::wire::{field, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HDR, IPPROTO_TCP};
+use crate::wire::tcp::{self, flags, TcpPacket};
+use crate::wire::{
+    ipv6, EthernetFrame, Ipv4Packet, Ipv6Packet, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_TCP,
+};
 
 /// `VIRTIO_NET_HDR_GSO_*` values of [`Offload::gso_type`].
 pub mod gso_type {
@@ -54,101 +57,74 @@ impl GsoError {
     }
 }
 
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
-
-/// Where a TCP frame's headers are.
+/// Where a TCP frame's headers are (shared with [`crate::gro`], which
+/// merges what this module cuts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct TcpLayout {
-    l3: usize,
-    l4: usize,
+pub(crate) struct TcpLayout {
+    pub(crate) l3: usize,
+    pub(crate) l4: usize,
     /// Length of all headers (Ethernet to the end of the TCP options).
-    hdr: usize,
+    pub(crate) hdr: usize,
     /// End of the IP packet (anything after it is Ethernet padding).
-    end: usize,
-    v6: bool,
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+    pub(crate) end: usize,
+    pub(crate) v6: bool,
 }
 
 /// Parses Ethernet (one optional VLAN tag), IPv4 or IPv6 (no extension
 /// headers) and TCP, checking every length against the frame.
-fn parse_tcp(p: &[u8]) -> Result<TcpLayout, GsoError> {
+pub(crate) fn parse_tcp(p: &[u8]) -> Result<TcpLayout, GsoError> {
     use GsoError::Malformed;
-    let mut l3 = ETH_HDR;
-    let mut ethertype = be16(p, field::ETHERTYPE).ok_or(Malformed)?;
-    if ethertype == ETHERTYPE_VLAN {
-        ethertype = be16(p, field::VLAN_ETHERTYPE).ok_or(Malformed)?;
-        l3 += 4;
-    }
+    let eth = EthernetFrame::new_checked(p).map_err(|_| Malformed)?;
+    let (ethertype, l3) = eth.l3_ethertype().ok_or(Malformed)?;
     let (l4, end, v6) = match ethertype {
         ETHERTYPE_IPV4 => {
-            let ip = p.get(l3..).ok_or(Malformed)?;
-            let vihl = *ip.first().ok_or(Malformed)?;
-            let ihl = (vihl & 0x0f) as usize * 4;
-            if vihl >> 4 != 4 || ihl < 20 || ip.len() < ihl {
-                return Err(Malformed);
-            }
-            let tot_len = be16(ip, field::IPV4_TOT_LEN).ok_or(Malformed)? as usize;
-            let frag = be16(ip, field::IPV4_FRAG).ok_or(Malformed)?;
+            let ip = Ipv4Packet::new_checked(&p[l3..]).map_err(|_| Malformed)?;
+            let ihl = ip.header_len();
+            let tot_len = ip.total_len() as usize;
             // A fragment (MF set or an offset) cannot be a TCP segment to cut.
-            if ip[field::IPV4_PROTO] != IPPROTO_TCP || frag & 0x3fff != 0 {
+            if ip.version() != 4 || ip.protocol() != IPPROTO_TCP || ip.is_fragment() {
                 return Err(Malformed);
             }
-            if tot_len < ihl || tot_len > ip.len() {
+            if tot_len < ihl || l3 + tot_len > p.len() {
                 return Err(Malformed);
             }
             (l3 + ihl, l3 + tot_len, false)
         }
         ETHERTYPE_IPV6 => {
-            let ip = p.get(l3..).ok_or(Malformed)?;
-            if ip.len() < field::IPV6_HDR || ip[0] >> 4 != 6 {
-                return Err(Malformed);
-            }
+            let ip = Ipv6Packet::new_checked(&p[l3..]).map_err(|_| Malformed)?;
             // Extension headers are not walked: the kernel's own TSO
             // frames from a TAP carry none.
-            if ip[field::IPV6_NEXT_HDR] != IPPROTO_TCP {
+            if ip.version() != 6 || ip.next_header() != IPPROTO_TCP {
                 return Err(Malformed);
             }
-            let payload = be16(ip, field::IPV6_PAYLOAD_LEN).ok_or(Malformed)? as usize;
+            let payload = ip.payload_len() as usize;
+            let end = l3 + ipv6::HEADER_LEN + payload;
             // Zero is a jumbogram (BIG TCP): not supported.
-            if payload == 0 || field::IPV6_HDR + payload > ip.len() {
+            if payload == 0 || end > p.len() {
                 return Err(Malformed);
             }
-            (l3 + field::IPV6_HDR, l3 + field::IPV6_HDR + payload, true)
+            (l3 + ipv6::HEADER_LEN, end, true)
         }
         _ => return Err(Malformed),
     };
-    let doff = (*p.get(l4 + field::TCP_DOFF).ok_or(Malformed)? >> 4) as usize * 4;
-    if doff < field::TCP_MIN_HDR || l4 + doff > end {
-        return Err(Malformed);
-    }
+    let tcp = TcpPacket::new_checked(&p[l4..end]).map_err(|_| Malformed)?;
     Ok(TcpLayout {
         l3,
         l4,
-        hdr: l4 + doff,
+        hdr: l4 + tcp.header_len(),
         end,
         v6,
     })
 }
 
 /// Sum of the pseudo-header of the packet whose IP header starts at `l3`.
-fn pseudo(p: &[u8], lay: &TcpLayout, l4_len: usize) -> u32 {
-    let ip = &p[lay.l3..];
+pub(crate) fn pseudo(p: &[u8], lay: &TcpLayout, l4_len: usize) -> u32 {
     if lay.v6 {
-        let mut src = [0u8; 16];
-        let mut dst = [0u8; 16];
-        src.copy_from_slice(&ip[field::IPV6_SRC..field::IPV6_SRC + 16]);
-        dst.copy_from_slice(&ip[field::IPV6_DST..field::IPV6_DST + 16]);
-        pseudo_header_v6(&src, &dst, IPPROTO_TCP, l4_len as u32)
+        let ip = Ipv6Packet::new_unchecked(&p[lay.l3..]);
+        pseudo_header_v6(&ip.src_addr(), &ip.dst_addr(), IPPROTO_TCP, l4_len as u32)
     } else {
-        let mut src = [0u8; 4];
-        let mut dst = [0u8; 4];
-        src.copy_from_slice(&ip[field::IPV4_SRC..field::IPV4_SRC + 4]);
-        dst.copy_from_slice(&ip[field::IPV4_DST..field::IPV4_DST + 4]);
+        let ip = Ipv4Packet::new_unchecked(&p[lay.l3..]);
+        let (src, dst) = (ip.src_addr().octets(), ip.dst_addr().octets());
         pseudo_header_v4(src, dst, IPPROTO_TCP, l4_len as u16)
     }
 }
@@ -177,7 +153,7 @@ fn check_gso(off: &Offload, lay: &TcpLayout, len: usize) -> Result<(), GsoError>
         _ => false,
     };
     let csum_ok = !off.needs_csum
-        || (off.csum_start as usize == lay.l4 && off.csum_offset as usize == field::TCP_CHECK);
+        || (off.csum_start as usize == lay.l4 && off.csum_offset as usize == tcp::CHECKSUM_OFFSET);
     // hdr_len is skb_headlen in Linux: at least the headers, at most the frame.
     let hdr_ok =
         off.hdr_len == 0 || (off.hdr_len as usize >= lay.hdr && off.hdr_len as usize <= len);
@@ -238,7 +214,7 @@ pub fn segment_tcp(pool: &mut Pool, frame: &Frame, out: &mut Vec<Frame>) -> Resu
 }
 
 /// Copies `src_range` of `from`'s packet to offset `to_off` of `to`'s room.
-fn copy_into(
+pub(crate) fn copy_into(
     pool: &mut Pool,
     from: &Frame,
     to: &mut Frame,
@@ -259,43 +235,28 @@ fn copy_into(
 fn fix_segment(s: &mut [u8], lay: &TcpLayout, i: usize, n: usize, mss: usize) {
     let l4_len = s.len() - lay.l4;
     if lay.v6 {
-        let pl = (s.len() - lay.l3 - field::IPV6_HDR) as u16;
-        let at = lay.l3 + field::IPV6_PAYLOAD_LEN;
-        s[at..at + 2].copy_from_slice(&pl.to_be_bytes());
+        let pl = (s.len() - lay.l3 - ipv6::HEADER_LEN) as u16;
+        Ipv6Packet::new_unchecked(&mut s[lay.l3..]).set_payload_len(pl);
     } else {
-        let ip = &mut s[lay.l3..lay.l4];
-        let tot = (lay.l4 - lay.l3 + l4_len) as u16;
-        ip[field::IPV4_TOT_LEN..field::IPV4_TOT_LEN + 2].copy_from_slice(&tot.to_be_bytes());
-        let id = u16::from_be_bytes([ip[field::IPV4_ID], ip[field::IPV4_ID + 1]]);
-        ip[field::IPV4_ID..field::IPV4_ID + 2]
-            .copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
-        ip[field::IPV4_CHECK..field::IPV4_CHECK + 2].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(ip);
-        ip[field::IPV4_CHECK..field::IPV4_CHECK + 2].copy_from_slice(&c.to_be_bytes());
+        let mut ip = Ipv4Packet::new_unchecked(&mut s[lay.l3..lay.l4]);
+        ip.set_total_len((lay.l4 - lay.l3 + l4_len) as u16);
+        ip.set_ident(ip.ident().wrapping_add(i as u16));
+        ip.fill_checksum();
     }
-    let tcp = lay.l4;
-    let seq = u32::from_be_bytes([
-        s[tcp + field::TCP_SEQ],
-        s[tcp + field::TCP_SEQ + 1],
-        s[tcp + field::TCP_SEQ + 2],
-        s[tcp + field::TCP_SEQ + 3],
-    ]);
-    let seq = seq.wrapping_add((i * mss) as u32);
-    s[tcp + field::TCP_SEQ..tcp + field::TCP_SEQ + 4].copy_from_slice(&seq.to_be_bytes());
-    let mut flags = s[tcp + field::TCP_FLAGS];
+    let acc = pseudo(s, lay, l4_len);
+    let mut tcp = TcpPacket::new_unchecked(&mut s[lay.l4..]);
+    tcp.set_seq_number(tcp.seq_number().wrapping_add((i * mss) as u32));
+    let mut f = tcp.flags();
     if i + 1 < n {
-        flags &= !(TCP_FIN | TCP_PSH);
+        f &= !(flags::FIN | flags::PSH);
     }
     // CWR only on the first segment, as tcp_gso_segment does (RFC 3168
     // section 6.1.2: CWR is set on the first new data after a reduction).
     if i > 0 {
-        flags &= !TCP_CWR;
+        f &= !flags::CWR;
     }
-    s[tcp + field::TCP_FLAGS] = flags;
-    let check = tcp + field::TCP_CHECK;
-    s[check..check + 2].copy_from_slice(&[0, 0]);
-    let acc = checksum::sum(pseudo(s, lay, l4_len), &s[tcp..]);
-    s[check..check + 2].copy_from_slice(&finish_l4(acc).to_be_bytes());
+    tcp.set_flags(f);
+    tcp.fill_checksum(acc);
 }
 
 /// Finishes one frame that needs no new buffers: a pending checksum, or a
@@ -316,10 +277,7 @@ fn finish_in_place(pool: &mut Pool, frame: &mut Frame) -> Result<bool, GsoError>
             let len = lay.end - lay.l4;
             let acc = pseudo(p, &lay, len);
             let p = pool.data_mut(frame);
-            p[lay.l4 + field::TCP_CHECK..lay.l4 + field::TCP_CHECK + 2].copy_from_slice(&[0, 0]);
-            let c = finish_l4(checksum::sum(acc, &p[lay.l4..lay.end]));
-            p[lay.l4 + field::TCP_CHECK..lay.l4 + field::TCP_CHECK + 2]
-                .copy_from_slice(&c.to_be_bytes());
+            TcpPacket::new_unchecked(&mut p[lay.l4..lay.end]).fill_checksum(acc);
         }
     }
     if off.needs_csum {
@@ -372,6 +330,7 @@ pub fn complete_burst(pool: &mut Pool, frames: &mut Vec<Frame>, counters: &PortC
 mod tests {
     use super::*;
     use crate::pool::PoolConfig;
+    use crate::wire::ETH_HDR;
     use proptest::prelude::*;
     use smoltcp::wire::{
         EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket,
@@ -512,9 +471,9 @@ mod tests {
             let expect = if last {
                 flags
             } else {
-                flags & !(TCP_FIN | TCP_PSH)
+                flags & !(flags::FIN | flags::PSH)
             };
-            let expect = if i > 0 { expect & !TCP_CWR } else { expect };
+            let expect = if i > 0 { expect & !flags::CWR } else { expect };
             assert_eq!(fl, expect, "flags of segment {i}");
             if !v6 {
                 let id = u16::from_be_bytes([b[18], b[19]]);

@@ -10,6 +10,7 @@ pub mod afpacket;
 pub mod afxdp;
 pub mod counters;
 pub mod frame;
+pub mod gro;
 pub mod gso;
 pub mod memport;
 pub mod meta;

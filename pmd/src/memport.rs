@@ -23,6 +23,7 @@ pub struct MemPort {
     from_switch: Arc<ArrayQueue<Vec<u8>>>,
     spare: Arc<ArrayQueue<Vec<u8>>>,
     counters: Arc<PortCounters>,
+    offload: bool,
 }
 
 /// The outside end of an in-memory link: what a "cable" would carry.
@@ -49,6 +50,7 @@ pub fn mem_link(name: &str, id: PortId, depth: usize) -> (MemPort, MemPeer) {
             from_switch: from_switch.clone(),
             spare: spare.clone(),
             counters: Arc::default(),
+            offload: false,
         },
         MemPeer {
             to_switch,
@@ -90,6 +92,15 @@ impl MemPeer {
     /// Frames waiting to enter the switch.
     pub fn pending(&self) -> usize {
         self.to_switch.len()
+    }
+}
+
+impl MemPort {
+    /// Makes the port take frames with pending checksums and GSO segments,
+    /// as a TAP with vnet headers does (see [`Port::accepts_offload`]).
+    pub fn with_offload(mut self) -> MemPort {
+        self.offload = true;
+        self
     }
 }
 
@@ -141,5 +152,9 @@ impl Port for MemPort {
 
     fn rx_fds(&self) -> Vec<RawFd> {
         Vec::new()
+    }
+
+    fn accepts_offload(&self) -> bool {
+        self.offload
     }
 }

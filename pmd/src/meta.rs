@@ -6,7 +6,9 @@
 //! no later accessor can read past the frame.
 
 use crate::counters::DropReason;
-use crate::wire::{self, MacAddr};
+use crate::wire::{
+    self, icmpv4, ipv4, ipv6, tcp, udp, ArpPacket, EthernetFrame, Ipv4Packet, MacAddr,
+};
 
 /// Offsets and fields of a parsed frame.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,24 +41,14 @@ pub struct PacketMeta {
 /// Errors are the drop reason to count: a runt, an 802.3 length field in
 /// place of an EtherType, or an IPv4/ARP header shorter than it claims.
 pub fn parse(frame: &[u8]) -> Result<PacketMeta, DropReason> {
-    if frame.len() < wire::ETH_HDR {
-        return Err(DropReason::Runt);
-    }
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Runt)?;
     let mut meta = PacketMeta {
-        dst_mac: MacAddr::from_slice(&frame[0..6]),
-        src_mac: MacAddr::from_slice(&frame[6..12]),
+        dst_mac: eth.dst_addr(),
+        src_mac: eth.src_addr(),
         frame_len: frame.len() as u32,
         ..PacketMeta::default()
     };
-    let mut ethertype = u16::from_be_bytes([frame[12], frame[13]]);
-    let mut l3 = wire::ETH_HDR;
-    if ethertype == wire::ETHERTYPE_VLAN {
-        if frame.len() < l3 + 4 {
-            return Err(DropReason::Runt);
-        }
-        ethertype = u16::from_be_bytes([frame[16], frame[17]]);
-        l3 += 4;
-    }
+    let (ethertype, l3) = eth.l3_ethertype().ok_or(DropReason::Runt)?;
     // Values below 0x0600 are 802.3 lengths (LLC frames): containers do not
     // speak them and a switch for IP containers does not carry them.
     if ethertype < 0x0600 {
@@ -67,44 +59,49 @@ pub fn parse(frame: &[u8]) -> Result<PacketMeta, DropReason> {
     match ethertype {
         wire::ETHERTYPE_IPV4 => parse_ipv4(frame, l3, &mut meta)?,
         wire::ETHERTYPE_ARP => {
-            // htype(2) ptype(2) hlen(1) plen(1) op(2) sha(6) spa(4) tha(6) tpa(4)
-            let arp = frame.get(l3..l3 + 28).ok_or(DropReason::Truncated)?;
-            if arp[4] != 6 || arp[5] != 4 {
+            let arp = ArpPacket::new_checked(&frame[l3..]).map_err(|_| DropReason::Truncated)?;
+            if arp.hardware_len() != 6 || arp.protocol_len() != 4 {
                 return Err(DropReason::Malformed);
             }
         }
-        wire::ETHERTYPE_IPV6 if frame.len() < l3 + 40 => return Err(DropReason::Truncated),
+        wire::ETHERTYPE_IPV6 if frame.len() < l3 + ipv6::HEADER_LEN => {
+            return Err(DropReason::Truncated)
+        }
         _ => {}
     }
     Ok(meta)
 }
 
 fn parse_ipv4(frame: &[u8], l3: usize, meta: &mut PacketMeta) -> Result<(), DropReason> {
-    let ip = frame.get(l3..l3 + 20).ok_or(DropReason::Truncated)?;
-    if ip[0] >> 4 != 4 {
+    // The view spans exactly the fixed header, so its fixed fields need
+    // no further bounds checks; the stated lengths are checked here.
+    let ip = frame
+        .get(l3..l3 + ipv4::HEADER_LEN)
+        .ok_or(DropReason::Truncated)?;
+    let ip = Ipv4Packet::new_unchecked(ip);
+    if ip.version() != 4 {
         return Err(DropReason::Malformed);
     }
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    if ihl < 20 {
+    let ihl = ip.header_len();
+    if ihl < ipv4::HEADER_LEN {
         return Err(DropReason::Malformed);
     }
-    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let total = ip.total_len() as usize;
     if total < ihl || l3 + total > frame.len() {
         return Err(DropReason::Truncated);
     }
-    meta.ip_proto = ip[9];
-    meta.ip_src.copy_from_slice(&ip[12..16]);
-    meta.ip_dst.copy_from_slice(&ip[16..20]);
-    let frag = u16::from_be_bytes([ip[6], ip[7]]);
-    meta.later_fragment = frag & 0x1fff != 0;
+    meta.ip_proto = ip.protocol();
+    meta.ip_src = ip.src_addr().octets();
+    meta.ip_dst = ip.dst_addr().octets();
+    meta.later_fragment = ip.frag_offset() != 0;
     meta.l4_off = (l3 + ihl) as u16;
     meta.frame_len = (l3 + total) as u32;
     if !meta.later_fragment {
         let l4_len = total - ihl;
         let need = match meta.ip_proto {
-            wire::IPPROTO_TCP => 20,
-            wire::IPPROTO_UDP => 8,
-            wire::IPPROTO_ICMP => 8,
+            wire::IPPROTO_TCP => tcp::HEADER_LEN,
+            wire::IPPROTO_UDP => udp::HEADER_LEN,
+            wire::IPPROTO_ICMP => icmpv4::HEADER_LEN,
             _ => 0,
         };
         if l4_len < need {

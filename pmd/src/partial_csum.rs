@@ -22,7 +22,10 @@ use crate::frame::{Frame, Offload};
 use crate::meta::PacketMeta;
 use crate::pool::Pool;
 use crate::wire::checksum::{fold, pseudo_header_v6};
-use crate::wire::{field, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_TCP, IPPROTO_UDP};
+use crate::wire::{
+    ipv4, ipv6, tcp, udp, Ipv4Packet, Ipv6Packet, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_TCP,
+    IPPROTO_UDP,
+};
 
 /// Looks at a frame from a port that lost the checksum state (`off.csum_lost`)
 /// and records a partial TCP/UDP checksum as `needs_csum`. `meta` is the
@@ -64,8 +67,8 @@ pub fn resolve_frame(pool: &Pool, frame: &mut Frame, meta: &PacketMeta) {
 #[inline]
 fn matches_seed(packet: &[u8], proto: u8, l4: usize, seed: u16) -> Option<(u16, u16)> {
     let offset = match proto {
-        IPPROTO_TCP => field::TCP_CHECK,
-        IPPROTO_UDP => field::UDP_CHECK,
+        IPPROTO_TCP => tcp::CHECKSUM_OFFSET,
+        IPPROTO_UDP => udp::CHECKSUM_OFFSET,
         _ => return None,
     };
     let at = l4 + offset;
@@ -78,12 +81,11 @@ fn seed_v4(packet: &[u8], meta: &PacketMeta) -> Option<(u16, u16)> {
         return None;
     }
     let l3 = meta.l3_off as usize;
-    let ip = packet.get(l3..l3 + 20)?;
-    let frag = u16::from_be_bytes([ip[field::IPV4_FRAG], ip[field::IPV4_FRAG + 1]]);
-    if frag & field::IPV4_MF != 0 {
+    let ip = Ipv4Packet::new_unchecked(packet.get(l3..l3 + ipv4::HEADER_LEN)?);
+    if ip.more_frags() {
         return None;
     }
-    let total = u16::from_be_bytes([ip[field::IPV4_TOT_LEN], ip[field::IPV4_TOT_LEN + 1]]);
+    let total = ip.total_len();
     let l4 = meta.l4_off as usize;
     let l4_len = total.checked_sub((l4 - l3) as u16)?;
     // The four address halves summed as integers: `pseudo_header_v4`
@@ -98,18 +100,14 @@ fn seed_v4(packet: &[u8], meta: &PacketMeta) -> Option<(u16, u16)> {
 }
 
 fn seed_v6(packet: &[u8], l3: usize) -> Option<(u16, u16)> {
-    let ip = packet.get(l3..l3 + field::IPV6_HDR)?;
-    let proto = ip[field::IPV6_NEXT_HDR];
+    let ip = Ipv6Packet::new_checked(packet.get(l3..)?).ok()?;
+    let proto = ip.next_header();
     if !matches!(proto, IPPROTO_TCP | IPPROTO_UDP) {
         return None;
     }
-    let len = u16::from_be_bytes([ip[field::IPV6_PAYLOAD_LEN], ip[field::IPV6_PAYLOAD_LEN + 1]]);
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src.copy_from_slice(&ip[field::IPV6_SRC..field::IPV6_SRC + 16]);
-    dst.copy_from_slice(&ip[field::IPV6_DST..field::IPV6_DST + 16]);
-    let seed = fold(pseudo_header_v6(&src, &dst, proto, len as u32));
-    matches_seed(packet, proto, l3 + field::IPV6_HDR, seed)
+    let len = ip.payload_len() as u32;
+    let seed = fold(pseudo_header_v6(&ip.src_addr(), &ip.dst_addr(), proto, len));
+    matches_seed(packet, proto, l3 + ipv6::HEADER_LEN, seed)
 }
 
 #[cfg(test)]

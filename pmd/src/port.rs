@@ -45,6 +45,15 @@ pub trait Port: Send {
     /// steps instead of sleeping on readiness). Asked once, at thread start.
     fn rx_fds(&self) -> Vec<RawFd>;
 
+    /// True when looking for frames costs a system call (a TAP's read, an
+    /// AF_PACKET socket's recvmmsg), so the thread reads the port only when
+    /// its fds reported readiness or its last read found frames, instead of
+    /// a failing call per idle port per poll. Ports with rings in memory
+    /// (AF_XDP) answer false: looking at a ring is cheaper than asking.
+    fn rx_costs_syscall(&self) -> bool {
+        false
+    }
+
     /// True when the port takes frames with pending checksums and GSO
     /// segments as they are (a TAP with vnet headers); false when the
     /// switch must finish them in software first (see [`crate::gso`]).

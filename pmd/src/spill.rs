@@ -8,6 +8,8 @@
 //! packet then needs only its first chunk's worth copied (see
 //! [`SpillRx::settle`]). Without a spare, the tail lands in a scratch buffer
 //! and the packet is dropped for want of a buffer, so the queue still moves.
+//! Ports take spares for one burst and give them back after it, so a
+//! thread's large buffers serve frames in flight, whatever its port count.
 
 use crate::counters::DropReason;
 use crate::frame::Frame;

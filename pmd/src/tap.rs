@@ -263,8 +263,8 @@ pub struct TapPort {
     fd: OwnedFd,
     vnet_hdr: bool,
     counters: Arc<PortCounters>,
-    /// A large frame kept ready so the tail of a GSO frame is read straight
-    /// into it; given back to the pool by `release`.
+    /// A large frame taken for the length of a burst, so the tail of a GSO
+    /// frame is read straight into it.
     spill: SpillRx<1>,
 }
 
@@ -508,6 +508,10 @@ impl Port for TapPort {
             out.push(frame);
             n += 1;
         }
+        // Large buffers are for frames in flight, not for idle ports: a
+        // thread with more TAPs than large buffers would otherwise starve
+        // the last ones of any GSO segment.
+        self.spill.release(pool);
         n
     }
 
@@ -550,6 +554,10 @@ impl Port for TapPort {
 
     fn rx_fds(&self) -> Vec<RawFd> {
         vec![self.fd.as_raw_fd()]
+    }
+
+    fn rx_costs_syscall(&self) -> bool {
+        true
     }
 
     fn accepts_offload(&self) -> bool {

@@ -33,6 +33,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::counters::{DropReason, PortCounters};
 use crate::frame::Frame;
+use crate::gro::Gro;
 use crate::gso;
 use crate::pool::Pool;
 use crate::port::{Port, PortId, MAX_BURST};
@@ -269,6 +270,7 @@ impl Engine {
                 poll,
                 stop: stop.clone(),
                 tx: TxQueues::new(&ports),
+                gro: Gro::new(),
                 epoch,
             };
             handles.push(
@@ -309,6 +311,16 @@ impl Engine {
 
 const WAKE_TOKEN: Token = Token(usize::MAX);
 
+/// Marks the ports whose fds reported readiness (a port's token is its
+/// index).
+fn mark_ready(events: &Events, ready: &mut [bool]) {
+    for e in events.iter() {
+        if let Some(r) = ready.get_mut(e.token().0) {
+            *r = true;
+        }
+    }
+}
+
 /// Consecutive empty polls before a busy thread yields the core.
 const YIELD_AFTER: u32 = 8;
 
@@ -318,7 +330,27 @@ struct Runner {
     poll: Poll,
     stop: Arc<AtomicBool>,
     tx: TxQueues,
+    gro: Gro,
     epoch: Instant,
+}
+
+/// Readies a burst for `port`'s `tx_burst`: a port with offloads gets TCP
+/// frames merged into segments (software GRO), a port without gets
+/// pending checksums and segments finished in software (GSO). Failures are
+/// counted on `counters`, the port's own.
+#[inline]
+pub fn prepare_tx(
+    port: &dyn Port,
+    pool: &mut Pool,
+    frames: &mut Vec<Frame>,
+    counters: &PortCounters,
+    gro: &mut Gro,
+) {
+    if port.accepts_offload() {
+        gro.merge_burst(pool, frames, counters);
+    } else {
+        gso::complete_burst(pool, frames, counters);
+    }
 }
 
 impl Runner {
@@ -341,6 +373,17 @@ impl Runner {
                 }
             }
         }
+        // Ports read only when ready (see `Port::rx_costs_syscall`); every
+        // port starts ready so nothing queued before the start waits.
+        let by_readiness: Vec<bool> = self
+            .th
+            .ports
+            .iter()
+            .zip(&fds)
+            .map(|((_, p), f)| p.rx_costs_syscall() && !f.is_empty())
+            .collect();
+        let any_by_readiness = by_readiness.iter().any(|b| *b);
+        let mut ready = vec![true; self.th.ports.len()];
         let mut events = Events::with_capacity(64);
         let mut burst: Vec<Frame> = Vec::with_capacity(MAX_BURST);
         let mut report = ThreadReport::default();
@@ -358,10 +401,22 @@ impl Runner {
             }
             let now_ns = (now - self.epoch).as_nanos() as u64;
             got = 0;
+            if any_by_readiness {
+                // One epoll_wait instead of a failing read per idle port.
+                let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
+                mark_ready(&events, &mut ready);
+            }
             for i in 0..self.th.ports.len() {
                 let (_, port) = &mut self.th.ports[i];
                 port.maintain(&mut self.th.pool);
+                if by_readiness[i] && !ready[i] {
+                    continue;
+                }
                 let n = port.rx_burst(&mut self.th.pool, &mut burst, MAX_BURST);
+                // The fds are edge-triggered: a port that gave frames is read
+                // again until a read finds none; then the next arrival
+                // reports it.
+                ready[i] = n > 0;
                 if n == 0 {
                     continue;
                 }
@@ -410,6 +465,7 @@ impl Runner {
                         Duration::from_micros(200)
                     };
                     let _ = self.poll.poll(&mut events, Some(timeout));
+                    mark_ready(&events, &mut ready);
                     // After a sleep the cached clock is old: read it again.
                     now = Instant::now();
                     if !events.is_empty() {
@@ -441,16 +497,20 @@ impl Runner {
         report
     }
 
-    /// Transmits every queued frame, after software offload completion
-    /// where the port needs it. Queue `i` is port `i` of this thread.
+    /// Transmits every queued frame, after [`prepare_tx`]. Queue `i` is
+    /// port `i` of this thread.
     fn flush(&mut self) {
         let mut dirty = std::mem::take(&mut self.tx.dirty);
         for i in dirty.iter().map(|i| *i as usize) {
             let mut frames = std::mem::take(&mut self.tx.queues[i]);
             let port = &mut self.th.ports[i].1;
-            if !port.accepts_offload() {
-                gso::complete_burst(&mut self.th.pool, &mut frames, &self.tx.counters[i]);
-            }
+            prepare_tx(
+                port.as_ref(),
+                &mut self.th.pool,
+                &mut frames,
+                &self.tx.counters[i],
+                &mut self.gro,
+            );
             port.tx_burst(&mut self.th.pool, &mut frames);
             self.tx.queues[i] = frames;
         }

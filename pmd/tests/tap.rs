@@ -695,3 +695,32 @@ fn measure_iperf3_through_the_tap_forwarder() {
         drop(lab);
     }
 }
+
+#[test]
+fn more_taps_than_large_buffers_leave_every_large_buffer_in_the_pool_between_bursts() {
+    if skip() {
+        return;
+    }
+    let mut pool = Pool::new(PoolConfig {
+        large: 4,
+        ..PoolConfig::default()
+    })
+    .expect("pool");
+    let mut ports: Vec<TapPort> = (0..6)
+        .map(|i| TapPort::create(&unique_name("tpl"), PortId(i)).expect("creating a TAP"))
+        .collect();
+    let mut out = Vec::new();
+    for port in &mut ports {
+        port.rx_burst(&mut pool, &mut out, 32);
+        assert_eq!(
+            pool.free_large(),
+            4,
+            "{} kept a large buffer after its burst",
+            port.name()
+        );
+    }
+    assert!(out.is_empty(), "down TAPs have nothing to read");
+    for port in &mut ports {
+        port.release(&mut pool);
+    }
+}

@@ -3,15 +3,20 @@
 
 use std::net::Ipv4Addr;
 
-use pmd::wire::{self, MacAddr};
-use smoltcp::wire::{ArpHardware, ArpOperation, ArpPacket, EthernetProtocol as ArpProtocol};
+use pmd::wire::arp::{self, ArpPacket, ArpRepr};
+use pmd::wire::{self, EthernetFrame, EthernetRepr, MacAddr};
 
 /// What an ARP frame was, seen from an address the switch owns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArpSeen {
     /// A request for our address: the frame is now the reply, addressed
-    /// back to the asker.
-    Answered,
+    /// back to the asker, who is at `ip`, `mac`.
+    Answered {
+        /// The asker's IP.
+        ip: Ipv4Addr,
+        /// The asker's MAC.
+        mac: MacAddr,
+    },
     /// A request for someone else.
     NotOurs,
     /// A reply (or gratuitous ARP) telling `ip` is at `mac`.
@@ -28,32 +33,23 @@ pub enum ArpSeen {
 /// Looks at the ARP frame `buf` (Ethernet header included; ARP at `l3`) and,
 /// when it asks for `ip`, turns it into the reply from `mac` in place.
 pub fn answer_in_place(buf: &mut [u8], l3: usize, ip: Ipv4Addr, mac: MacAddr) -> ArpSeen {
-    let Some(body) = buf.get_mut(l3..) else {
+    let Some(Ok(packet)) = buf.get(l3..).map(ArpPacket::new_checked) else {
         return ArpSeen::Malformed;
     };
-    let Ok(mut arp) = ArpPacket::new_checked(body) else {
+    let Ok(msg) = ArpRepr::parse(&packet) else {
         return ArpSeen::Malformed;
     };
-    if arp.hardware_type() != ArpHardware::Ethernet || arp.protocol_type() != ArpProtocol::Ipv4 {
-        return ArpSeen::Malformed;
-    }
-    let sha = MacAddr::from_slice(arp.source_hardware_addr());
-    let mut spa = [0u8; 4];
-    spa.copy_from_slice(arp.source_protocol_addr());
-    match arp.operation() {
-        ArpOperation::Request if arp.target_protocol_addr() == ip.octets() => {
-            arp.set_operation(ArpOperation::Reply);
-            arp.set_target_hardware_addr(&sha.0);
-            arp.set_target_protocol_addr(&spa);
-            arp.set_source_hardware_addr(&mac.0);
-            arp.set_source_protocol_addr(&ip.octets());
-            buf[0..6].copy_from_slice(&sha.0);
-            buf[6..12].copy_from_slice(&mac.0);
-            ArpSeen::Answered
+    match msg.operation {
+        arp::OP_REQUEST if msg.target_protocol_addr == ip => {
+            arp::reply_in_place(buf, l3, &msg, mac);
+            ArpSeen::Answered {
+                ip: msg.source_protocol_addr,
+                mac: msg.source_hardware_addr,
+            }
         }
-        ArpOperation::Reply => ArpSeen::Reply {
-            ip: Ipv4Addr::from(spa),
-            mac: sha,
+        arp::OP_REPLY => ArpSeen::Reply {
+            ip: msg.source_protocol_addr,
+            mac: msg.source_hardware_addr,
         },
         _ => ArpSeen::NotOurs,
     }
@@ -67,25 +63,28 @@ pub const REQUEST_LEN: usize = wire::ETH_MIN_FRAME;
 pub fn write_request(out: &mut [u8], mac: MacAddr, ip: Ipv4Addr, target: Ipv4Addr) -> usize {
     let out = &mut out[..REQUEST_LEN];
     out.fill(0);
-    out[0..6].copy_from_slice(&MacAddr::BROADCAST.0);
-    out[6..12].copy_from_slice(&mac.0);
-    out[12..14].copy_from_slice(&wire::ETHERTYPE_ARP.to_be_bytes());
-    let mut arp = ArpPacket::new_unchecked(&mut out[wire::ETH_HDR..]);
-    arp.set_hardware_type(ArpHardware::Ethernet);
-    arp.set_protocol_type(ArpProtocol::Ipv4);
-    arp.set_hardware_len(6);
-    arp.set_protocol_len(4);
-    arp.set_operation(ArpOperation::Request);
-    arp.set_source_hardware_addr(&mac.0);
-    arp.set_source_protocol_addr(&ip.octets());
-    arp.set_target_hardware_addr(&[0; 6]);
-    arp.set_target_protocol_addr(&target.octets());
+    let mut eth = EthernetFrame::new_unchecked(&mut *out);
+    EthernetRepr {
+        src_addr: mac,
+        dst_addr: MacAddr::BROADCAST,
+        ethertype: wire::ETHERTYPE_ARP,
+    }
+    .emit(&mut eth);
+    ArpRepr {
+        operation: arp::OP_REQUEST,
+        source_hardware_addr: mac,
+        source_protocol_addr: ip,
+        target_hardware_addr: MacAddr::ZERO,
+        target_protocol_addr: target,
+    }
+    .emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
     REQUEST_LEN
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smoltcp::wire::ArpOperation;
 
     #[test]
     fn a_request_for_our_address_becomes_the_reply_in_place() {
@@ -99,10 +98,14 @@ mod tests {
             Ipv4Addr::new(10, 0, 0, 1),
         );
         let seen = answer_in_place(&mut buf, 14, Ipv4Addr::new(10, 0, 0, 1), me);
-        assert_eq!(seen, ArpSeen::Answered);
+        let asker_at = ArpSeen::Answered {
+            ip: Ipv4Addr::new(10, 0, 0, 9),
+            mac: asker,
+        };
+        assert_eq!(seen, asker_at);
         assert_eq!(&buf[0..6], &asker.0);
         assert_eq!(&buf[6..12], &me.0);
-        let arp = ArpPacket::new_checked(&buf[14..]).unwrap();
+        let arp = smoltcp::wire::ArpPacket::new_checked(&buf[14..]).unwrap();
         assert_eq!(arp.operation(), ArpOperation::Reply);
         assert_eq!(arp.source_hardware_addr(), &me.0);
         assert_eq!(arp.target_protocol_addr(), &[10, 0, 0, 9]);

@@ -9,9 +9,9 @@ use anyhow::{bail, Context, Result};
 use pmd::afpacket::{PacketFilter, PacketPort};
 use pmd::afxdp::{self, AfXdpPort, L4Ports, XdpFilter};
 use pmd::netdev;
-use pmd::wire::MacAddr;
 use pmd::tap::TapPort;
 use pmd::thread::{PollMode, ThreadReport};
+use pmd::wire::MacAddr;
 use pmd::{Pool, PoolConfig, Port, PortId};
 
 use crate::cluster::ClusterSync;
@@ -333,7 +333,25 @@ impl Switch {
                     ip,
                     mac,
                 } => {
-                    let filter = PacketFilter::Owned { ip: *ip, mac: *mac };
+                    let mut vxlan_ports: Vec<u16> = cfg
+                        .networks
+                        .iter()
+                        .filter(|n| {
+                            n.mode == NetworkMode::Overlay
+                                && n.uplink
+                                    .as_deref()
+                                    .and_then(|u| cfg.port(u))
+                                    .is_some_and(|p| p.iface == *iface)
+                        })
+                        .map(|n| n.vxlan_port)
+                        .collect();
+                    vxlan_ports.sort_unstable();
+                    vxlan_ports.dedup();
+                    let filter = PacketFilter::Owned {
+                        ip: *ip,
+                        mac: *mac,
+                        vxlan_ports,
+                    };
                     Box::new(
                         PacketPort::open(iface, *id, filter)
                             .with_context(|| format!("opening AF_PACKET uplink on {iface}"))?,

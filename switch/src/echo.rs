@@ -5,28 +5,9 @@
 //! a ping flood costs the switch a counter, not a reply each.
 
 use pmd::meta::PacketMeta;
-use pmd::wire::checksum::update16;
-use pmd::wire::{self, MacAddr};
+use pmd::wire::icmpv4::msg_type;
+use pmd::wire::{self, icmpv4, ipv4, EthernetFrame, Icmpv4Packet, Ipv4Packet, MacAddr};
 
-/// IPv4 and ICMP fields, from the start of each header.
-mod field {
-    pub type Field = core::ops::Range<usize>;
-    /// Flags and fragment offset; the more-fragments bit is in byte 6.
-    pub const IP_FLAGS: usize = 6;
-    /// TTL and protocol: one 16-bit word of the header checksum.
-    pub const IP_TTL_PROTO: Field = 8..10;
-    pub const IP_CHECK: Field = 10..12;
-    pub const IP_SRC: Field = 12..16;
-    pub const IP_DST: Field = 16..20;
-    /// Type and code: one 16-bit word of the ICMP checksum.
-    pub const ICMP_TYPE_CODE: Field = 0..2;
-    pub const ICMP_CHECK: Field = 2..4;
-}
-
-const ECHO_REQUEST: u8 = 8;
-const ECHO_REPLY: u8 = 0;
-/// More-fragments flag (in the high byte of the flags/offset word).
-const MF: u8 = 0x20;
 /// TTL of a reply, as Linux's default.
 const REPLY_TTL: u8 = 64;
 
@@ -34,11 +15,16 @@ const REPLY_TTL: u8 = 64;
 /// are left alone: the switch does not reassemble.
 pub fn is_echo_request(frame: &[u8], meta: &PacketMeta) -> bool {
     let l3 = meta.l3_off as usize;
+    let l4 = meta.l4_off as usize;
     meta.ethertype == wire::ETHERTYPE_IPV4
         && meta.ip_proto == wire::IPPROTO_ICMP
         && !meta.later_fragment
-        && frame.get(l3 + field::IP_FLAGS).is_some_and(|f| f & MF == 0)
-        && frame.get(meta.l4_off as usize + field::ICMP_TYPE_CODE.start) == Some(&ECHO_REQUEST)
+        && frame
+            .get(l3..l3 + ipv4::HEADER_LEN)
+            .is_some_and(|ip| !Ipv4Packet::new_unchecked(ip).more_frags())
+        && frame
+            .get(l4..l4 + icmpv4::HEADER_LEN)
+            .is_some_and(|m| Icmpv4Packet::new_unchecked(m).msg_type() == msg_type::ECHO_REQUEST)
 }
 
 /// Turns the echo request in `frame` into its reply, sent from `mac`:
@@ -53,37 +39,20 @@ pub fn reply_in_place(frame: &mut [u8], meta: &PacketMeta, mac: MacAddr) -> bool
     let (l3, l4) = (meta.l3_off as usize, meta.l4_off as usize);
     // `meta::parse` checked that the IPv4 header and 8 ICMP bytes are in
     // the frame; checked again so a stale record cannot make this panic.
-    if frame.len() < l4 + 8 || l4 < l3 + 20 {
+    if frame.len() < l4 + icmpv4::HEADER_LEN || l4 < l3 + ipv4::HEADER_LEN {
         return false;
     }
-    let word = |b: &[u8], f: field::Field| u16::from_be_bytes([b[f.start], b[f.start + 1]]);
-    {
-        let icmp = &mut frame[l4..];
-        let new = u16::from(ECHO_REPLY) << 8;
-        let check = update16(
-            word(icmp, field::ICMP_CHECK),
-            word(icmp, field::ICMP_TYPE_CODE),
-            new,
-        );
-        icmp[field::ICMP_TYPE_CODE].copy_from_slice(&new.to_be_bytes());
-        icmp[field::ICMP_CHECK].copy_from_slice(&check.to_be_bytes());
-    }
-    {
-        let ip = &mut frame[l3..l4];
-        // Swapping the addresses leaves the header sum as it is; only the
-        // TTL word changes it.
-        let mut src = [0u8; 4];
-        src.copy_from_slice(&ip[field::IP_SRC]);
-        ip.copy_within(field::IP_DST, field::IP_SRC.start);
-        ip[field::IP_DST].copy_from_slice(&src);
-        let old = word(ip, field::IP_TTL_PROTO);
-        let new = u16::from_be_bytes([REPLY_TTL, ip[field::IP_TTL_PROTO.start + 1]]);
-        let check = update16(word(ip, field::IP_CHECK), old, new);
-        ip[field::IP_TTL_PROTO].copy_from_slice(&new.to_be_bytes());
-        ip[field::IP_CHECK].copy_from_slice(&check.to_be_bytes());
-    }
-    frame[0..6].copy_from_slice(&meta.src_mac.0);
-    frame[6..12].copy_from_slice(&mac.0);
+    Icmpv4Packet::new_unchecked(&mut frame[l4..]).replace_type_code(msg_type::ECHO_REPLY, 0);
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[l3..l4]);
+    // Swapping the addresses leaves the header sum as it is; only the
+    // TTL word changes it.
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    ip.set_src_addr(dst);
+    ip.set_dst_addr(src);
+    ip.replace_ttl(REPLY_TTL);
+    let mut eth = EthernetFrame::new_unchecked(frame);
+    eth.set_dst_addr(meta.src_mac);
+    eth.set_src_addr(mac);
     true
 }
 
@@ -191,7 +160,7 @@ mod tests {
             .write(&mut reply, b"x")
             .unwrap();
         let mut first_fragment = request(64, b"big");
-        first_fragment[14 + 6] |= MF;
+        first_fragment[14 + 6] |= 0x20; // MF
         for mut f in [reply, first_fragment] {
             let before = f.clone();
             let m = meta::parse(&f).unwrap();

@@ -50,7 +50,7 @@ impl Gateway {
             self.ip,
             self.mac,
         ) {
-            ArpSeen::Answered => GatewayVerdict::ArpReply,
+            ArpSeen::Answered { .. } => GatewayVerdict::ArpReply,
             ArpSeen::NotOurs => GatewayVerdict::NotForGateway,
             ArpSeen::Reply { .. } if meta.dst_mac == self.mac => {
                 GatewayVerdict::Drop(DropReason::NotForUs)

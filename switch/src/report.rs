@@ -24,6 +24,18 @@ fn drops(s: &CounterSnapshot) -> String {
     }
 }
 
+/// Software GRO's counters as `  gro_merged=n gro_segments=n
+/// gro_no_buffer=n`, or nothing for a port where it never merged.
+fn gro(s: &CounterSnapshot) -> String {
+    if s.gro_merged == 0 && s.gro_no_buffer == 0 {
+        return String::new();
+    }
+    format!(
+        "  gro_merged={} gro_segments={} gro_no_buffer={}",
+        s.gro_merged, s.gro_segments, s.gro_no_buffer
+    )
+}
+
 /// The per-port counter table.
 pub fn ports(dp: &Dataplane) -> String {
     let topo = dp.topology();
@@ -38,14 +50,15 @@ pub fn ports(dp: &Dataplane) -> String {
         let net = p.network.map_or("-", |n| topo.network(n).name.as_str());
         let _ = writeln!(
             out,
-            "  {:<12} {:<10} {:>10} {:>14} {:>10} {:>14}  {}",
+            "  {:<12} {:<10} {:>10} {:>14} {:>10} {:>14}  {}{}",
             p.name,
             net,
             s.rx_packets,
             s.rx_bytes,
             s.tx_packets,
             s.tx_bytes,
-            drops(s)
+            drops(s),
+            gro(s)
         );
     }
     out

@@ -1,34 +1,30 @@
 //! The router step between a network's gateway and its uplink: TTL and
 //! MAC rewrites for frames the switch routes rather than switches.
 
-use pmd::wire::checksum::update16;
-use pmd::wire::MacAddr;
+use pmd::wire::{ipv4, EthernetFrame, Ipv4Packet, MacAddr};
 
 /// Decrements the IPv4 TTL of the header at `l3` and updates its checksum
 /// (RFC 1624). False when the TTL has run out (the frame must be dropped).
 #[inline]
 pub fn decrement_ttl(frame: &mut [u8], l3: usize) -> bool {
-    let Some(hdr) = frame.get_mut(l3..l3 + 12) else {
+    let Some(hdr) = frame.get_mut(l3..l3 + ipv4::HEADER_LEN) else {
         return false;
     };
-    let ttl = hdr[8];
+    let mut ip = Ipv4Packet::new_unchecked(hdr);
+    let ttl = ip.ttl();
     if ttl <= 1 {
         return false;
     }
-    // TTL shares a 16-bit word with the protocol field.
-    let old = u16::from_be_bytes([ttl, hdr[9]]);
-    let new = u16::from_be_bytes([ttl - 1, hdr[9]]);
-    let check = u16::from_be_bytes([hdr[10], hdr[11]]);
-    hdr[8] = ttl - 1;
-    hdr[10..12].copy_from_slice(&update16(check, old, new).to_be_bytes());
+    ip.replace_ttl(ttl - 1);
     true
 }
 
 /// Sets the Ethernet destination and source.
 #[inline]
 pub fn set_macs(frame: &mut [u8], dst: MacAddr, src: MacAddr) {
-    frame[0..6].copy_from_slice(&dst.0);
-    frame[6..12].copy_from_slice(&src.0);
+    let mut eth = EthernetFrame::new_unchecked(frame);
+    eth.set_dst_addr(dst);
+    eth.set_src_addr(src);
 }
 
 #[cfg(test)]

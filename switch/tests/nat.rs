@@ -33,6 +33,11 @@ struct NatLab {
 
 impl NatLab {
     fn new(nat_section: &str) -> NatLab {
+        NatLab::with_uplink("packet", nat_section)
+    }
+
+    /// The lab with an uplink port of `kind` (`packet`, `afxdp`).
+    fn with_uplink(kind: &str, nat_section: &str) -> NatLab {
         let host = NetnsGuard::new("psn-h").unwrap();
         let outside = NetnsGuard::new("psn-o").unwrap();
         let c1 = NetnsGuard::new("psn-a").unwrap();
@@ -49,6 +54,7 @@ control = "{}"
 [[port]]
 name = "up0"
 iface = "up0"
+kind = "{kind}"
 ip = "10.99.0.2/24"
 gateway = "10.99.0.1"
 
@@ -199,6 +205,43 @@ fn outbound_tcp_udp_and_ping_leave_from_the_uplink_address() {
         after("in") < 3000,
         "the download was translated per segment, not per MTU frame: {line}"
     );
+}
+
+/// Software GRO: AF_XDP hands the switch the download as 1,514-byte
+/// frames; the container's TAP carries them merged into large segments.
+#[test]
+fn a_download_through_the_afxdp_uplink_reaches_the_container_in_large_segments() {
+    if skip_unless_root("nat gro download") {
+        return;
+    }
+    let mut lab = NatLab::with_uplink("afxdp", "");
+    let (t, _) = tcp_fetch(
+        lab.outside.name(),
+        OUTSIDE,
+        8000,
+        lab.c1.name(),
+        SocketAddr::from((OUTSIDE, 8000)),
+        20 * MB,
+    )
+    .unwrap();
+    assert!(t.exact && t.bytes == 20 * MB, "download: {t:?}");
+    let err = lab.stop();
+    let [up_rx, up_rx_bytes, _, _] = port_counts(&err, "up0");
+    assert!(
+        up_rx_bytes / up_rx <= 1514,
+        "the fixture: the uplink received MTU-sized frames ({up_rx} frames)"
+    );
+    let [_, _, pkts, bytes] = port_counts(&err, "c1");
+    assert!(
+        bytes > 20 * MB,
+        "the TAP carried the download: {bytes} bytes"
+    );
+    let per_frame = bytes / pkts.max(1);
+    assert!(
+        per_frame > 4000,
+        "frames toward the container average {per_frame} bytes ({pkts} frames); counters:\n{err}"
+    );
+    assert!(report_counter(&err, "c1", "gro_merged") > 0, "{err}");
 }
 
 #[test]
@@ -563,7 +606,7 @@ fn ip_snmp(ns: &str, field: &'static str) -> u64 {
 }
 
 #[test]
-fn a_forwarding_host_kernel_never_routes_the_switchs_frames() {
+fn a_forwarding_host_kernel_never_routes_the_switchs_frames_and_the_outside_keeps_tso() {
     if skip_unless_root("host kernel leaves the switch's frames alone") {
         return;
     }
@@ -576,6 +619,11 @@ fn a_forwarding_host_kernel_never_routes_the_switchs_frames() {
     })
     .unwrap();
     let forwarded = ip_snmp(lab.host.name(), "ForwDatagrams");
+    // With no XDP on up0, the outside's kernel keeps sending 64 KB segments.
+    assert!(
+        test_support::tso_on(lab.outside.name(), "out0"),
+        "the outside keeps TSO while podswitch runs"
+    );
     assert_eq!(ping(lab.c1.name(), OUTSIDE, 3).unwrap().received, 3);
     let (t, _) = tcp_fetch(
         lab.outside.name(),

@@ -176,10 +176,15 @@ fn a_container_and_a_kernel_vxlan_host_ping_and_move_10_mb_both_ways() {
         "endpoint MTU is the uplink's minus 50: {mtu}"
     );
     let err = lab.stop();
+    // The switch cuts its segments before encapsulation (one VXLAN frame
+    // per MTU), while the kernel's vxlan device sends its TSO output as
+    // whole super-frames, which reach the container as whole segments:
+    // 10 MB (7,500 frames at the MTU) take a few hundred decapsulations.
     assert!(
-        vxlan_counter(&err, "encap") > 1000 && vxlan_counter(&err, "decap") > 1000,
+        vxlan_counter(&err, "encap") > 1000 && vxlan_counter(&err, "decap") > 100,
         "{err}"
     );
+    assert!(vxlan_counter(&err, "decap") < 3000, "super-frames stay whole: {err}");
 }
 
 #[test]

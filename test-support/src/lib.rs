@@ -8,7 +8,8 @@
 //! - [`wait`]: waiting on a condition with a deadline, in place of a fixed
 //!   sleep, failing with what was awaited.
 //! - [`etcd`]: a real etcd server on loopback, stopped by PID.
-//! - [`offload`]: that a peer keeps its default checksum offload.
+//! - [`offload`]: that a peer keeps its default checksum and segmentation
+//!   offloads.
 //!
 //! Namespaces and veths come from `pmd::netns`: `podswitch demo` and
 //! `podbench tcp` create theirs with the same guards, so those are product
@@ -19,6 +20,6 @@ pub mod offload;
 pub mod require;
 pub mod wait;
 
-pub use offload::tx_checksum_offload_on;
+pub use offload::{tso_on, tx_checksum_offload_on};
 pub use require::{require, require_command, require_etcd, require_root, require_tun};
 pub use wait::{wait_for, wait_until};

@@ -13,7 +13,7 @@ use overlay::{
 };
 use pmd::meta::PacketMeta;
 use pmd::thread::Ctx;
-use pmd::wire::{self, MacAddr};
+use pmd::wire::{self, udp, MacAddr, UdpPacket};
 use pmd::{DropReason, Frame};
 
 use super::SwitchPipeline;
@@ -258,8 +258,8 @@ impl SwitchPipeline {
         meta.ip_proto == wire::IPPROTO_UDP
             && !meta.later_fragment
             && frame
-                .get(l4 + 2..l4 + 4)
-                .is_some_and(|p| tables.is_vxlan_port(u16::from_be_bytes([p[0], p[1]])))
+                .get(l4..l4 + udp::HEADER_LEN)
+                .is_some_and(|u| tables.is_vxlan_port(UdpPacket::new_unchecked(u).dst_port()))
     }
 
     /// Decapsulates VXLAN from uplink `up` and switches the inner frame in

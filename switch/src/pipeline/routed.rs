@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use nat::{L4Csum, Verdict};
 use pmd::meta::PacketMeta;
 use pmd::thread::Ctx;
-use pmd::wire::{self, MacAddr};
+use pmd::wire::{self, EthernetFrame, Ipv4Packet, MacAddr};
 use pmd::{DropReason, Frame};
 
 use super::SwitchPipeline;
@@ -130,7 +130,8 @@ impl SwitchPipeline {
             ctx.drop_frame(frame, DropReason::TtlExceeded);
             return;
         }
-        let dst = Ipv4Addr::new(buf[l3 + 16], buf[l3 + 17], buf[l3 + 18], buf[l3 + 19]);
+        // decrement_ttl found the whole fixed header at `l3`.
+        let dst = Ipv4Packet::new_unchecked(&buf[l3..]).dst_addr();
         let Some(hop) = uplink.next_hop(dst) else {
             ctx.drop_frame(frame, DropReason::NoRoute);
             return;
@@ -204,13 +205,10 @@ impl SwitchPipeline {
             wire::ETHERTYPE_ARP => {
                 let l3 = meta.l3_off as usize;
                 let buf = ctx.pool.data_mut(&mut frame);
-                // The sender of any ARP on the link tells where it is.
-                let spa = Ipv4Addr::new(buf[l3 + 14], buf[l3 + 15], buf[l3 + 16], buf[l3 + 17]);
-                let sha = MacAddr::from_slice(&buf[l3 + 8..l3 + 14]);
-                let seen = arp::answer_in_place(buf, l3, ip, mac);
-                match seen {
-                    ArpSeen::Answered => {
-                        self.learn_neighbor(ctx, up, spa, sha);
+                match arp::answer_in_place(buf, l3, ip, mac) {
+                    // The asker tells where it is.
+                    ArpSeen::Answered { ip: from, mac: at } => {
+                        self.learn_neighbor(ctx, up, from, at);
                         ctx.send(port, frame);
                     }
                     ArpSeen::Reply { ip: from, mac: at } => {
@@ -251,7 +249,7 @@ impl SwitchPipeline {
         }
         let port = self.topo.uplink(up).port;
         for mut held in self.neighbors[up.0 as usize].learn(ip, mac, ctx.now_ns) {
-            ctx.pool.data_mut(&mut held)[0..6].copy_from_slice(&mac.0);
+            EthernetFrame::new_unchecked(ctx.pool.data_mut(&mut held)).set_dst_addr(mac);
             ctx.send(port, held);
         }
     }

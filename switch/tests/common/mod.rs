@@ -280,6 +280,17 @@ pub fn report_counter(stderr: &str, prefix: &str, name: &str) -> u64 {
     }
 }
 
+/// The `rx pkts`, `rx bytes`, `tx pkts` and `tx bytes` columns of port
+/// `name` in the final counters' port table.
+pub fn port_counts(stderr: &str, name: &str) -> [u64; 4] {
+    let line = stderr
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no port `{name}` in:\n{stderr}"));
+    let w: Vec<&str> = line.split_whitespace().collect();
+    [2, 3, 4, 5].map(|i| w[i].parse().unwrap())
+}
+
 /// An ARP request (broadcast) from `mac`/`ip` asking for `target`.
 pub fn arp_request(mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let mut f = vec![0xffu8; 6];
