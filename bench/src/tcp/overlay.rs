@@ -112,9 +112,10 @@ vtep = "{vtep}"
         them = CONTAINER[1 - i],
         vtep = VTEP[1 - i],
     );
-    sw.start(
-        host,
-        &sw.config_head(Some(&format!("{}/24", VTEP[i]))),
-        &body,
-    )
+    // Two hosts have a core each: the two daemons' PMD threads on one
+    // core would share it as no two hosts do.
+    let head = sw
+        .config_head(Some(&format!("{}/24", VTEP[i])))
+        .replacen("[switch]\n", &format!("[switch]\ncores = [{i}]\n"), 1);
+    sw.start(host, &head, &body)
 }
