@@ -352,6 +352,9 @@ fn two_hosts() -> TwoHosts {
             .unwrap();
     }
     let ips = ["10.99.0.2", "10.99.0.3"];
+    // Host A's uplink is AF_XDP, host B's AF_PACKET (the default): both
+    // kinds carry the overlay, and they talk to each other.
+    let kinds = ["afxdp", "packet"];
     for (i, h) in hosts.iter().enumerate() {
         let other = 1 - i;
         let (mine42, mine43) = (&c[i * 2], &c[i * 2 + 1]);
@@ -363,6 +366,7 @@ control = "{ctl}"
 [[port]]
 name = "up0"
 iface = "up0"
+kind = "{kind}"
 ip = "{ip}/24"
 
 [[network]]
@@ -402,6 +406,7 @@ ip = "10.201.0.{them}"
 vtep = "{vtep}"
 "#,
             ctl = control_path(),
+            kind = kinds[i],
             ip = ips[i],
             n42 = mine42.name(),
             n43 = mine43.name(),
