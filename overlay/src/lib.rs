@@ -25,6 +25,7 @@
 pub mod cluster;
 pub mod counters;
 pub mod mtu;
+pub mod train;
 pub mod vtep;
 pub mod vxlan;
 

@@ -410,6 +410,74 @@ fn super_frame_offload(frame: &[u8], inner_mtu: u16) -> Option<Offload> {
     })
 }
 
+/// Where a UDP GSO train's datagrams start and how long each one's UDP
+/// payload is, when `frame` is one: several VXLAN datagrams end to end
+/// under one UDP header (a podswitch sender's `overlay::train`). A train's
+/// first inner frame ends before the frame does; a kernel VXLAN
+/// super-frame's one inner frame runs to the end.
+pub fn train_layout(frame: &[u8]) -> Option<(usize, usize)> {
+    use crate::wire::{udp, EthernetFrame, Ipv4Packet, ETH_HDR};
+    const VXLAN_HDR: usize = 8;
+    let outer = Ipv4Packet::new_checked(frame.get(ETH_HDR..)?).ok()?;
+    let payload = ETH_HDR + outer.header_len() + udp::HEADER_LEN;
+    let inner = payload + VXLAN_HDR;
+    let eth = EthernetFrame::new_checked(frame.get(inner..)?).ok()?;
+    if eth.ethertype() != crate::wire::ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(frame.get(inner + ETH_HDR..)?).ok()?;
+    let stride = VXLAN_HDR + ETH_HDR + usize::from(ip.total_len());
+    (payload + stride < frame.len()).then_some((payload, stride))
+}
+
+/// Cuts a train into its datagrams: the outer headers, then each
+/// `stride` bytes of payload (the last may be shorter), with their own
+/// IPv4 and UDP lengths, IPv4 checksum and no UDP checksum (RFC 7348 lets
+/// VXLAN over IPv4 send zero). The inner frames' checksums are whatever
+/// the sender wrote, so they are marked `csum_lost`: checked like AF_XDP
+/// frames, and merged by GRO on their way to a container. Returns how many
+/// datagrams went to `out` (fewer when the pool ran dry).
+pub fn split_train(
+    pool: &mut Pool,
+    train: &Frame,
+    payload: usize,
+    stride: usize,
+    port: PortId,
+    out: &mut Vec<Frame>,
+) -> usize {
+    use crate::wire::{Ipv4Packet, UdpPacket, ETH_HDR};
+    let ip_hlen = payload - ETH_HDR - crate::wire::udp::HEADER_LEN;
+    let total = train.len();
+    let mut n = 0;
+    let mut at = payload;
+    while at < total {
+        let chunk = stride.min(total - at);
+        let Some(mut d) = pool.alloc_for(payload + chunk) else {
+            break;
+        };
+        // Both fit: `d` was chosen for `payload + chunk` bytes.
+        let copied =
+            pool.append(&mut d, train, 0..payload) && pool.append(&mut d, train, at..at + chunk);
+        debug_assert!(copied);
+        let buf = pool.data_mut(&mut d);
+        let mut ip = Ipv4Packet::new_unchecked(&mut buf[ETH_HDR..]);
+        ip.set_total_len((ip_hlen + crate::wire::udp::HEADER_LEN + chunk) as u16);
+        ip.fill_checksum();
+        let mut u = UdpPacket::new_unchecked(&mut buf[ETH_HDR + ip_hlen..]);
+        u.set_length((crate::wire::udp::HEADER_LEN + chunk) as u16);
+        u.set_checksum(0);
+        d.in_port = port;
+        d.offload = Offload {
+            csum_lost: true,
+            ..Offload::default()
+        };
+        out.push(d);
+        n += 1;
+        at += chunk;
+    }
+    n
+}
+
 /// `VIRTIO_NET_HDR_GSO_TCPV4`.
 const GSO_TCPV4: u8 = 1;
 
@@ -586,6 +654,19 @@ impl PacketPort {
                         continue;
                     }
                 };
+                if tunnel {
+                    if let Some((payload, stride)) = train_layout(pool.data(&frame)) {
+                        let n = split_train(pool, &frame, payload, stride, self.id, out);
+                        if n == 0 {
+                            self.counters.count_drop(DropReason::NoBuffer);
+                        }
+                        self.counters.rx_packets.add(n as u64);
+                        self.counters.rx_bytes.add(len as u64);
+                        pool.free(frame);
+                        got += n;
+                        continue;
+                    }
+                }
                 frame.offload = if tunnel {
                     match super_frame_offload(pool.data(&frame), self.inner_mtu) {
                         Some(o) => o,

@@ -380,6 +380,41 @@ impl Pool {
         Some(copy)
     }
 
+    /// Appends the bytes `range` of `src`'s packet to the end of `dst`
+    /// (another frame); false (and nothing changed) when the range is not
+    /// inside `src` or `dst` has no room.
+    pub fn append(&mut self, dst: &mut Frame, src: &Frame, range: std::ops::Range<usize>) -> bool {
+        let (from, n) = (range.start, range.len());
+        let at = dst.len as usize;
+        if range.end > src.len() || at + n > self.room(dst) {
+            return false;
+        }
+        let (s, _) = self.buf_ptr(src);
+        let (d, _) = self.buf_ptr(dst);
+        // SAFETY: `src` and `dst` are distinct frames (one is borrowed
+        // mutably), so distinct buffers; `from + n` stays inside `src`'s
+        // packet and `at + n` inside `dst`'s room (both checked above).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                s.add(src.head as usize + from),
+                d.add(dst.head as usize + at),
+                n,
+            )
+        };
+        dst.len += n as u32;
+        true
+    }
+
+    /// A copy of `frame` in a large buffer (to grow it past a chunk), with
+    /// the same input port and offload state; `None` when no large buffer
+    /// is free.
+    pub fn clone_large(&mut self, frame: &Frame) -> Option<Frame> {
+        let mut copy = self.alloc_large()?;
+        copy.in_port = frame.in_port;
+        copy.offload = frame.offload;
+        self.append(&mut copy, frame, 0..frame.len()).then_some(copy)
+    }
+
     /// The AF_XDP descriptor that transmits this small frame as it is: its
     /// address follows the packet start (which encapsulation may have moved
     /// into the headroom) and its length is the packet length, so nothing

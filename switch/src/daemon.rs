@@ -147,6 +147,7 @@ impl Switch {
                 let uid = topo.add_uplink(&p.name, ip.addr(), ip.trunc(), p.gateway, mac);
                 topo.uplinks[uid.0 as usize].static_neighbors = p.neighbors.clone();
                 topo.uplinks[uid.0 as usize].mtu = mtu;
+                topo.uplinks[uid.0 as usize].udp_gso = p.kind == PortKind::Packet;
                 for n in &uplinked {
                     topo.set_uplink(net_ids[n], uid);
                 }

@@ -62,6 +62,9 @@ pub struct Uplink {
     pub vteps: Option<std::sync::Arc<overlay::VtepTables>>,
     /// Overlay networks on this uplink, by VNI.
     pub overlay_nets: Vec<(u32, NetId)>,
+    /// The port sends UDP GSO (an AF_PACKET port): a TCP segment's VXLAN
+    /// frames leave as one train (`encap_train`) instead of one by one.
+    pub udp_gso: bool,
 }
 
 impl Uplink {
@@ -149,6 +152,7 @@ impl Topology {
             mtu: 1500,
             vteps: None,
             overlay_nets: Vec::new(),
+            udp_gso: false,
         });
         uid
     }

@@ -185,6 +185,14 @@ fn a_container_and_a_kernel_vxlan_host_ping_and_move_10_mb_both_ways() {
         "{err}"
     );
     assert!(vxlan_counter(&err, "decap") < 3000, "super-frames stay whole: {err}");
+    // Toward the kernel host, a segment's VXLAN frames leave the AF_PACKET
+    // uplink as UDP GSO trains: far fewer transmissions than frames.
+    let [_, _, tx_frames, _] = port_counts(&err, "up0");
+    assert!(
+        tx_frames * 4 < vxlan_counter(&err, "encap"),
+        "trains: {tx_frames} transmissions for {} VXLAN frames\n{err}",
+        vxlan_counter(&err, "encap")
+    );
 }
 
 #[test]
@@ -309,7 +317,8 @@ struct TwoHosts {
     c: Vec<NetnsGuard>,
 }
 
-fn two_hosts() -> TwoHosts {
+/// Two podswitch hosts on an underlay bridge, their uplinks of `kinds`.
+fn two_hosts(kinds: [&str; 2]) -> TwoHosts {
     let underlay = NetnsGuard::new("pso-u").unwrap();
     underlay
         .exec("ip", &["link", "add", "br0", "type", "bridge"])
@@ -352,9 +361,6 @@ fn two_hosts() -> TwoHosts {
             .unwrap();
     }
     let ips = ["10.99.0.2", "10.99.0.3"];
-    // Host A's uplink is AF_XDP, host B's AF_PACKET (the default): both
-    // kinds carry the overlay, and they talk to each other.
-    let kinds = ["afxdp", "packet"];
     for (i, h) in hosts.iter().enumerate() {
         let other = 1 - i;
         let (mine42, mine43) = (&c[i * 2], &c[i * 2 + 1]);
@@ -435,7 +441,36 @@ fn two_podswitch_hosts_share_an_overlay_network() {
     if skip_unless_root("podswitch to podswitch") {
         return;
     }
-    let lab = two_hosts();
+    let mut lab = two_hosts(["packet", "packet"]);
+    ping_and_move_10_mb_both_ways(&lab);
+    // Each host sent its segments as UDP GSO trains (far fewer
+    // transmissions than VXLAN frames), the other cut them into datagrams
+    // again, and GRO merged those back into segments for the container.
+    for (i, d) in lab.daemons.iter_mut().enumerate() {
+        let err = d.stop_clean();
+        let [_, _, tx_frames, _] = port_counts(&err, "up0");
+        let (encap, decap) = (vxlan_counter(&err, "encap"), vxlan_counter(&err, "decap"));
+        assert!(
+            decap > 5000 && encap > 5000 && tx_frames * 4 < encap,
+            "host {i}: {tx_frames} transmissions for {encap} VXLAN frames\n{err}"
+        );
+        let [_, _, to_container, _] = port_counts(&err, "c42");
+        assert!(
+            to_container * 4 < decap,
+            "host {i}: GRO merged {decap} frames into {to_container}\n{err}"
+        );
+    }
+}
+
+#[test]
+fn an_afxdp_host_and_a_packet_host_share_an_overlay_network() {
+    if skip_unless_root("podswitch to podswitch, mixed uplinks") {
+        return;
+    }
+    ping_and_move_10_mb_both_ways(&two_hosts(["afxdp", "packet"]));
+}
+
+fn ping_and_move_10_mb_both_ways(lab: &TwoHosts) {
     let (a42, b42) = (&lab.c[0], &lab.c[2]);
     let a = Ipv4Addr::new(10, 200, 0, 10);
     let b = Ipv4Addr::new(10, 200, 0, 11);
@@ -452,7 +487,7 @@ fn broadcast_reaches_the_other_host_once_and_never_the_other_vni() {
     if skip_unless_root("overlay broadcast and isolation") {
         return;
     }
-    let lab = two_hosts();
+    let lab = two_hosts(["afxdp", "packet"]);
     let (a42, a43, b42, b43) = (&lab.c[0], &lab.c[1], &lab.c[2], &lab.c[3]);
     // VNI 43 works on its own.
     assert_eq!(

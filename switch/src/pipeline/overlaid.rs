@@ -151,6 +151,9 @@ impl SwitchPipeline {
                         Err(reason) => ctx.drop_frame(first, reason),
                     }
                 }
+            } else if self.topo.uplink(up).udp_gso {
+                let segs: Vec<Frame> = it.by_ref().collect();
+                self.encap_train(ctx, up, vni, segs, vtep);
             } else {
                 for seg in it.by_ref() {
                     self.encap_one(ctx, up, vni, seg, vtep);
@@ -199,6 +202,85 @@ impl SwitchPipeline {
                 ctx.drop_frame(frame, DropReason::TooBig);
             }
         }
+    }
+
+    /// Sends the VXLAN frames of one TCP segment's pieces (`segs`, all the
+    /// MSS long but the last) as UDP GSO trains: one Ethernet/IPv4/UDP
+    /// header over the concatenated VXLAN payloads, marked `UDP_L4` with
+    /// the payload size as `gso_size`. The kernel hands a train across the
+    /// veth as one skb and the receiver cuts it into datagrams (the kernel
+    /// in `udp_rcv`, podswitch's AF_PACKET port in `afpacket`), so a 64 KB
+    /// segment costs the underlay one skb instead of 45. Without a known
+    /// next hop, the pieces go one by one (they wait for ARP).
+    fn encap_train(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        up: UplinkId,
+        vni: u32,
+        segs: Vec<Frame>,
+        vtep: Ipv4Addr,
+    ) {
+        let uplink = self.topo.uplink(up);
+        let port = uplink.port;
+        let known = uplink
+            .next_hop(vtep)
+            .is_some_and(|hop| self.neighbors[up.0 as usize].lookup(hop, ctx.now_ns).is_some());
+        if !known {
+            for seg in segs {
+                self.encap_one(ctx, up, vni, seg, vtep);
+            }
+            return;
+        }
+        let mut train = overlay::train::Train::default();
+        for mut seg in segs {
+            if self.encap_in_place(ctx, up, vni, &mut seg, vtep).is_err() {
+                ctx.drop_frame(seg, DropReason::TooBig);
+                continue;
+            }
+            if let Some(full) = train.push(ctx.pool, seg) {
+                ctx.send(port, full);
+            }
+        }
+        if let Some(last) = train.finish(ctx.pool) {
+            ctx.send(port, last);
+        }
+    }
+
+    /// Encapsulates `frame` toward `vtep` in place (outer headers from the
+    /// uplink and its next hop's MAC, which the caller knows).
+    fn encap_in_place(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        up: UplinkId,
+        vni: u32,
+        frame: &mut Frame,
+        vtep: Ipv4Addr,
+    ) -> Result<(), ()> {
+        let uplink = self.topo.uplink(up);
+        let (src_vtep, src_mac) = (uplink.ip, uplink.mac);
+        let hop = uplink.next_hop(vtep).ok_or(())?;
+        let hop_mac = self.neighbors[up.0 as usize]
+            .lookup(hop, ctx.now_ns)
+            .ok_or(())?;
+        let udp_dst_port = self.vteps[up.0 as usize]
+            .as_ref()
+            .and_then(|t| t.network(vni).map(|n| n.udp_port))
+            .unwrap_or(overlay::VXLAN_PORT);
+        let e = Encap {
+            vni,
+            src_vtep,
+            dst_vtep: vtep,
+            src_mac,
+            dst_mac: hop_mac,
+            udp_dst_port,
+            ttl: OUTER_TTL,
+        };
+        if encapsulate(ctx.pool, frame, &e).is_err() {
+            self.overlay_counters[up.0 as usize].encap_errors.add(1);
+            return Err(());
+        }
+        self.overlay_counters[up.0 as usize].encapsulated.add(1);
+        Ok(())
     }
 
     fn encap_one(
