@@ -152,8 +152,7 @@ impl SwitchPipeline {
                     }
                 }
             } else if self.topo.uplink(up).udp_gso {
-                let segs: Vec<Frame> = it.by_ref().collect();
-                self.encap_train(ctx, up, vni, segs, vtep);
+                self.encap_train(ctx, up, vni, it.by_ref(), vtep);
             } else {
                 for seg in it.by_ref() {
                     self.encap_one(ctx, up, vni, seg, vtep);
@@ -217,7 +216,7 @@ impl SwitchPipeline {
         ctx: &mut Ctx<'_>,
         up: UplinkId,
         vni: u32,
-        segs: Vec<Frame>,
+        segs: impl Iterator<Item = Frame>,
         vtep: Ipv4Addr,
     ) {
         let uplink = self.topo.uplink(up);
