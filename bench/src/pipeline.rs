@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam::channel::{self, Sender};
-use pmd::memport::{mem_link, MemPeer, MemPort};
 use pmd::gro::Gro;
+use pmd::memport::{mem_link, MemPeer, MemPort};
 use pmd::thread::{prepare_tx, Ctx, Pipeline, TxQueues};
 use pmd::wire::{self, checksum};
 use pmd::{Frame, Pool, PoolConfig, Port, PortId, MAX_BURST};
@@ -272,7 +272,13 @@ impl PipelineBench {
     #[inline]
     fn send(&mut self, p: usize) {
         let port = &self.ports[p];
-        prepare_tx(port, &mut self.pool, &mut self.out, port.counters(), &mut self.gro);
+        prepare_tx(
+            port,
+            &mut self.pool,
+            &mut self.out,
+            port.counters(),
+            &mut self.gro,
+        );
         self.ports[p].tx_burst(&mut self.pool, &mut self.out);
     }
 

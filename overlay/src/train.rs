@@ -41,9 +41,8 @@ impl Train {
     /// when `frame` could not join the current one; it then starts the next.
     pub fn push(&mut self, pool: &mut Pool, frame: Frame) -> Option<Frame> {
         let d = frame.len().saturating_sub(TRAIN_HDR);
-        let fits = |t: &Train, len: usize| {
-            !t.closed && d <= t.stride && len - ETH_HDR + d <= MAX_IP_LEN
-        };
+        let fits =
+            |t: &Train, len: usize| !t.closed && d <= t.stride && len - ETH_HDR + d <= MAX_IP_LEN;
         let out = match self.frame.as_ref() {
             Some(t) if fits(self, t.len()) => None,
             Some(_) => self.finish(pool),
@@ -173,19 +172,31 @@ mod tests {
         let mut train = Train::default();
         for (i, n) in sizes.iter().enumerate() {
             let f = vxlan_frame(&mut pool, *n, i as u8);
-            assert!(train.push(&mut pool, f).is_none(), "one train holds all five");
+            assert!(
+                train.push(&mut pool, f).is_none(),
+                "one train holds all five"
+            );
         }
         let t = train.finish(&mut pool).unwrap();
         assert_eq!(t.offload.gso_type, GSO_UDP_L4);
-        assert_eq!(usize::from(t.offload.gso_size), originals[0].len() - TRAIN_HDR);
+        assert_eq!(
+            usize::from(t.offload.gso_size),
+            originals[0].len() - TRAIN_HDR
+        );
         let bytes = pool.data(&t).to_vec();
         let ip = Ipv4Packet::new_checked(&bytes[ETH_HDR..]).unwrap();
         assert!(ip.verify_checksum());
         assert_eq!(usize::from(ip.total_len()), bytes.len() - ETH_HDR);
         let (payload, stride) = train_layout(&bytes).expect("seen as a train");
-        assert_eq!((payload, stride), (TRAIN_HDR, originals[0].len() - TRAIN_HDR));
+        assert_eq!(
+            (payload, stride),
+            (TRAIN_HDR, originals[0].len() - TRAIN_HDR)
+        );
         let mut out = Vec::new();
-        assert_eq!(split_train(&mut pool, &t, payload, stride, PortId(1), &mut out), 5);
+        assert_eq!(
+            split_train(&mut pool, &t, payload, stride, PortId(1), &mut out),
+            5
+        );
         for (got, want) in out.iter().zip(&originals) {
             let got = pool.data(got);
             let ip = Ipv4Packet::new_checked(&got[ETH_HDR..]).unwrap();
@@ -213,7 +224,9 @@ mod tests {
         assert!(train.push(&mut pool, f).is_none());
         // A full-size one after a short one starts a new train.
         let f = vxlan_frame(&mut pool, 1398, 2);
-        let first = train.push(&mut pool, f).expect("the short datagram closed it");
+        let first = train
+            .push(&mut pool, f)
+            .expect("the short datagram closed it");
         assert_eq!(first.offload.gso_type, GSO_UDP_L4);
         let lone = train.finish(&mut pool).unwrap();
         assert_eq!(lone.offload.gso_type, 0, "one datagram goes as it is");

@@ -412,7 +412,8 @@ impl Pool {
         let mut copy = self.alloc_large()?;
         copy.in_port = frame.in_port;
         copy.offload = frame.offload;
-        self.append(&mut copy, frame, 0..frame.len()).then_some(copy)
+        self.append(&mut copy, frame, 0..frame.len())
+            .then_some(copy)
     }
 
     /// The AF_XDP descriptor that transmits this small frame as it is: its

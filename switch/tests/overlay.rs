@@ -184,7 +184,10 @@ fn a_container_and_a_kernel_vxlan_host_ping_and_move_10_mb_both_ways() {
         vxlan_counter(&err, "encap") > 1000 && vxlan_counter(&err, "decap") > 100,
         "{err}"
     );
-    assert!(vxlan_counter(&err, "decap") < 3000, "super-frames stay whole: {err}");
+    assert!(
+        vxlan_counter(&err, "decap") < 3000,
+        "super-frames stay whole: {err}"
+    );
     // Toward the kernel host, a segment's VXLAN frames leave the AF_PACKET
     // uplink as UDP GSO trains: far fewer transmissions than frames.
     let [_, _, tx_frames, _] = port_counts(&err, "up0");

@@ -220,7 +220,10 @@ mod tests {
             if u.switch_s >= 0.1 {
                 break u;
             }
-            assert!(std::time::Instant::now() < deadline, "30 s of spinning showed {u:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "30 s of spinning showed {u:?}"
+            );
         };
         assert!(u.machine_s >= u.switch_s * 0.5, "{u:?}");
     }

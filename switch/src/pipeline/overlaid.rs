@@ -221,9 +221,11 @@ impl SwitchPipeline {
     ) {
         let uplink = self.topo.uplink(up);
         let port = uplink.port;
-        let known = uplink
-            .next_hop(vtep)
-            .is_some_and(|hop| self.neighbors[up.0 as usize].lookup(hop, ctx.now_ns).is_some());
+        let known = uplink.next_hop(vtep).is_some_and(|hop| {
+            self.neighbors[up.0 as usize]
+                .lookup(hop, ctx.now_ns)
+                .is_some()
+        });
         if !known {
             for seg in segs {
                 self.encap_one(ctx, up, vni, seg, vtep);
