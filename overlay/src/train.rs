@@ -41,50 +41,54 @@ impl Train {
     /// when `frame` could not join the current one; it then starts the next.
     pub fn push(&mut self, pool: &mut Pool, frame: Frame) -> Option<Frame> {
         let d = frame.len().saturating_sub(TRAIN_HDR);
-        let fits =
-            |t: &Train, len: usize| !t.closed && d <= t.stride && len - ETH_HDR + d <= MAX_IP_LEN;
-        let out = match self.frame.as_ref() {
-            Some(t) if fits(self, t.len()) => None,
-            Some(_) => self.finish(pool),
-            None => None,
-        };
-        let Some(mut train) = self.frame.take() else {
-            self.frame = Some(frame);
-            self.stride = d;
-            self.datagrams = 1;
-            self.closed = false;
-            return out;
+        let joins = self.frame.as_ref().is_some_and(|t| {
+            !self.closed && d <= self.stride && t.len() - ETH_HDR + d <= MAX_IP_LEN
+        });
+        let mut train = match self.frame.take() {
+            Some(t) if joins => t,
+            other => {
+                self.frame = other;
+                let out = self.finish(pool);
+                self.start(frame, d);
+                return out;
+            }
         };
         if self.datagrams == 1 {
-            // The second datagram: move the first into a large buffer.
+            // The second datagram: move the first into a large buffer. With
+            // none free, the first goes alone (as it is) and this one starts
+            // the next train.
             match pool.clone_large(&train) {
                 Some(large) => {
                     pool.free(train);
                     train = large;
                 }
                 None => {
-                    // No large buffer: both go alone.
-                    self.frame = Some(frame);
-                    self.stride = d;
-                    self.datagrams = 1;
-                    self.closed = false;
+                    self.start(frame, d);
                     return Some(train);
                 }
             }
         }
         if !pool.append(&mut train, &frame, TRAIN_HDR..frame.len()) {
-            // Cannot happen: `fits` kept the train under 64 KB.
-            self.frame = Some(frame);
-            self.stride = d;
-            self.datagrams = 1;
-            self.closed = false;
-            return Some(train);
+            // Not reached (a large buffer holds 64 KB of IP), but a train
+            // that cannot grow is still finished properly.
+            self.frame = Some(train);
+            let out = self.finish(pool);
+            self.start(frame, d);
+            return out;
         }
         pool.free(frame);
         self.datagrams += 1;
         self.closed = d < self.stride;
         self.frame = Some(train);
-        out
+        None
+    }
+
+    /// Starts a train with one datagram of `d` payload bytes.
+    fn start(&mut self, frame: Frame, d: usize) {
+        self.frame = Some(frame);
+        self.stride = d;
+        self.datagrams = 1;
+        self.closed = false;
     }
 
     /// The current train, finished: one datagram goes as it is; more get

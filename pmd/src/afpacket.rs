@@ -379,14 +379,10 @@ fn bound_socket(
 /// `tcp_mss_to_mtu` has it. `None` when the inner frame is not TCP over
 /// IPv4 (then the frame is dropped as an offload error).
 fn super_frame_offload(frame: &[u8], inner_mtu: u16) -> Option<Offload> {
-    use crate::wire::{tcp, udp, EthernetFrame, Ipv4Packet, TcpPacket, ETH_HDR};
-    const UDP_VXLAN: usize = udp::HEADER_LEN + 8;
-    let outer = Ipv4Packet::new_checked(frame.get(ETH_HDR..)?).ok()?;
-    let inner = ETH_HDR + outer.header_len() + UDP_VXLAN;
-    let eth = EthernetFrame::new_checked(frame.get(inner..)?).ok()?;
-    let ip_at = inner + ETH_HDR;
-    let ip = Ipv4Packet::new_checked(frame.get(ip_at..)?).ok()?;
-    if eth.ethertype() != crate::wire::ETHERTYPE_IPV4 || ip.protocol() != crate::wire::IPPROTO_TCP {
+    use crate::wire::{tcp, TcpPacket};
+    let (_, ip_at) = vxlan_inner_ipv4(frame)?;
+    let ip = crate::wire::Ipv4Packet::new_unchecked(&frame[ip_at..]);
+    if ip.protocol() != crate::wire::IPPROTO_TCP {
         return None;
     }
     let ihl = ip.header_len();
@@ -416,18 +412,25 @@ fn super_frame_offload(frame: &[u8], inner_mtu: u16) -> Option<Offload> {
 /// first inner frame ends before the frame does; a kernel VXLAN
 /// super-frame's one inner frame runs to the end.
 pub fn train_layout(frame: &[u8]) -> Option<(usize, usize)> {
+    let (payload, ip_at) = vxlan_inner_ipv4(frame)?;
+    let ip = crate::wire::Ipv4Packet::new_unchecked(&frame[ip_at..]);
+    let stride = ip_at - payload + usize::from(ip.total_len());
+    (payload + stride < frame.len()).then_some((payload, stride))
+}
+
+/// In a VXLAN frame over IPv4 whose inner frame is IPv4: where the outer
+/// UDP payload (the VXLAN header) starts and where the inner IPv4 header
+/// starts, both headers checked for length.
+fn vxlan_inner_ipv4(frame: &[u8]) -> Option<(usize, usize)> {
     use crate::wire::{udp, EthernetFrame, Ipv4Packet, ETH_HDR};
     const VXLAN_HDR: usize = 8;
     let outer = Ipv4Packet::new_checked(frame.get(ETH_HDR..)?).ok()?;
     let payload = ETH_HDR + outer.header_len() + udp::HEADER_LEN;
     let inner = payload + VXLAN_HDR;
     let eth = EthernetFrame::new_checked(frame.get(inner..)?).ok()?;
-    if eth.ethertype() != crate::wire::ETHERTYPE_IPV4 {
-        return None;
-    }
-    let ip = Ipv4Packet::new_checked(frame.get(inner + ETH_HDR..)?).ok()?;
-    let stride = VXLAN_HDR + ETH_HDR + usize::from(ip.total_len());
-    (payload + stride < frame.len()).then_some((payload, stride))
+    let ip_at = inner + ETH_HDR;
+    Ipv4Packet::new_checked(frame.get(ip_at..)?).ok()?;
+    (eth.ethertype() == crate::wire::ETHERTYPE_IPV4).then_some((payload, ip_at))
 }
 
 /// Cuts a train into its datagrams: the outer headers, then each

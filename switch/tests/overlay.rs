@@ -15,26 +15,9 @@ use test_support::wait_until;
 
 const MB: u64 = 1024 * 1024;
 
-/// The value of `name=N` on the `vxlan` line of the final counters.
+/// A counter on the `vxlan` line of the final counters.
 fn vxlan_counter(stderr: &str, name: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .find(|l| l.trim_start().starts_with("vxlan "))
-        .unwrap_or_else(|| panic!("no overlay counters in:\n{stderr}"));
-    let words: Vec<&str> = line
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|w| !w.is_empty())
-        .collect();
-    if let Some(v) = words
-        .iter()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-    {
-        return v.parse().unwrap();
-    }
-    words
-        .iter()
-        .position(|w| *w == name)
-        .map_or(0, |i| words[i + 1].parse().unwrap())
+    report_counter(stderr, "vxlan ", name)
 }
 
 fn no_ipv6(ns: &NetnsGuard) {

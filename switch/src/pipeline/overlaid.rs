@@ -221,20 +221,19 @@ impl SwitchPipeline {
     ) {
         let uplink = self.topo.uplink(up);
         let port = uplink.port;
-        let known = uplink.next_hop(vtep).is_some_and(|hop| {
-            self.neighbors[up.0 as usize]
-                .lookup(hop, ctx.now_ns)
-                .is_some()
-        });
-        if !known {
+        let hop_mac = uplink
+            .next_hop(vtep)
+            .and_then(|hop| self.neighbors[up.0 as usize].lookup(hop, ctx.now_ns));
+        let Some(hop_mac) = hop_mac else {
             for seg in segs {
                 self.encap_one(ctx, up, vni, seg, vtep);
             }
             return;
-        }
+        };
+        let e = self.outer(up, vni, vtep, hop_mac);
         let mut train = overlay::train::Train::default();
         for mut seg in segs {
-            if self.encap_in_place(ctx, up, vni, &mut seg, vtep).is_err() {
+            if !self.encapsulate_counted(ctx, up, &mut seg, &e) {
                 ctx.drop_frame(seg, DropReason::TooBig);
                 continue;
             }
@@ -247,41 +246,40 @@ impl SwitchPipeline {
         }
     }
 
-    /// Encapsulates `frame` toward `vtep` in place (outer headers from the
-    /// uplink and its next hop's MAC, which the caller knows).
-    fn encap_in_place(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        up: UplinkId,
-        vni: u32,
-        frame: &mut Frame,
-        vtep: Ipv4Addr,
-    ) -> Result<(), ()> {
+    /// The outer headers toward `vtep` on uplink `up`, via `hop_mac`.
+    fn outer(&self, up: UplinkId, vni: u32, vtep: Ipv4Addr, hop_mac: MacAddr) -> Encap {
         let uplink = self.topo.uplink(up);
-        let (src_vtep, src_mac) = (uplink.ip, uplink.mac);
-        let hop = uplink.next_hop(vtep).ok_or(())?;
-        let hop_mac = self.neighbors[up.0 as usize]
-            .lookup(hop, ctx.now_ns)
-            .ok_or(())?;
         let udp_dst_port = self.vteps[up.0 as usize]
             .as_ref()
             .and_then(|t| t.network(vni).map(|n| n.udp_port))
             .unwrap_or(overlay::VXLAN_PORT);
-        let e = Encap {
+        Encap {
             vni,
-            src_vtep,
+            src_vtep: uplink.ip,
             dst_vtep: vtep,
-            src_mac,
+            src_mac: uplink.mac,
             dst_mac: hop_mac,
             udp_dst_port,
             ttl: OUTER_TTL,
-        };
-        if encapsulate(ctx.pool, frame, &e).is_err() {
-            self.overlay_counters[up.0 as usize].encap_errors.add(1);
-            return Err(());
         }
-        self.overlay_counters[up.0 as usize].encapsulated.add(1);
-        Ok(())
+    }
+
+    /// Encapsulates `frame` in place and counts it; false (counted as an
+    /// encapsulation error) when it cannot be.
+    fn encapsulate_counted(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        up: UplinkId,
+        frame: &mut Frame,
+        e: &Encap,
+    ) -> bool {
+        let counters = &self.overlay_counters[up.0 as usize];
+        if encapsulate(ctx.pool, frame, e).is_err() {
+            counters.encap_errors.add(1);
+            return false;
+        }
+        counters.encapsulated.add(1);
+        true
     }
 
     fn encap_one(
@@ -293,31 +291,18 @@ impl SwitchPipeline {
         vtep: Ipv4Addr,
     ) {
         let uplink = self.topo.uplink(up);
-        let (port, src_vtep, src_mac) = (uplink.port, uplink.ip, uplink.mac);
+        let port = uplink.port;
         let Some(hop) = uplink.next_hop(vtep) else {
             ctx.drop_frame(frame, DropReason::NoRoute);
             return;
         };
-        let udp_dst_port = self.vteps[up.0 as usize]
-            .as_ref()
-            .and_then(|t| t.network(vni).map(|n| n.udp_port))
-            .unwrap_or(overlay::VXLAN_PORT);
         let hop_mac = self.neighbors[up.0 as usize].lookup(hop, ctx.now_ns);
-        let e = Encap {
-            vni,
-            src_vtep,
-            dst_vtep: vtep,
-            src_mac,
-            dst_mac: hop_mac.unwrap_or(MacAddr::ZERO),
-            udp_dst_port,
-            ttl: OUTER_TTL,
-        };
-        if encapsulate(ctx.pool, &mut frame, &e).is_err() {
-            self.overlay_counters[up.0 as usize].encap_errors.add(1);
+        // Unresolved: encapsulated now, the MAC filled in when ARP answers.
+        let e = self.outer(up, vni, vtep, hop_mac.unwrap_or(MacAddr::ZERO));
+        if !self.encapsulate_counted(ctx, up, &mut frame, &e) {
             ctx.drop_frame(frame, DropReason::TooBig);
             return;
         }
-        self.overlay_counters[up.0 as usize].encapsulated.add(1);
         if hop_mac.is_some() {
             ctx.send(port, frame);
             return;
