@@ -8,6 +8,7 @@
 //! daemon, and the `podswitch` binary. Called by the binary and by `bench`.
 
 pub mod arp;
+pub mod capture;
 pub mod cluster;
 pub mod config;
 pub mod control;
@@ -23,5 +24,7 @@ pub mod neighbor;
 pub mod pipeline;
 pub mod report;
 pub mod route;
+pub mod runtime;
 pub mod stats;
 pub mod topology;
+pub mod trace;

@@ -12,6 +12,7 @@ use signal_hook::iterator::Signals;
 use switch::config::{self, Config};
 use switch::control::ControlSocket;
 use switch::daemon::Switch;
+use switch::runtime::Runtime;
 use switch::{demo, lab};
 
 #[derive(Parser)]
@@ -74,11 +75,12 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 }
 
 /// Runs until SIGINT or SIGTERM.
-fn serve(cfg: &Config) -> Result<()> {
+fn serve(cfg: &Config, path: &Path) -> Result<()> {
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
     switch::control::claim(&cfg.switch.control)?;
     let switch = Switch::start(cfg)?;
+    let runtime = Runtime::new(switch, cfg.clone(), path);
     let control = ControlSocket::bind(&cfg.switch.control)?;
     println!("ready");
     std::io::stdout().flush().ok();
@@ -92,11 +94,13 @@ fn serve(cfg: &Config) -> Result<()> {
     }
     drop(control);
     // Final counters on stderr: what moved and what was dropped, and why.
-    eprint!("{}", switch::report::ports(switch.dataplane()));
-    eprint!("{}", switch::report::nat(switch.dataplane()));
-    eprint!("{}", switch::report::uplinks(switch.dataplane()));
-    eprint!("{}", switch::report::overlay(switch.dataplane()));
-    let reports = switch.stop();
+    runtime.with_switch(|switch, _| {
+        eprint!("{}", switch::report::ports(switch.dataplane()));
+        eprint!("{}", switch::report::nat(switch.dataplane()));
+        eprint!("{}", switch::report::uplinks(switch.dataplane()));
+        eprint!("{}", switch::report::overlay(switch.dataplane()));
+    });
+    let reports = runtime.stop();
     let leaked: usize = reports.iter().map(|r| r.leaked).sum();
     if leaked > 0 {
         tracing::error!("{leaked} buffers were not returned to their pools");
@@ -127,14 +131,14 @@ fn main() -> ExitCode {
             Err(code) => return code,
         },
         Cmd::Run { config } => match load(&config) {
-            Ok(cfg) => serve(&cfg),
+            Ok(cfg) => serve(&cfg, &config),
             Err(code) => return code,
         },
         Cmd::Lab {
             cmd: LabCmd::Up { config },
         } => match load(&config) {
             Ok(cfg) => lab::up(&cfg).and_then(|created| {
-                let r = serve(&cfg);
+                let r = serve(&cfg, &config);
                 lab::finish(&cfg, &created);
                 r
             }),

@@ -12,6 +12,8 @@ use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
 
+pub mod protocol;
+
 /// A bound control socket, removed on drop.
 pub struct ControlSocket {
     path: PathBuf,
