@@ -15,6 +15,7 @@ pub mod gso;
 pub mod memport;
 pub mod meta;
 pub mod netdev;
+pub mod netlink;
 pub mod netns;
 pub mod partial_csum;
 pub mod pool;
