@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::netlink::Rtnl;
+use crate::netlink::{LinkChange, Rtnl};
 
 /// Where `ip netns` keeps its names.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
@@ -150,6 +151,43 @@ pub fn exists(name: &str) -> bool {
     netns_path(name).exists()
 }
 
+/// Moves the link `link` of the calling thread's namespace into the
+/// namespace `netns` (a name or path) as `new_name`, up, with `addr`
+/// (address and prefix length) when given: the container end of a veth.
+pub fn move_link(
+    link: &str,
+    netns: &str,
+    new_name: &str,
+    addr: Option<(Ipv4Addr, u8)>,
+) -> io::Result<()> {
+    let ns = File::open(netns_path(netns))
+        .map_err(|e| io::Error::new(e.kind(), format!("opening netns {netns}: {e}")))?;
+    let mut here = Rtnl::open()?;
+    let index = here
+        .link_index(link)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link {link}")))?;
+    here.set_link(
+        index,
+        &LinkChange {
+            netns: Some(&ns),
+            name: Some(new_name),
+            up: true,
+            ..LinkChange::default()
+        },
+    )?;
+    if let Some((ip, prefix)) = addr {
+        let mut there = Rtnl::open_in(&ns)?;
+        let index = there.link_index(new_name)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{new_name} not in {netns}"),
+            )
+        })?;
+        there.add_ipv4(index, ip, prefix)?;
+    }
+    Ok(())
+}
+
 /// PIDs of the processes whose network namespace is the one at `path` (as
 /// `ip netns pids`): same device and inode as /proc/PID/ns/net.
 pub fn pids(path: &Path) -> io::Result<Vec<i32>> {
@@ -171,18 +209,6 @@ pub fn pids(path: &Path) -> io::Result<Vec<i32>> {
         }
     }
     Ok(found)
-}
-
-/// Runs `ip ARGS`, returning stderr as the error on failure. For tests and
-/// benchmarks that build fixtures the product does not (bridges, routes on
-/// a kernel router); podswitch itself uses [`crate::netlink`].
-pub fn ip(args: &[&str]) -> io::Result<()> {
-    run("ip", args)
-}
-
-/// Runs a command, returning stderr as the error on failure.
-pub fn run(cmd: &str, args: &[&str]) -> io::Result<()> {
-    output_ok(cmd, args, Command::new(cmd).args(args))
 }
 
 fn output_ok(cmd: &str, args: &[&str], c: &mut Command) -> io::Result<()> {
