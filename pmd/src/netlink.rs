@@ -84,11 +84,9 @@ impl Rtnl {
     /// thread never changes namespace (nothing to restore, nothing to
     /// leak if a step fails).
     pub fn open_in(ns: &File) -> io::Result<Rtnl> {
-        let ns = ns.try_clone()?;
         std::thread::scope(|s| {
-            s.spawn(move || {
-                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(io::Error::from)?;
+            s.spawn(|| {
+                crate::netns::enter(ns)?;
                 Rtnl::open()
             })
             .join()

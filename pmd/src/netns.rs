@@ -51,6 +51,14 @@ pub fn in_netns<T: Send + 'static>(
     .map_err(|_| io::Error::other("netns thread panicked"))?
 }
 
+/// Moves the calling thread into the namespace of `ns` (an open namespace
+/// file). Only for a thread of the caller's own that ends afterwards or
+/// enters each namespace it works in: the thread's sockets and TAPs are
+/// made in whichever namespace it is in.
+pub fn enter(ns: &File) -> io::Result<()> {
+    setns(ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+}
+
 /// Serialises the one-time set-up of /run/netns between threads that
 /// create namespaces in parallel.
 static RUN_DIR: Mutex<bool> = Mutex::new(false);
