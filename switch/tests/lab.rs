@@ -158,6 +158,16 @@ fn create_many_sets_up_every_endpoint_and_on_one_failure_removes_all_it_made() {
     );
     let route = ip_in(a.name(), &["route", "show", "default"]);
     assert!(route.contains("via 10.9.0.1 dev eth0"), "{route}");
+    let v6 = ip_in(a.name(), &["-6", "addr", "show", "dev", "eth0"]);
+    assert!(
+        !v6.contains("inet6"),
+        "no IPv6 on an IPv4 network's interface: {v6}"
+    );
+    let lo6 = ip_in(a.name(), &["-6", "addr", "show", "dev", "lo"]);
+    assert!(
+        lo6.contains("::1"),
+        "only eth0 lost IPv6, not the namespace: {lo6}"
+    );
     drop(taps);
     assert!(
         !ip_in(a.name(), &["link", "show"]).contains("eth0"),
