@@ -252,6 +252,12 @@ impl Nat {
         self.ct.len() == 0
     }
 
+    /// Live connections at `now_ns` (the clock `outbound` gets), lazily:
+    /// take as many as you need.
+    pub fn connections(&self, now_ns: u64) -> impl Iterator<Item = crate::Connection> + '_ {
+        crate::dump::connections(&self.ct, secs(now_ns), |a| self.net_of(a))
+    }
+
     /// Internal endpoints (`ip:port` per protocol) holding an external
     /// port now.
     pub fn snat_mappings(&self) -> usize {

@@ -17,6 +17,7 @@ pub mod meta;
 pub mod netdev;
 pub mod netns;
 pub mod partial_csum;
+pub mod perf;
 pub mod pool;
 pub mod port;
 pub mod spill;

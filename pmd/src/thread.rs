@@ -35,6 +35,7 @@ use crate::counters::{DropReason, PortCounters};
 use crate::frame::Frame;
 use crate::gro::Gro;
 use crate::gso;
+use crate::perf::{PerfRecorder, PerfSnapshot, ThreadPerf};
 use crate::pool::Pool;
 use crate::port::{Port, PortId, MAX_BURST};
 
@@ -225,6 +226,7 @@ pub struct PmdThread {
 pub struct Engine {
     stop: Arc<AtomicBool>,
     wakers: Vec<Arc<Waker>>,
+    perf: Vec<Arc<ThreadPerf>>,
     handles: Vec<JoinHandle<ThreadReport>>,
 }
 
@@ -254,11 +256,14 @@ impl Engine {
         let stop = Arc::new(AtomicBool::new(false));
         let mut wakers = Vec::new();
         let mut handles = Vec::new();
+        let mut perf = Vec::new();
         let epoch = Instant::now();
         for (t, th) in threads.into_iter().enumerate() {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKE_TOKEN)?);
             wakers.push(waker.clone());
+            let shared = Arc::new(ThreadPerf::new());
+            perf.push(shared.clone());
             let ports: Vec<(PortId, Arc<PortCounters>)> = th
                 .ports
                 .iter()
@@ -272,6 +277,7 @@ impl Engine {
                 tx: TxQueues::new(&ports),
                 gro: Gro::new(),
                 epoch,
+                perf: PerfRecorder::new(shared),
             };
             handles.push(
                 std::thread::Builder::new()
@@ -282,8 +288,14 @@ impl Engine {
         Ok(Engine {
             stop,
             wakers,
+            perf,
             handles,
         })
+    }
+
+    /// How each thread spends its time, by thread index.
+    pub fn perf(&self) -> Vec<PerfSnapshot> {
+        self.perf.iter().map(|p| p.snapshot()).collect()
     }
 
     /// Wakes sleeping threads (after a control change).
@@ -332,6 +344,7 @@ struct Runner {
     tx: TxQueues,
     gro: Gro,
     epoch: Instant,
+    perf: PerfRecorder,
 }
 
 /// Readies a burst for `port`'s `tx_burst`: a port with offloads gets TCP
@@ -396,9 +409,11 @@ impl Runner {
             report.loops += 1;
             // The clock costs a vDSO call: read it after traffic, and every
             // 32 empty polls (measured: 17% of an idle spin was the clock).
-            if got > 0 || report.loops & 31 == 0 {
+            let fresh = got > 0 || report.loops & 31 == 0;
+            if fresh {
                 now = Instant::now();
             }
+            self.perf.iteration(now, fresh);
             let now_ns = (now - self.epoch).as_nanos() as u64;
             got = 0;
             if any_by_readiness {
@@ -421,6 +436,7 @@ impl Runner {
                     continue;
                 }
                 got += n;
+                self.perf.received(n);
                 let mut ctx = Ctx {
                     pool: &mut self.th.pool,
                     tx: &mut self.tx,
@@ -464,10 +480,12 @@ impl Runner {
                     } else {
                         Duration::from_micros(200)
                     };
+                    let asleep = Instant::now();
                     let _ = self.poll.poll(&mut events, Some(timeout));
                     mark_ready(&events, &mut ready);
                     // After a sleep the cached clock is old: read it again.
                     now = Instant::now();
+                    self.perf.slept(asleep, now);
                     if !events.is_empty() {
                         last_rx = now;
                     }

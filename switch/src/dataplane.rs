@@ -13,9 +13,11 @@ use crossbeam::channel::{self, Sender};
 use nat::{Nat, NatConfig, NatCounters};
 use overlay::OverlayCounters;
 use pmd::counters::{CounterSnapshot, PortCounters};
+use pmd::perf::PerfSnapshot;
 use pmd::thread::{Engine, PmdThread, PollMode, ThreadReport};
 use pmd::{Pool, Port, PortId};
 
+use crate::inspect::{ConntrackRow, NeighborRow, OverlayView};
 use crate::pipeline::{Control, FdbRow, SwitchPipeline, SwitchSettings};
 use crate::stats::{NetCounters, NetSnapshot, UplinkCounters};
 use crate::topology::{NetId, Topology, UplinkId};
@@ -259,19 +261,27 @@ impl Dataplane {
         }
     }
 
-    /// Every live FDB entry, merged over threads (newest wins).
-    pub fn fdb(&self) -> Vec<FdbRow> {
-        let mut rows: Vec<FdbRow> = Vec::new();
+    /// Asks every thread one question (answered between bursts) and
+    /// collects the answers; a thread that does not answer within 2 s is
+    /// left out.
+    fn ask<T: Send + 'static>(&self, make: impl Fn(Sender<T>) -> Control) -> Vec<T> {
+        let mut answers = Vec::new();
         for c in &self.controls {
             let (tx, rx) = channel::bounded(1);
-            if c.send(Control::DumpFdb(tx)).is_err() {
+            if c.send(make(tx)).is_err() {
                 continue;
             }
             self.engine.wake();
-            if let Ok(mut r) = rx.recv_timeout(Duration::from_secs(2)) {
-                rows.append(&mut r);
+            if let Ok(a) = rx.recv_timeout(Duration::from_secs(2)) {
+                answers.push(a);
             }
         }
+        answers
+    }
+
+    /// Every live FDB entry, merged over threads (newest wins).
+    pub fn fdb(&self) -> Vec<FdbRow> {
+        let mut rows: Vec<FdbRow> = self.ask(Control::DumpFdb).concat();
         rows.sort_by(|a, b| {
             (a.network.as_str(), a.mac)
                 .cmp(&(b.network.as_str(), b.mac))
@@ -279,6 +289,41 @@ impl Dataplane {
         });
         rows.dedup_by(|b, a| a.network == b.network && a.mac == b.mac);
         rows
+    }
+
+    /// Up to `limit` live NAT connections (of one network when given).
+    pub fn conntrack(&self, network: Option<&str>, limit: usize) -> Vec<ConntrackRow> {
+        let mut rows: Vec<ConntrackRow> = self
+            .ask(|reply| Control::DumpConntrack {
+                network: network.map(str::to_string),
+                limit,
+                reply,
+            })
+            .concat();
+        rows.truncate(limit);
+        rows
+    }
+
+    /// The neighbour cache of every uplink (each uplink is answered by the
+    /// thread that polls it; the others' caches for it are empty).
+    pub fn neighbors(&self) -> Vec<NeighborRow> {
+        let mut rows: Vec<NeighborRow> = self.ask(Control::DumpNeighbors).concat();
+        rows.sort_by(|a, b| (&a.uplink, a.ip).cmp(&(&b.uplink, b.ip)));
+        rows.dedup_by(|b, a| a.uplink == b.uplink && a.ip == b.ip);
+        rows
+    }
+
+    /// The overlay tables in force (every thread holds the same ones).
+    pub fn overlay_view(&self) -> OverlayView {
+        self.ask(Control::DumpOverlay)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// How each PMD thread spends its time, by thread index.
+    pub fn perf(&self) -> Vec<PerfSnapshot> {
+        self.engine.perf()
     }
 
     /// Stops the threads; reports say whether any frame leaked.

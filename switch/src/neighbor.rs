@@ -45,6 +45,20 @@ pub enum Hold {
     Full(Frame),
 }
 
+/// One neighbour as the control side lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighborEntry {
+    /// The next hop.
+    pub ip: Ipv4Addr,
+    /// Its MAC; `None` while unresolved.
+    pub mac: Option<MacAddr>,
+    /// `reachable`, `stale`, `static` or `incomplete` (as `ip neigh`).
+    pub state: &'static str,
+    /// Since it was last confirmed (or last asked, when incomplete);
+    /// `None` for a configured one.
+    pub age_ns: Option<u64>,
+}
+
 /// The cache.
 #[derive(Debug, Default)]
 pub struct NeighborCache {
@@ -125,6 +139,32 @@ impl NeighborCache {
             true
         });
         (retry, dead)
+    }
+
+    /// Every neighbour as `ctl neighbors` lists it: resolved ones with
+    /// their MAC and age (`None` for a configured one), then the next hops
+    /// still waiting for an answer.
+    pub fn entries(&self, now_ns: u64) -> impl Iterator<Item = NeighborEntry> + '_ {
+        let known = self.known.iter().map(move |(ip, (mac, seen))| {
+            let age_ns = (*seen != u64::MAX).then(|| now_ns.saturating_sub(*seen));
+            NeighborEntry {
+                ip: *ip,
+                mac: Some(*mac),
+                state: match age_ns {
+                    None => "static",
+                    Some(a) if a <= REACHABLE_NS => "reachable",
+                    Some(_) => "stale",
+                },
+                age_ns,
+            }
+        });
+        let pending = self.pending.iter().map(move |(ip, p)| NeighborEntry {
+            ip: *ip,
+            mac: None,
+            state: "incomplete",
+            age_ns: Some(now_ns.saturating_sub(p.last_request_ns)),
+        });
+        known.chain(pending)
     }
 
     /// Known neighbours (for stats).

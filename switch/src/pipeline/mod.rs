@@ -20,6 +20,7 @@ use crate::topology::{NetId, Topology};
 use nat::Nat;
 use pmd::Pool;
 
+mod dump;
 mod overlaid;
 mod routed;
 
@@ -67,6 +68,20 @@ pub enum Control {
     /// Replace an uplink's overlay tables (remote endpoints from the
     /// cluster store).
     OverlayTables(UplinkId, Arc<VtepTables>),
+    /// Send back up to `limit` live connections of the NATs this thread
+    /// runs (of one network when given).
+    DumpConntrack {
+        /// Only this network's flows.
+        network: Option<String>,
+        /// At most this many.
+        limit: usize,
+        /// Where the rows go.
+        reply: Sender<Vec<crate::inspect::ConntrackRow>>,
+    },
+    /// Send back every uplink's neighbour cache.
+    DumpNeighbors(Sender<Vec<crate::inspect::NeighborRow>>),
+    /// Send back the overlay tables in force (peers, remote endpoints).
+    DumpOverlay(Sender<crate::inspect::OverlayView>),
 }
 
 /// The per-thread switching pipeline.
@@ -363,6 +378,19 @@ impl Pipeline for SwitchPipeline {
                     if let Some(slot) = self.vteps.get_mut(up.0 as usize) {
                         *slot = Some(tables);
                     }
+                }
+                Control::DumpConntrack {
+                    network,
+                    limit,
+                    reply,
+                } => {
+                    let _ = reply.send(self.dump_conntrack(network.as_deref(), limit, ctx.now_ns));
+                }
+                Control::DumpNeighbors(reply) => {
+                    let _ = reply.send(self.dump_neighbors(ctx.now_ns));
+                }
+                Control::DumpOverlay(reply) => {
+                    let _ = reply.send(self.dump_overlay());
                 }
             }
         }
