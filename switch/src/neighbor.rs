@@ -182,3 +182,32 @@ impl NeighborCache {
         self.pending.drain().flat_map(|(_, p)| p.held).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listing_shows_static_reachable_stale_and_incomplete_neighbours() {
+        let mut pool = pmd::Pool::new(pmd::PoolConfig::default()).unwrap();
+        let mut n = NeighborCache::new();
+        let mac: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        n.add_static(Ipv4Addr::new(10, 0, 0, 1), mac);
+        n.learn(Ipv4Addr::new(10, 0, 0, 2), mac, 0);
+        n.learn(Ipv4Addr::new(10, 0, 0, 3), mac, REACHABLE_NS);
+        let frame = pool.alloc_copy(&[0u8; 60]).unwrap();
+        assert!(matches!(
+            n.hold(Ipv4Addr::new(10, 0, 0, 4), frame, REACHABLE_NS),
+            Hold::Held { request: true }
+        ));
+        let mut rows: Vec<NeighborEntry> = n.entries(REACHABLE_NS + 1).collect();
+        rows.sort_by_key(|r| r.ip);
+        let states: Vec<&str> = rows.iter().map(|r| r.state).collect();
+        assert_eq!(states, ["static", "stale", "reachable", "incomplete"]);
+        assert_eq!((rows[0].age_ns, rows[3].mac), (None, None));
+        assert_eq!(rows[2].age_ns, Some(1));
+        for f in n.drain_held() {
+            pool.free(f);
+        }
+    }
+}
