@@ -197,6 +197,45 @@ impl Topology {
     }
 
     /// The network a port switches in.
+    /// Adds a port as `add_port` does, reusing `id` (a port that left)
+    /// when given.
+    pub fn add_port_as(&mut self, id: Option<PortId>, name: &str, network: Option<NetId>) -> PortId {
+        let Some(id) = id.filter(|i| (i.0 as usize) < self.ports.len()) else {
+            return self.add_port(name, network);
+        };
+        self.ports[id.0 as usize] = PortInfo {
+            name: name.to_string(),
+            network,
+            uplink: None,
+        };
+        if let Some(n) = network {
+            self.networks[n.0 as usize].members.push(id);
+        }
+        id
+    }
+
+    /// Takes port `id` out of the switch (an endpoint that left): no
+    /// network has it as a member and no endpoint address leads to it. Its
+    /// id stays reserved in `ports`, nameless, until `add_port_as` reuses it.
+    pub fn remove_port(&mut self, id: PortId) {
+        for n in &mut self.networks {
+            n.members.retain(|p| *p != id);
+            n.endpoints.retain(|_, (_, p)| *p != id);
+        }
+        if let Some(info) = self.ports.get_mut(id.0 as usize) {
+            *info = PortInfo {
+                name: String::new(),
+                network: None,
+                uplink: None,
+            };
+        }
+    }
+
+    /// Forgets endpoint address `ip` of `network`.
+    pub fn remove_endpoint_addr(&mut self, network: NetId, ip: Ipv4Addr) {
+        self.networks[network.0 as usize].endpoints.remove(&ip);
+    }
+
     #[inline]
     pub fn network_of(&self, port: PortId) -> Option<NetId> {
         self.ports.get(port.0 as usize)?.network

@@ -3,6 +3,7 @@
 //! within the network. Frames never leave their network here; NAT and the
 //! overlay will hang off the gateway and uplink stages.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crossbeam::channel::{Receiver, Sender};
@@ -17,7 +18,7 @@ use crate::gateway::GatewayVerdict;
 use crate::neighbor::NeighborCache;
 use crate::stats::{NetCounters, UplinkCounters};
 use crate::topology::{NetId, Topology};
-use nat::Nat;
+use nat::{Nat, NatConfig};
 use pmd::Pool;
 
 mod overlaid;
@@ -67,6 +68,11 @@ pub enum Control {
     /// Replace an uplink's overlay tables (remote endpoints from the
     /// cluster store).
     OverlayTables(UplinkId, Arc<VtepTables>),
+    /// Apply an uplink's new NAT config (mappings, timeouts), keeping the
+    /// connections it still allows (`Nat::reconfigure`).
+    Nat(UplinkId, Box<NatConfig>),
+    /// Drop the connections of an endpoint that left.
+    ForgetAddress(UplinkId, Ipv4Addr),
 }
 
 /// The per-thread switching pipeline.
@@ -303,10 +309,18 @@ impl SwitchPipeline {
         for n in &topo.networks {
             let old = self.topo.network_id(&n.name);
             match old {
-                Some(id) => fdbs.push(std::mem::replace(
-                    &mut self.fdbs[id.0 as usize],
-                    Fdb::new(0, 0),
-                )),
+                Some(id) => {
+                    let mut fdb = std::mem::replace(&mut self.fdbs[id.0 as usize], Fdb::new(0, 0));
+                    // A MAC learned on a port that left the network must
+                    // not send frames to it (or to a port that reuses its
+                    // id).
+                    for gone in &self.topo.network(id).members {
+                        if !n.members.contains(gone) {
+                            fdb.flush_port(*gone);
+                        }
+                    }
+                    fdbs.push(fdb);
+                }
                 None => fdbs.push(Fdb::new(
                     self.settings.fdb_size as usize,
                     self.settings.mac_aging_secs,
@@ -362,6 +376,16 @@ impl Pipeline for SwitchPipeline {
                 Control::OverlayTables(up, tables) => {
                     if let Some(slot) = self.vteps.get_mut(up.0 as usize) {
                         *slot = Some(tables);
+                    }
+                }
+                Control::Nat(up, cfg) => {
+                    if let Some(Some(nat)) = self.nats.get_mut(up.0 as usize) {
+                        nat.reconfigure(*cfg);
+                    }
+                }
+                Control::ForgetAddress(up, ip) => {
+                    if let Some(Some(nat)) = self.nats.get_mut(up.0 as usize) {
+                        nat.remove_flows_of(ip);
                     }
                 }
             }
