@@ -130,8 +130,7 @@ impl Switch {
             self.live.free_ids.push(id);
         }
         if let Some(up) = self.live.topo.network(net_id).uplink {
-            self.dataplane
-                .control(|| Control::ForgetAddress(up, e.ip));
+            self.dataplane.control(|| Control::ForgetAddress(up, e.ip));
         }
         Ok(tap.is_some() || matches!(e.attach, Attach::Port(_)))
     }

@@ -86,9 +86,15 @@ fn serve(cfg: &Config, path: &Path) -> Result<()> {
     std::io::stdout().flush().ok();
     for sig in signals.forever() {
         match sig {
-            SIGHUP => tracing::warn!(
-                "reload on SIGHUP arrives with the control-plane issue; config unchanged"
-            ),
+            SIGHUP => match runtime.reload() {
+                Ok(s) => tracing::warn!(
+                    "reloaded on SIGHUP: added {:?}, removed {:?}, changed {:?}",
+                    s.added,
+                    s.removed,
+                    s.changed
+                ),
+                Err(e) => tracing::error!("reload on SIGHUP refused: {e}"),
+            },
             _ => break,
         }
     }

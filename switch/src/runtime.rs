@@ -172,8 +172,7 @@ impl Runtime {
     /// overlay peers. Everything else keeps running untouched.
     pub fn reload(&self) -> Result<ReloadSummary, ReloadError> {
         let path = self.lock().path.clone();
-        let mut new =
-            config::load(&path).map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let mut new = config::load(&path).map_err(|e| ReloadError::Invalid(e.to_string()))?;
         let mut st = self.lock();
         needs_restart(&st.file, &new).map_err(ReloadError::NeedsRestart)?;
         for e in &new.endpoints {
@@ -185,8 +184,12 @@ impl Runtime {
             }
         }
         keep_addresses(&st.file, &mut new);
-        let old: HashMap<&str, &EndpointCfg> =
-            st.file.endpoints.iter().map(|e| (e.name.as_str(), e)).collect();
+        let old: HashMap<&str, &EndpointCfg> = st
+            .file
+            .endpoints
+            .iter()
+            .map(|e| (e.name.as_str(), e))
+            .collect();
         let now: HashMap<&str, &EndpointCfg> =
             new.endpoints.iter().map(|e| (e.name.as_str(), e)).collect();
         let mut summary = ReloadSummary::default();
@@ -258,7 +261,15 @@ impl Runtime {
             "port mapping",
             &st.file.port_mappings,
             &new.port_mappings,
-            |m| format!("{}/{} -> {}:{}", m.protocol.as_str(), m.host_port, m.endpoint, m.port),
+            |m| {
+                format!(
+                    "{}/{} -> {}:{}",
+                    m.protocol.as_str(),
+                    m.host_port,
+                    m.endpoint,
+                    m.port
+                )
+            },
         );
         diff_lines(
             &mut summary,
@@ -358,25 +369,21 @@ fn keep_addresses(old: &Config, new: &mut Config) {
         }
         pinned[i] = true;
     }
-    for i in 0..new.endpoints.len() {
-        if new.endpoints[i].ip_given || pinned[i] {
-            continue;
-        }
-        let net = new.endpoints[i].network.clone();
-        let ip = new.endpoints[i].ip;
+    let movable: Vec<usize> = (0..new.endpoints.len())
+        .filter(|i| !new.endpoints[*i].ip_given && !pinned[*i])
+        .collect();
+    for i in movable {
+        let (net, ip) = (new.endpoints[i].network.clone(), new.endpoints[i].ip);
         let clash = new
             .endpoints
             .iter()
             .enumerate()
             .any(|(j, o)| j != i && o.network == net && o.ip == ip);
-        if !clash {
-            continue;
-        }
-        let Some(subnet) = new.network(&net).map(|n| (n.subnet, n.gateway)) else {
+        let Some(n) = new.network(&net).filter(|_| clash) else {
             continue;
         };
-        let mut ipam = config::ipam::Ipam::new(subnet.0);
-        if let Some(gw) = subnet.1 {
+        let mut ipam = config::ipam::Ipam::new(n.subnet);
+        if let Some(gw) = n.gateway {
             ipam.reserve(gw);
         }
         for o in new.endpoints.iter().filter(|o| o.network == net) {
@@ -397,7 +404,9 @@ fn check_ifname(name: &str) -> Result<()> {
         || name.len() > 15
         || name == "."
         || name == ".."
-        || name.bytes().any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace())
+        || name
+            .bytes()
+            .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace())
     {
         bail!("interface name {name:?}: 1 to 15 characters, no '/', no whitespace");
     }
@@ -445,14 +454,22 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd) -> Result<EndpointCfg> {
         ipam.reserve(e.ip);
         holders.insert(e.ip, format!("endpoint {}", e.name));
     }
-    for r in cfg.remote_endpoints.iter().filter(|r| r.network == net.name) {
+    for r in cfg
+        .remote_endpoints
+        .iter()
+        .filter(|r| r.network == net.name)
+    {
         ipam.reserve(r.ip);
         holders.insert(r.ip, format!("a remote endpoint via {}", r.vtep));
     }
     let ip = match req.ip {
         Some(ip) => {
             if !net.subnet.contains(&ip) || !ipam.is_host(ip) {
-                bail!("address {ip} is not a host address of network {} ({})", net.name, net.subnet);
+                bail!(
+                    "address {ip} is not a host address of network {} ({})",
+                    net.name,
+                    net.subnet
+                );
             }
             if net.gateway == Some(ip) {
                 bail!("address {ip} is the gateway of network {}", net.name);
@@ -463,14 +480,17 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd) -> Result<EndpointCfg> {
             ip
         }
         None => ipam.allocate().with_context(|| {
-            format!("network {} ({}) has no free address left", net.name, net.subnet)
+            format!(
+                "network {} ({}) has no free address left",
+                net.name, net.subnet
+            )
         })?,
     };
     let mac = match &req.mac {
         Some(m) => {
-            let mac: MacAddr = m
-                .parse()
-                .map_err(|_| anyhow::anyhow!("mac {m:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+            let mac: MacAddr = m.parse().map_err(|_| {
+                anyhow::anyhow!("mac {m:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+            })?;
             if mac.0[0] & 1 == 1 || mac.0 == [0; 6] {
                 bail!("mac {mac} is not a unicast address");
             }
@@ -510,7 +530,11 @@ fn new_mapping(cfg: &Config, m: &MappingSpec) -> Result<PortMappingCfg> {
         bail!("unknown endpoint {:?}", m.endpoint);
     };
     let net = cfg.network(&ep.network).context("endpoint's network")?;
-    let Some(uplink) = net.uplink.as_deref().filter(|_| net.mode == NetworkMode::Nat) else {
+    let Some(uplink) = net
+        .uplink
+        .as_deref()
+        .filter(|_| net.mode == NetworkMode::Nat)
+    else {
         bail!(
             "endpoint {}: network {} is not a nat network with an uplink; nothing to map from",
             ep.name,

@@ -199,7 +199,12 @@ impl Topology {
     /// The network a port switches in.
     /// Adds a port as `add_port` does, reusing `id` (a port that left)
     /// when given.
-    pub fn add_port_as(&mut self, id: Option<PortId>, name: &str, network: Option<NetId>) -> PortId {
+    pub fn add_port_as(
+        &mut self,
+        id: Option<PortId>,
+        name: &str,
+        network: Option<NetId>,
+    ) -> PortId {
         let Some(id) = id.filter(|i| (i.0 as usize) < self.ports.len()) else {
             return self.add_port(name, network);
         };

@@ -288,7 +288,11 @@ fn removing_an_endpoints_flows_drops_only_that_address_and_frees_its_ports() {
     let snat_before = nat.snat_mappings();
     assert_eq!(nat.remove_flows_of(WEB.into()), 1);
     assert_eq!(nat.len(), 1);
-    assert_eq!(nat.snat_mappings(), snat_before - 1, "WEB's port is free again");
+    assert_eq!(
+        nat.snat_mappings(),
+        snat_before - 1,
+        "WEB's port is free again"
+    );
     let mut reply = tcp(FAR, 443, EXT, p, F::Ack);
     assert_eq!(
         inb(&mut nat, &mut reply, S),
