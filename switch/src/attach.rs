@@ -158,6 +158,14 @@ impl Switch {
 }
 
 impl Switch {
+    /// Tells the cluster store which overlay endpoints this host has now.
+    pub fn republish(&self, cfg: &Config) -> Result<()> {
+        match &self.cluster {
+            Some(c) => c.republish(cfg, &self.live.topo),
+            None => Ok(()),
+        }
+    }
+
     /// Rebuilds the VTEP tables of every overlay uplink from `cfg`'s static
     /// remote endpoints and hands them to the PMD threads (learned inner
     /// MACs and next hops stay).

@@ -25,7 +25,7 @@ use nat::{InternalNet, NatConfig, PortMapping, Proto, Timeouts};
 /// A running switch.
 pub struct Switch {
     pub(crate) dataplane: Dataplane,
-    cluster: Option<ClusterSync>,
+    pub(crate) cluster: Option<ClusterSync>,
     pub(crate) live: Live,
 }
 

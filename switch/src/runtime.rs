@@ -54,6 +54,15 @@ pub enum ReloadError {
 }
 
 impl State {
+    /// Publishes the overlay endpoints in force to the cluster store; a
+    /// store that is down gets them with the next change (the data plane
+    /// is already right).
+    fn publish(&self) {
+        if let Err(e) = self.switch.republish(&self.effective) {
+            tracing::warn!("{e:#}");
+        }
+    }
+
     fn refresh(&mut self) {
         let mut eff = self.file.clone();
         eff.endpoints
@@ -100,6 +109,7 @@ impl Runtime {
         let got = st.switch.attach(&eff, &e, &ifname)?;
         st.added.push((e.clone(), ifname.clone()));
         st.refresh();
+        st.publish();
         tracing::info!("endpoint {} attached ({} in {})", e.name, e.ip, req.netns);
         Ok(EndpointInfo {
             name: e.name,
@@ -127,6 +137,7 @@ impl Runtime {
         st.mappings.retain(|m| m.endpoint != name);
         st.file.port_mappings.retain(|m| m.endpoint != name);
         st.refresh();
+        st.publish();
         let eff = st.effective.clone();
         st.switch.apply_nat(&eff);
         tracing::info!("endpoint {name} detached");
@@ -252,6 +263,7 @@ impl Runtime {
         if let Err(e) = result {
             st.file = applied;
             st.refresh();
+            st.publish();
             let eff = st.effective.clone();
             st.switch.apply_nat(&eff);
             return Err(ReloadError::Apply(e));
@@ -284,6 +296,7 @@ impl Runtime {
         let peers_changed = st.file.remote_endpoints != new.remote_endpoints;
         st.file = new;
         st.refresh();
+        st.publish();
         let eff = st.effective.clone();
         st.switch.apply_nat(&eff);
         if peers_changed {
