@@ -13,6 +13,14 @@ use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::Control;
 use crate::topology::UplinkId;
 
+/// Why a network could not be added or removed at run time.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkChange {
+    /// Only a restart can make this change.
+    #[error("{0}")]
+    NeedsRestart(String),
+}
+
 /// What an attached endpoint got.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attached {
@@ -135,6 +143,94 @@ impl Switch {
         Ok(tap.is_some() || matches!(e.attach, Attach::Port(_)))
     }
 
+    /// Adds network `n` of `cfg`: a `nat` network on an uplink that
+    /// already runs a NAT, or a network without uplink. (An overlay, or a
+    /// NAT on a new uplink, needs ports, filters and a NAT placed at
+    /// start: `Err(NeedsRestart)`.)
+    pub fn add_network(&mut self, n: &crate::config::NetworkCfg) -> Result<(), NetworkChange> {
+        let (uplink, thread) = self.placement(n)?;
+        let mut topo = self.live.topo.clone();
+        let id = topo.add_network(&n.name, n.subnet, n.gateway);
+        if let Some(mac) = n.gateway_mac {
+            topo.set_gateway_mac(id, mac);
+        }
+        if let Some(u) = uplink {
+            topo.set_uplink(id, u);
+        }
+        self.live.net_thread.push(thread);
+        self.live.topo = topo.clone();
+        self.dataplane.set_topology(topo);
+        Ok(())
+    }
+
+    /// Where network `n` would run if added now: its uplink and PMD thread,
+    /// or why it cannot be added without a restart.
+    pub fn placement(
+        &self,
+        n: &crate::config::NetworkCfg,
+    ) -> Result<(Option<UplinkId>, usize), NetworkChange> {
+        use crate::config::NetworkMode;
+        let restart = |why: String| Err(NetworkChange::NeedsRestart(why));
+        let uplink = match n.uplink.as_deref() {
+            None => None,
+            Some(name) => match self.live.topo.uplinks.iter().position(|u| u.name == name) {
+                Some(u) => Some(UplinkId(u as u16)),
+                None => {
+                    return restart(format!(
+                        "network {}: port {name} was no uplink at start",
+                        n.name
+                    ))
+                }
+            },
+        };
+        match (n.mode, uplink) {
+            (NetworkMode::Nat, Some(u)) if self.live.nat[u.0 as usize].is_some() => {}
+            (NetworkMode::Nat, None) => {}
+            (NetworkMode::Nat, Some(_)) => {
+                return restart(format!(
+                    "network {}: its uplink had no nat network at start",
+                    n.name
+                ))
+            }
+            (mode, _) => {
+                return restart(format!(
+                    "network {}: a {mode} network is added or removed only at start",
+                    n.name
+                ))
+            }
+        }
+        let thread = match uplink {
+            Some(u) => self.live.uplink_thread[u.0 as usize],
+            None => 0,
+        };
+        Ok((uplink, thread))
+    }
+
+    /// Retires network `name` (its endpoints detached first by the
+    /// caller); its NAT flows go with the next `apply_nat`.
+    pub fn remove_network(&mut self, name: &str) -> Result<(), NetworkChange> {
+        self.removable(name)?;
+        let Some(id) = self.live.topo.network_id(name) else {
+            return Ok(());
+        };
+        let mut topo = self.live.topo.clone();
+        topo.retire_network(id);
+        self.live.topo = topo.clone();
+        self.dataplane.set_topology(topo);
+        Ok(())
+    }
+
+    /// Whether network `name` can be removed without a restart.
+    pub fn removable(&self, name: &str) -> Result<(), NetworkChange> {
+        let id = self.live.topo.network_id(name);
+        if id.is_some_and(|id| self.live.topo.network(id).vxlan.is_some()) {
+            return Err(NetworkChange::NeedsRestart(format!(
+                "network {name}: an overlay network is added or removed only at start"
+            )));
+        }
+        Ok(())
+    }
+
     /// Applies the NAT configs `cfg` implies (mappings, timeouts) to the
     /// uplinks whose config changed; their other connections stay.
     pub fn apply_nat(&mut self, cfg: &Config) -> Vec<UplinkId> {
@@ -144,13 +240,23 @@ impl Switch {
             if *now == want {
                 continue;
             }
-            if let Some(w) = &want {
-                let up = UplinkId(u as u16);
-                let c = w.config.clone();
-                self.dataplane
-                    .control(|| Control::Nat(up, Box::new(c.clone())));
-                changed.push(up);
-            }
+            let (c, nets) = match (&want, &*now) {
+                (Some(w), _) => (w.config.clone(), w.networks.clone()),
+                // Its last NAT network went: no network, no mapping, so
+                // every connection goes too.
+                (None, Some(n)) => {
+                    let mut c = n.config.clone();
+                    c.networks.clear();
+                    c.mappings.clear();
+                    (c, Vec::new())
+                }
+                (None, None) => continue,
+            };
+            let up = UplinkId(u as u16);
+            self.dataplane
+                .control(|| Control::Nat(up, Box::new(c.clone()), nets.clone()));
+            self.dataplane.set_nat_networks(up, nets);
+            changed.push(up);
             *now = want;
         }
         changed

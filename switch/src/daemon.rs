@@ -36,6 +36,8 @@ pub(crate) struct Live {
     pub topo: Topology,
     /// The PMD thread of each network, by `NetId`.
     pub net_thread: Vec<usize>,
+    /// The PMD thread of each uplink, by `UplinkId`.
+    pub uplink_thread: Vec<usize>,
     /// Endpoints the switch created a TAP for: name, port, thread.
     pub taps: HashMap<String, (PortId, usize)>,
     /// The MTU of each uplink, by port name.
@@ -408,9 +410,20 @@ impl Switch {
                 _ => None,
             })
             .collect();
+        let uplink_thread: Vec<usize> = topo
+            .uplinks
+            .iter()
+            .map(|u| {
+                plans
+                    .iter()
+                    .find(|(id, _, _)| *id == u.port)
+                    .map_or(0, |(_, _, g)| thread_of(*g))
+            })
+            .collect();
         let live = Live {
             topo: topo.clone(),
             net_thread,
+            uplink_thread,
             taps,
             uplink_mtu: uplink_mtu
                 .iter()
@@ -475,9 +488,14 @@ pub(crate) fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<UplinkNat
         .map(|(u, up)| {
             let mut networks = Vec::new();
             let mut internal = Vec::new();
-            for (i, (net, ncfg)) in topo.networks.iter().zip(&cfg.networks).enumerate() {
+            // By name: networks added at run time come after the others
+            // in the topology, wherever the file lists them.
+            for (i, net) in topo.networks.iter().enumerate() {
                 let ours = net.uplink.is_some_and(|x| x.0 as usize == u);
-                if let (true, NetworkMode::Nat, Some(gw)) = (ours, ncfg.mode, net.gateway) {
+                let Some(ncfg) = cfg.network(&net.name).filter(|_| ours && !net.removed) else {
+                    continue;
+                };
+                if let (NetworkMode::Nat, Some(gw)) = (ncfg.mode, net.gateway) {
                     networks.push(NetId(i as u16));
                     internal.push(InternalNet {
                         subnet: net.subnet,

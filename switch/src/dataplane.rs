@@ -257,10 +257,18 @@ impl Dataplane {
     pub fn set_topology(&mut self, topo: Topology) {
         self.topo = Arc::new(topo);
         let topo = &self.topo;
-        for c in &self.controls {
-            let _ = c.send(Control::Swap(topo.clone()));
+        for (c, counters) in self.controls.iter().zip(&mut self.net_counters) {
+            counters.resize_with(topo.networks.len(), Arc::default);
+            let _ = c.send(Control::Swap(topo.clone(), counters.clone()));
         }
         self.engine.wake();
+    }
+
+    /// Records which networks share uplink `up`'s NAT now (for reports).
+    pub fn set_nat_networks(&mut self, up: UplinkId, nets: Vec<NetId>) {
+        if let Some(slot) = self.nat_networks.get_mut(up.0 as usize) {
+            *slot = nets;
+        }
     }
 
     /// Sends one control message to every thread and wakes them.

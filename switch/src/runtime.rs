@@ -194,6 +194,52 @@ impl Runtime {
                 )));
             }
         }
+        let mut summary = ReloadSummary::default();
+        // Networks: removed, added, or changed (removed and added again,
+        // with their endpoints).
+        let net_gone: Vec<String> = st
+            .file
+            .networks
+            .iter()
+            .filter(|n| new.network(&n.name) != Some(n))
+            .map(|n| n.name.clone())
+            .collect();
+        let net_come: Vec<crate::config::NetworkCfg> = new
+            .networks
+            .iter()
+            .filter(|n| st.file.network(&n.name) != Some(n))
+            .cloned()
+            .collect();
+        for name in &net_gone {
+            st.switch
+                .removable(name)
+                .map_err(|e| ReloadError::NeedsRestart(e.to_string()))?;
+            if let Some((e, _)) = st.added.iter().find(|(e, _)| &e.network == name) {
+                return Err(ReloadError::NeedsRestart(format!(
+                    "network {name} changes but endpoint {} that `ctl` attached is on it; detach it first",
+                    e.name
+                )));
+            }
+        }
+        for n in &net_come {
+            st.switch
+                .placement(n)
+                .map_err(|e| ReloadError::NeedsRestart(e.to_string()))?;
+        }
+        for name in &net_gone {
+            let line = format!("network {name}");
+            if new.network(name).is_some() {
+                summary.changed.push(line);
+            } else {
+                summary.removed.push(line);
+            }
+        }
+        for n in net_come
+            .iter()
+            .filter(|n| st.file.network(&n.name).is_none())
+        {
+            summary.added.push(format!("network {}", n.name));
+        }
         keep_addresses(&st.file, &mut new);
         let old: HashMap<&str, &EndpointCfg> = st
             .file
@@ -203,23 +249,24 @@ impl Runtime {
             .collect();
         let now: HashMap<&str, &EndpointCfg> =
             new.endpoints.iter().map(|e| (e.name.as_str(), e)).collect();
-        let mut summary = ReloadSummary::default();
         let gone: Vec<EndpointCfg> = st
             .file
             .endpoints
             .iter()
-            .filter(|e| now.get(e.name.as_str()) != Some(e))
+            .filter(|e| now.get(e.name.as_str()) != Some(e) || net_gone.contains(&e.network))
             .cloned()
             .collect();
         let come: Vec<EndpointCfg> = new
             .endpoints
             .iter()
-            .filter(|e| old.get(e.name.as_str()) != Some(e))
+            .filter(|e| old.get(e.name.as_str()) != Some(e) || net_gone.contains(&e.network))
             .cloned()
             .collect();
         for e in &gone {
             let line = format!("endpoint {}", e.name);
-            if now.contains_key(e.name.as_str()) {
+            if now.get(e.name.as_str()) == Some(&e) {
+                // Unchanged itself: it moves with its network.
+            } else if now.contains_key(e.name.as_str()) {
                 summary.changed.push(line);
             } else {
                 summary.removed.push(line);
@@ -251,6 +298,17 @@ impl Runtime {
                 applied.endpoints.retain(|a| a.name != e.name);
                 eff.endpoints.retain(|a| a.name != e.name);
             }
+            for name in &net_gone {
+                st.switch.remove_network(name)?;
+                applied.networks.retain(|n| &n.name != name);
+                eff.networks.retain(|n| &n.name != name);
+            }
+            for n in &net_come {
+                st.switch.add_network(n)?;
+                applied.networks.push(n.clone());
+                eff.networks.push(n.clone());
+            }
+            st.switch.apply_nat(&eff);
             for e in &come {
                 eff.endpoints.push(e.clone());
                 st.switch
@@ -345,9 +403,6 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), String> {
     }
     if old.ports != new.ports {
         return Err("a [[port]] was added, removed or changed".into());
-    }
-    if old.networks != new.networks {
-        return Err("a [[network]] was added, removed or changed".into());
     }
     if old.cluster != new.cluster {
         return Err("[cluster] changed".into());

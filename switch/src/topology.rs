@@ -32,6 +32,8 @@ pub struct Network {
     pub endpoints: HashMap<Ipv4Addr, (MacAddr, PortId)>,
     /// Overlay networks: the VXLAN network identifier and UDP port.
     pub vxlan: Option<(u32, u16)>,
+    /// Removed at run time: nameless, empty, kept so that `NetId`s stay.
+    pub removed: bool,
 }
 
 /// Index of an uplink in the topology.
@@ -116,8 +118,23 @@ impl Topology {
             uplink: None,
             endpoints: HashMap::new(),
             vxlan: None,
+            removed: false,
         });
         id
+    }
+
+    /// Retires network `id` (removed at run time): it keeps its `NetId`,
+    /// so no other network's tables move, but has no name, member,
+    /// address, gateway or uplink any more.
+    pub fn retire_network(&mut self, id: NetId) {
+        let n = &mut self.networks[id.0 as usize];
+        n.name.clear();
+        n.members.clear();
+        n.endpoints.clear();
+        n.gateway = None;
+        n.uplink = None;
+        n.vxlan = None;
+        n.removed = true;
     }
 
     /// Makes `network` an overlay network with `vni` on UDP `port`.
@@ -262,7 +279,7 @@ impl Topology {
     pub fn network_id(&self, name: &str) -> Option<NetId> {
         self.networks
             .iter()
-            .position(|n| n.name == name)
+            .position(|n| n.name == name && !n.removed)
             .map(|i| NetId(i as u16))
     }
 }

@@ -348,14 +348,12 @@ fn a_bad_file_or_a_change_that_needs_a_restart_is_refused_and_the_switch_keeps_r
     // A typo: the same FILE:LINE:COL error `check` prints, nothing changes.
     std::fs::write(&path, text.replace("subnet = ", "subnett = ")).unwrap();
     hup(&daemon);
-    // A valid file whose network changed: that needs a restart.
-    let moved = text
-        .replace("172.30.0.0/24", "172.31.0.0/24")
-        .replace("172.30.0.1", "172.31.0.1");
+    // A valid file whose uplink port changed: that needs a restart.
+    let moved = text.replace("gateway = \"10.99.0.1\"", "gateway = \"10.99.0.254\"");
     daemon.wait_for_log("subnett");
     std::fs::write(&path, moved).unwrap();
     hup(&daemon);
-    daemon.wait_for_log("a [[network]] was added, removed or changed");
+    daemon.wait_for_log("a [[port]] was added, removed or changed");
     reaches("c1 still reaches the outside after both refusals");
     let err = daemon.stop_clean();
     let file = path.display().to_string();
@@ -364,7 +362,61 @@ fn a_bad_file_or_a_change_that_needs_a_restart_is_refused_and_the_switch_keeps_r
         "the typo's error names the file and the key; stderr:\n{err}"
     );
     assert!(
-        err.contains("a [[network]] was added, removed or changed"),
-        "the network change is refused; stderr:\n{err}"
+        err.contains("a [[port]] was added, removed or changed"),
+        "the port change is refused; stderr:\n{err}"
+    );
+}
+
+#[test]
+fn a_nat_network_added_by_a_reload_reaches_the_outside_and_goes_again_leaving_the_first_alone() {
+    if skip_unless_root("reload") {
+        return;
+    }
+    let lab = Lab::new();
+    let (c1, c3) = (&lab.c1, &lab.c3);
+    let text = lab.config("");
+    let mut daemon = lab.start(&text);
+    let reaches = |ns: &NetnsGuard, what: &str| {
+        wait_until(what, Duration::from_secs(10), || {
+            ping(ns.name(), OUTSIDE, 1).is_ok_and(|p| p.received == 1)
+        })
+    };
+    reaches(c1, "c1 reaches the outside");
+    let back = format!(
+        r#"
+[[network]]
+name = "back"
+mode = "nat"
+subnet = "172.31.0.0/24"
+gateway = "172.31.0.1"
+uplink = "up0"
+
+[[endpoint]]
+name = "c3"
+network = "back"
+netns = "{}"
+"#,
+        c3.name()
+    );
+    std::fs::write(&daemon.config.path, lab.config(&back)).unwrap();
+    hup(&daemon);
+    daemon.wait_for_log("added [\"network back\", \"endpoint c3\"]");
+    reaches(c3, "c3 on the new network reaches the outside through NAT");
+    // Isolated from front, as networks are.
+    assert_eq!(
+        ping(c3.name(), Ipv4Addr::new(172, 30, 0, 2), 1)
+            .unwrap()
+            .received,
+        0
+    );
+    std::fs::write(&daemon.config.path, &text).unwrap();
+    hup(&daemon);
+    daemon.wait_for_log("removed [\"network back\", \"endpoint c3\"]");
+    assert!(!has_eth0(c3), "c3's eth0 left with its network");
+    reaches(c1, "c1 still reaches the outside");
+    let err = daemon.stop_clean();
+    assert!(
+        !err.lines().any(|l| l.trim_start().starts_with("back ")),
+        "the report has no row for the removed network; stderr:\n{err}"
     );
 }

@@ -62,15 +62,17 @@ pub struct FdbRow {
 pub enum Control {
     /// Send back every live FDB entry of this thread.
     DumpFdb(Sender<Vec<FdbRow>>),
-    /// Replace the topology (reload); learned state is kept for networks
-    /// that still exist.
-    Swap(Arc<Topology>),
+    /// Replace the topology (reload), with this thread's counters of
+    /// every network in it; learned state is kept for networks that still
+    /// exist.
+    Swap(Arc<Topology>, Vec<Arc<NetCounters>>),
     /// Replace an uplink's overlay tables (remote endpoints from the
     /// cluster store).
     OverlayTables(UplinkId, Arc<VtepTables>),
-    /// Apply an uplink's new NAT config (mappings, timeouts), keeping the
-    /// connections it still allows (`Nat::reconfigure`).
-    Nat(UplinkId, Box<NatConfig>),
+    /// Apply an uplink's new NAT config (networks, mappings, timeouts),
+    /// keeping the connections it still allows (`Nat::reconfigure`); the
+    /// networks are those of `NatConfig::networks`, in its order.
+    Nat(UplinkId, Box<NatConfig>, Vec<NetId>),
     /// Drop the connections of an endpoint that left.
     ForgetAddress(UplinkId, Ipv4Addr),
 }
@@ -328,6 +330,7 @@ impl SwitchPipeline {
             }
         }
         self.fdbs = fdbs;
+        self.nat_slot.resize(topo.networks.len(), None);
         self.topo = topo;
     }
 }
@@ -372,15 +375,31 @@ impl Pipeline for SwitchPipeline {
                 Control::DumpFdb(reply) => {
                     let _ = reply.send(self.dump_fdb(ctx.now_ns));
                 }
-                Control::Swap(topo) => self.swap(topo),
+                Control::Swap(topo, counters) => {
+                    if counters.len() >= topo.networks.len() {
+                        self.counters = counters;
+                    }
+                    self.swap(topo)
+                }
                 Control::OverlayTables(up, tables) => {
                     if let Some(slot) = self.vteps.get_mut(up.0 as usize) {
                         *slot = Some(tables);
                     }
                 }
-                Control::Nat(up, cfg) => {
+                Control::Nat(up, cfg, nets) => {
                     if let Some(Some(nat)) = self.nats.get_mut(up.0 as usize) {
                         nat.reconfigure(*cfg);
+                        for slot in self.nat_slot.iter_mut() {
+                            if slot.is_some_and(|(u, _)| u == up) {
+                                *slot = None;
+                            }
+                        }
+                        for (i, n) in nets.iter().enumerate() {
+                            if let Some(slot) = self.nat_slot.get_mut(n.0 as usize) {
+                                *slot = Some((up, i));
+                            }
+                        }
+                        self.nat_nets[up.0 as usize] = nets;
                     }
                 }
                 Control::ForgetAddress(up, ip) => {
