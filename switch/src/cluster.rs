@@ -1,5 +1,5 @@
 //! Overlay state shared through etcd: this host's overlay endpoints are
-//! published by `overlay::cluster::ClusterClient`, and every view of the
+//! published by `cluster::ClusterClient`, and every view of the
 //! other hosts' endpoints is turned into new VTEP tables (the static ones
 //! from the config plus the remote endpoints of the view) that the PMD
 //! threads swap in between bursts. When etcd is unreachable no view comes,
@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use overlay::cluster::{ClusterClient, ClusterSettings, ClusterView, Published};
+use cluster::{ClusterClient, ClusterSettings, ClusterView, Published};
 use overlay::VtepTables;
 
 use crate::config::{ClusterCfg, Config, NetworkMode};
