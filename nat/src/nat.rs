@@ -237,6 +237,35 @@ impl Nat {
         true
     }
 
+    /// Removes every connection of internal address `ip` (an endpoint that
+    /// left: its flows must not reach whoever gets the address next).
+    /// Reload work, one pass over the table. Returns how many went.
+    pub fn remove_flows_of(&mut self, ip: Ipv4Addr) -> usize {
+        let ip = u32::from(ip);
+        let Nat {
+            ct,
+            ports,
+            counters,
+            hairpins,
+            ..
+        } = self;
+        let mut gone = 0;
+        ct.retain(
+            |e| {
+                let (o, r) = (
+                    e.tuples[Side::Orig as usize],
+                    e.tuples[Side::Reply as usize],
+                );
+                o.src != ip && r.src != ip
+            },
+            |e| {
+                gone += 1;
+                release(ports, counters, hairpins, &e)
+            },
+        );
+        gone
+    }
+
     /// The counters; clone the `Arc` for the stats side.
     pub fn counters(&self) -> &Arc<NatCounters> {
         &self.counters

@@ -14,7 +14,7 @@ use nat::{Nat, NatConfig, NatCounters};
 use overlay::OverlayCounters;
 use pmd::counters::{CounterSnapshot, PortCounters};
 use pmd::perf::PerfSnapshot;
-use pmd::thread::{Engine, PmdThread, PollMode, ThreadReport};
+use pmd::thread::{Engine, PmdThread, PollMode, PortChangeError, ThreadReport};
 use pmd::{Pool, Port, PortId};
 
 use crate::inspect::{ConntrackRow, NeighborRow, OverlayView};
@@ -81,7 +81,7 @@ pub struct ThreadSpec {
 /// The NAT of one uplink, shared by its `nat` networks: the config, and
 /// the network of each of its internal networks (`networks[i]` is
 /// `config.networks[i]`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UplinkNat {
     /// What the NAT translates.
     pub config: NatConfig,
@@ -252,6 +252,57 @@ impl Dataplane {
     /// Overlay counters of each uplink, by `UplinkId`.
     pub fn overlay_stats(&self) -> &[Arc<OverlayCounters>] {
         &self.overlay_counters
+    }
+
+    /// Publishes a new topology to every thread (between bursts; learned
+    /// state of networks that stay is kept).
+    pub fn set_topology(&mut self, topo: Topology) {
+        self.topo = Arc::new(topo);
+        let topo = &self.topo;
+        for (c, counters) in self.controls.iter().zip(&mut self.net_counters) {
+            counters.resize_with(topo.networks.len(), Arc::default);
+            let _ = c.send(Control::Swap(topo.clone(), counters.clone()));
+        }
+        self.engine.wake();
+    }
+
+    /// Records which networks share uplink `up`'s NAT now (for reports).
+    pub fn set_nat_networks(&mut self, up: UplinkId, nets: Vec<NetId>) {
+        if let Some(slot) = self.nat_networks.get_mut(up.0 as usize) {
+            *slot = nets;
+        }
+    }
+
+    /// Sends one control message to every thread and wakes them.
+    pub fn control(&self, make: impl Fn() -> Control) {
+        for c in &self.controls {
+            let _ = c.send(make());
+        }
+        self.engine.wake();
+    }
+
+    /// Makes PMD thread `thread` poll `port` as `id`.
+    pub fn add_port(
+        &mut self,
+        thread: usize,
+        id: PortId,
+        port: Box<dyn Port>,
+    ) -> Result<(), PortChangeError> {
+        let i = id.0 as usize;
+        if self.port_counters.len() <= i {
+            self.port_counters.resize_with(i + 1, Arc::default);
+        }
+        self.port_counters[i] = port.counters().clone();
+        self.engine.add_port(thread, id, port)
+    }
+
+    /// Stops PMD thread `thread` polling port `id` and returns it.
+    pub fn remove_port(
+        &mut self,
+        thread: usize,
+        id: PortId,
+    ) -> Result<Option<Box<dyn Port>>, PortChangeError> {
+        self.engine.remove_port(thread, id)
     }
 
     /// A handle for other control threads (the cluster store).

@@ -333,9 +333,11 @@ pub fn show(switch: &Switch, cfg: &Config) -> Show {
             mac: e.mac.to_string(),
         })
         .collect();
+    // A detached endpoint's port keeps its id, nameless, until reused.
     let ports = topo
         .ports
         .iter()
+        .filter(|p| !p.name.is_empty())
         .map(|p| {
             let (kind, iface, ip) = match (cfg.port(&p.name), cfg.endpoint(&p.name)) {
                 (Some(pc), _) => (
@@ -404,6 +406,7 @@ pub fn stats(switch: &Switch, cfg: &Config) -> Stats {
         .port_stats()
         .iter()
         .zip(&topo.ports)
+        .filter(|(_, p)| !p.name.is_empty())
         .map(|(s, p)| PortStats {
             port: p.name.clone(),
             network: p.network.map(|n| topo.network(n).name.clone()),
@@ -422,6 +425,7 @@ pub fn stats(switch: &Switch, cfg: &Config) -> Stats {
         .net_stats()
         .iter()
         .zip(&topo.networks)
+        .filter(|(_, n)| !n.removed)
         .map(|(s, n)| NetStats {
             network: n.name.clone(),
             counters: *s,

@@ -8,6 +8,7 @@
 //! daemon, and the `podswitch` binary. Called by the binary and by `bench`.
 
 pub mod arp;
+pub mod attach;
 pub mod capture;
 pub mod cluster;
 pub mod config;

@@ -120,16 +120,17 @@ fn serve(cfg: &Config, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Logs what a SIGHUP reload did.
+/// Logs what a SIGHUP reload did (at warn, the default level: an
+/// operator who sent the signal sees the outcome).
 fn log_reload(r: Result<ReloadSummary, ReloadError>) {
     match r {
-        Ok(s) => tracing::info!(
-            "reloaded: added [{}], removed [{}], changed [{}]",
-            s.added.join(", "),
-            s.removed.join(", "),
-            s.changed.join(", ")
+        Ok(s) => tracing::warn!(
+            "reloaded on SIGHUP: added {:?}, removed {:?}, changed {:?}",
+            s.added,
+            s.removed,
+            s.changed
         ),
-        Err(e) => tracing::error!("reload refused, the running config stays: {e}"),
+        Err(e) => tracing::error!("reload on SIGHUP refused: {e}"),
     }
 }
 
