@@ -506,3 +506,80 @@ fn the_metrics_endpoint_serves_counters_that_move_with_traffic() {
     let (status, _) = lab.http_get("/nothing");
     assert!(status.contains("404"), "{status}");
 }
+
+#[test]
+fn ctl_attaches_and_detaches_an_endpoint_and_a_mapping_and_reloads() {
+    if skip_unless_root("ctl_attaches_and_detaches") {
+        return;
+    }
+    let lab = Lab::new();
+    let c3 = NetnsGuard::new("psc-c").unwrap();
+    let out = lab.ok(&[
+        "endpoint",
+        "add",
+        "c3",
+        "--network",
+        "front",
+        "--netns",
+        c3.name(),
+    ]);
+    // IPAM: the first free address (the gateway is .1, c1/c2 are .10/.11).
+    assert!(
+        out.contains("endpoint c3 on front: eth0 172.30.0.2/24"),
+        "{out}"
+    );
+    let p = ping(c3.name(), Ipv4Addr::new(172, 30, 0, 1), 2).unwrap();
+    assert_eq!(p.received, 2, "the new endpoint reaches its gateway");
+    let show = lab.json(&["show"]);
+    assert!(show["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "c3" && e["ip"] == "172.30.0.2"));
+    let out = lab.ctl(&[
+        "endpoint",
+        "add",
+        "c3",
+        "--network",
+        "front",
+        "--netns",
+        c3.name(),
+    ]);
+    assert!(!out.status.success(), "a second c3 is refused");
+    assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+
+    assert!(lab
+        .ok(&["mapping", "add", "c3", "udp", "5353:53"])
+        .contains("added"));
+    let mapped = |show: &Value| {
+        show["mappings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["endpoint"] == "c3" && m["host_port"] == 5353)
+    };
+    assert!(mapped(&lab.json(&["show"])));
+    assert!(lab
+        .ok(&["mapping", "del", "c3", "udp", "5353:53"])
+        .contains("deleted"));
+    assert!(!mapped(&lab.json(&["show"])));
+    let out = lab.ok(&["mapping", "del", "c3", "udp", "5353:53"]);
+    assert!(out.contains("did not exist"), "{out}");
+
+    assert!(lab.ok(&["endpoint", "del", "c3"]).contains("c3 deleted"));
+    assert!(lab.ok(&["endpoint", "del", "c3"]).contains("did not exist"));
+    let show = lab.ok(&["show"]);
+    assert!(!show.contains("c3"), "{show}");
+    let stats = lab.json(&["stats"]);
+    assert!(
+        stats["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["port"] != ""),
+        "a detached port is not listed: {stats:#}"
+    );
+
+    // The file did not change: a reload changes nothing and says so.
+    assert_eq!(lab.ok(&["reload"]), "reloaded: nothing changed\n");
+}
