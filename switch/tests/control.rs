@@ -514,7 +514,7 @@ fn ctl_attaches_and_detaches_an_endpoint_and_a_mapping_and_reloads() {
     }
     let lab = Lab::new();
     let c3 = NetnsGuard::new("psc-c").unwrap();
-    let out = lab.ok(&[
+    let add_c3 = [
         "endpoint",
         "add",
         "c3",
@@ -522,7 +522,8 @@ fn ctl_attaches_and_detaches_an_endpoint_and_a_mapping_and_reloads() {
         "front",
         "--netns",
         c3.name(),
-    ]);
+    ];
+    let out = lab.ok(&add_c3);
     // IPAM: the first free address (the gateway is .1, c1/c2 are .10/.11).
     assert!(
         out.contains("endpoint c3 on front: eth0 172.30.0.2/24"),
@@ -536,17 +537,10 @@ fn ctl_attaches_and_detaches_an_endpoint_and_a_mapping_and_reloads() {
         .unwrap()
         .iter()
         .any(|e| e["name"] == "c3" && e["ip"] == "172.30.0.2"));
-    let out = lab.ctl(&[
-        "endpoint",
-        "add",
-        "c3",
-        "--network",
-        "front",
-        "--netns",
-        c3.name(),
-    ]);
+    let out = lab.ctl(&add_c3);
     assert!(!out.status.success(), "a second c3 is refused");
-    assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("c3"), "the refusal names the endpoint: {err}");
 
     assert!(lab
         .ok(&["mapping", "add", "c3", "udp", "5353:53"])
