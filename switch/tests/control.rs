@@ -81,6 +81,19 @@ protocol = "tcp"
 host_port = 8080
 endpoint = "c1"
 port = 80
+
+[[network]]
+name = "ov"
+mode = "overlay"
+subnet = "10.200.0.0/24"
+uplink = "up0"
+vni = 4242
+
+[[remote_endpoint]]
+network = "ov"
+ip = "10.200.0.20"
+mac = "02:00:0a:c8:00:14"
+vtep = "10.99.0.1"
 "#,
             c1.name(),
             c2.name()
@@ -219,6 +232,15 @@ fn ctl_shows_the_endpoints_counters_macs_flows_and_neighbors_of_a_running_switch
     assert_eq!(show["networks"][0]["uplink"], "up0");
     assert_eq!(show["mappings"][0]["host_port"], 8080);
     assert_eq!(show["mappings"][0]["host_ip"], "10.99.0.2");
+    assert_eq!(show["networks"][1]["vni"], 4242);
+    let peer = &show["overlay"]["peers"][0];
+    assert_eq!(
+        (&peer["network"], &peer["vtep"]),
+        (&"ov".into(), &"10.99.0.1".into())
+    );
+    let remote = &show["overlay"]["remote_endpoints"][0];
+    assert_eq!(remote["ip"], "10.200.0.20");
+    assert_eq!(remote["mac"], "02:00:0a:c8:00:14");
     let human = lab.ok(&["show"]);
     for want in [
         "networks:",
@@ -230,6 +252,9 @@ fn ctl_shows_the_endpoints_counters_macs_flows_and_neighbors_of_a_running_switch
         "172.30.0.11",
         "up0",
         "10.99.0.2:8080",
+        "overlay peers:",
+        "remote endpoints:",
+        "10.200.0.20",
     ] {
         assert!(human.contains(want), "show lacks {want}:\n{human}");
     }

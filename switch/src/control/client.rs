@@ -179,8 +179,12 @@ pub struct Client {
 impl Client {
     /// Connects to `socket`.
     pub fn connect(socket: &Path) -> Result<Client> {
-        let conn = UnixStream::connect(socket)
-            .with_context(|| format!("connecting to {}", socket.display()))?;
+        let conn = UnixStream::connect(socket).with_context(|| {
+            format!(
+                "connecting to {} (is podswitch running there, and are you root or its user?)",
+                socket.display()
+            )
+        })?;
         Ok(Client {
             writer: conn.try_clone()?,
             reader: BufReader::new(conn),
