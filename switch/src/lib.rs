@@ -8,6 +8,7 @@
 //! daemon, and the `podswitch` binary. Called by the binary and by `bench`.
 
 pub mod arp;
+pub mod attach;
 pub mod capture;
 pub mod cluster;
 pub mod config;
@@ -19,9 +20,12 @@ pub mod echo;
 pub mod endpoint;
 pub mod fdb;
 pub mod gateway;
+pub mod inspect;
 pub mod lab;
+pub mod metrics;
 pub mod neighbor;
 pub mod pipeline;
+pub mod render;
 pub mod report;
 pub mod route;
 pub mod runtime;
