@@ -21,9 +21,10 @@ pub struct PingReport {
     pub received: u32,
 }
 
-/// Pings `dst` from inside `netns` (`count` echo requests, 200 ms apart,
-/// each waiting up to 1 s for its reply, as `ping -i 0.2 -W 1`), over a
-/// raw ICMP socket opened in the namespace: no `ping` process. Raw, not an
+/// Pings `dst` from inside `netns` as `ping -c COUNT -i 0.2 -W 1` does:
+/// `count` echo requests 200 ms apart, replies counted until 1 s after the
+/// last request (so a first reply held up by ARP still counts). Over a raw
+/// ICMP socket opened in the namespace: no `ping` process. Raw, not an
 /// unprivileged ICMP socket, because a new namespace's
 /// `net.ipv4.ping_group_range` admits nobody.
 pub fn ping(netns: &str, dst: Ipv4Addr, count: u32) -> Result<PingReport> {
@@ -35,45 +36,52 @@ pub fn ping(netns: &str, dst: Ipv4Addr, count: u32) -> Result<PingReport> {
 /// replies to its own requests.
 static ECHO_ID: AtomicU16 = AtomicU16::new(0);
 
+/// Time between echo requests (ping's -i).
+const INTERVAL: Duration = Duration::from_millis(200);
+/// How long replies are awaited after the last request (ping's -W).
+const LINGER: Duration = Duration::from_secs(1);
+
 fn echo(dst: Ipv4Addr, count: u32) -> Result<PingReport> {
     let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
         .context("opening a raw ICMP socket (needs CAP_NET_RAW)")?;
     let id = (std::process::id() as u16).wrapping_add(ECHO_ID.fetch_add(1, Ordering::Relaxed));
     let to = SockAddr::from(SocketAddrV4::new(dst, 0));
+    let count = count.min(u32::from(u16::MAX));
+    let mut answered = vec![false; count as usize];
     let mut buf = [0u8; 2048];
-    let mut received = 0;
-    for seq in 0..count {
-        let seq = seq as u16;
-        let sent_at = Instant::now();
-        sock.send_to(&echo_request(id, seq), &to)
-            .with_context(|| format!("sending an echo request to {dst}"))?;
-        let deadline = sent_at + Duration::from_secs(1);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            sock.set_read_timeout(Some(left))?;
-            let n = match (&sock).read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
-                Err(e) => return Err(e).context("reading ICMP"),
-            };
-            if is_echo_reply(&buf[..n], dst, id, seq) {
-                received += 1;
-                break;
-            }
+    let mut sent = 0u32;
+    let mut next_send = Instant::now();
+    let mut give_up = next_send + LINGER;
+    while answered.iter().any(|a| !a) {
+        let now = Instant::now();
+        if sent < count && now >= next_send {
+            sock.send_to(&echo_request(id, sent as u16), &to)
+                .with_context(|| format!("sending an echo request to {dst}"))?;
+            sent += 1;
+            next_send = now + INTERVAL;
+            give_up = now + LINGER;
+            continue;
         }
-        if u32::from(seq) + 1 < count {
-            // The interval between requests, as ping's -i: pacing, not a wait.
-            std::thread::sleep(
-                (sent_at + Duration::from_millis(200)).saturating_duration_since(Instant::now()),
-            );
+        let until = if sent < count { next_send } else { give_up };
+        let left = until.saturating_duration_since(now);
+        if sent == count && left.is_zero() {
+            break;
+        }
+        sock.set_read_timeout(Some(left.max(Duration::from_micros(1))))?;
+        let n = match (&sock).read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) => return Err(e).context("reading ICMP"),
+        };
+        if let Some(seq) = echo_reply_seq(&buf[..n], dst, id) {
+            if let Some(a) = answered.get_mut(usize::from(seq)) {
+                *a = true;
+            }
         }
     }
     Ok(PingReport {
-        sent: count,
-        received,
+        sent,
+        received: answered.iter().filter(|a| **a).count() as u32,
     })
 }
 
@@ -95,21 +103,19 @@ fn echo_request(id: u16, seq: u16) -> [u8; 64] {
     m
 }
 
-/// True when `packet` (an IPv4 datagram, as a raw socket reads it) is the
-/// echo reply from `from` to request `id`/`seq`.
-fn is_echo_reply(packet: &[u8], from: Ipv4Addr, id: u16, seq: u16) -> bool {
-    let Some(&vihl) = packet.first() else {
-        return false;
-    };
+/// The sequence number when `packet` (an IPv4 datagram, as a raw socket
+/// reads it) is an echo reply from `from` to our request `id`.
+fn echo_reply_seq(packet: &[u8], from: Ipv4Addr, id: u16) -> Option<u16> {
+    let &vihl = packet.first()?;
     let ihl = usize::from(vihl & 0x0f) * 4;
     if vihl >> 4 != 4 || ihl < 20 || packet.len() < ihl + 8 || packet[12..16] != from.octets() {
-        return false;
+        return None;
     }
     let icmp = &packet[ihl..];
-    icmp[0] == ECHO_REPLY
+    (icmp[0] == ECHO_REPLY
         && icmp[4..6] == id.to_be_bytes()
-        && icmp[6..8] == seq.to_be_bytes()
-        && pmd::wire::checksum::checksum(icmp) == 0
+        && pmd::wire::checksum::checksum(icmp) == 0)
+        .then(|| u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
 /// Result of a TCP transfer.
