@@ -191,3 +191,57 @@ fn create_many_sets_up_every_endpoint_and_on_one_failure_removes_all_it_made() {
     );
     assert!(!ip_link_details().contains(&tap(2)), "no TAP left here");
 }
+
+#[test]
+fn lab_down_after_a_killed_lab_removes_every_namespace_it_created() {
+    if skip_unless_root("lab down after SIGKILL") {
+        return;
+    }
+    let prefix = unique_name("pk");
+    let names: Vec<String> = (0..8).map(|i| format!("{prefix}c{i}")).collect();
+    let _guards: Vec<NetnsGuard> = names.iter().map(|n| NetnsGuard::adopt(n)).collect();
+    let text = lab_config(&prefix, 8);
+    let mut d = Daemon::start_with(&["lab", "up"], &text);
+    // SIGKILL leaves the control socket file; the test removes its own.
+    let sock = text
+        .lines()
+        .find_map(|l| l.strip_prefix("control = \""))
+        .map(|s| s.trim_end_matches('"').to_string())
+        .unwrap();
+    let _sock = TempConfig { path: sock.into() };
+    let listed = netns_list();
+    assert!(
+        names.iter().all(|n| listed.contains(n.as_str())),
+        "the lab is up"
+    );
+    d.stop(libc::SIGKILL);
+    assert!(
+        names.iter().all(|n| netns_list().contains(n.as_str())),
+        "a killed lab leaves its namespaces"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_podswitch"))
+        .args(["lab", "down"])
+        .arg(&d.config.path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        said.lines()
+            .filter(|l| l.starts_with("removed netns "))
+            .count(),
+        8,
+        "{said}"
+    );
+    let listed = netns_list();
+    let left: Vec<&String> = names
+        .iter()
+        .filter(|n| listed.contains(n.as_str()))
+        .collect();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+}
