@@ -39,9 +39,27 @@ fn lab_config(prefix: &str, n: usize) -> String {
     s
 }
 
-fn netns_list() -> String {
+/// The namespace names `{prefix}c0`... of an `n`-container lab, with
+/// guards that delete them in case the test fails before the lab does.
+fn lab_names(prefix: &str, n: usize) -> (Vec<String>, Vec<NetnsGuard>) {
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}c{i}")).collect();
+    assert!(names.iter().all(|n| n.len() <= 15), "fixture names fit");
+    let guards = names.iter().map(|n| NetnsGuard::adopt(n)).collect();
+    (names, guards)
+}
+
+/// Which of `names` `ip netns list` shows.
+fn listed(names: &[String]) -> Vec<&String> {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let all = String::from_utf8_lossy(&out.stdout);
+    let shown: Vec<&str> = all
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    names
+        .iter()
+        .filter(|n| shown.contains(&n.as_str()))
+        .collect()
 }
 
 #[test]
@@ -50,10 +68,7 @@ fn a_100_container_lab_comes_up_with_every_container_pinging_its_gateway_and_dow
         return;
     }
     let prefix = unique_name("pl");
-    let names: Vec<String> = (0..100).map(|i| format!("{prefix}c{i}")).collect();
-    assert!(names.iter().all(|n| n.len() <= 15), "fixture names fit");
-    // Guards in case the test fails before the lab removes them.
-    let _guards: Vec<NetnsGuard> = names.iter().map(|n| NetnsGuard::adopt(n)).collect();
+    let (names, _guards) = lab_names(&prefix, 100);
     let text = lab_config(&prefix, 100);
 
     let mut d = Daemon::start_with(&["lab", "up"], &text);
@@ -63,9 +78,9 @@ fn a_100_container_lab_comes_up_with_every_container_pinging_its_gateway_and_dow
         100,
         "the fixture is a 100-container lab"
     );
-    let listed = netns_list();
-    assert!(
-        names.iter().all(|n| listed.contains(n.as_str())),
+    assert_eq!(
+        listed(&names).len(),
+        100,
         "ip netns list shows every container"
     );
     let eth0 = ip_in(&names[57], &["-4", "addr", "show", "eth0"]);
@@ -86,11 +101,7 @@ fn a_100_container_lab_comes_up_with_every_container_pinging_its_gateway_and_dow
 
     let taps = format!("pst{}e", d.pid() % 100_000);
     d.stop_clean();
-    let listed = netns_list();
-    let left: Vec<&String> = names
-        .iter()
-        .filter(|n| listed.contains(n.as_str()))
-        .collect();
+    let left = listed(&names);
     assert!(left.is_empty(), "namespaces left: {left:?}");
     assert!(!ip_link_details().contains(&taps), "a TAP left here");
 }
@@ -198,8 +209,7 @@ fn lab_down_after_a_killed_lab_removes_every_namespace_it_created() {
         return;
     }
     let prefix = unique_name("pk");
-    let names: Vec<String> = (0..8).map(|i| format!("{prefix}c{i}")).collect();
-    let _guards: Vec<NetnsGuard> = names.iter().map(|n| NetnsGuard::adopt(n)).collect();
+    let (names, _guards) = lab_names(&prefix, 8);
     let text = lab_config(&prefix, 8);
     let mut d = Daemon::start_with(&["lab", "up"], &text);
     // SIGKILL leaves the control socket file; the test removes its own.
@@ -209,14 +219,11 @@ fn lab_down_after_a_killed_lab_removes_every_namespace_it_created() {
         .map(|s| s.trim_end_matches('"').to_string())
         .unwrap();
     let _sock = TempConfig { path: sock.into() };
-    let listed = netns_list();
-    assert!(
-        names.iter().all(|n| listed.contains(n.as_str())),
-        "the lab is up"
-    );
+    assert_eq!(listed(&names).len(), 8, "the lab is up");
     d.stop(libc::SIGKILL);
-    assert!(
-        names.iter().all(|n| netns_list().contains(n.as_str())),
+    assert_eq!(
+        listed(&names).len(),
+        8,
         "a killed lab leaves its namespaces"
     );
 
@@ -238,10 +245,6 @@ fn lab_down_after_a_killed_lab_removes_every_namespace_it_created() {
         8,
         "{said}"
     );
-    let listed = netns_list();
-    let left: Vec<&String> = names
-        .iter()
-        .filter(|n| listed.contains(n.as_str()))
-        .collect();
+    let left = listed(&names);
     assert!(left.is_empty(), "namespaces left: {left:?}");
 }
