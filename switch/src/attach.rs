@@ -35,7 +35,9 @@ pub struct Attached {
 impl Switch {
     /// Attaches endpoint `e` of config `cfg` (which must already hold it
     /// and pass `check`): for a netns endpoint a TAP becomes its
-    /// `ifname`; for one behind a `[[port]]`, only its address is learned.
+    /// `ifname`; for a `HostTap` one, a TAP `ifname` is left unconfigured
+    /// in podswitch's namespace for its runtime; for one behind a
+    /// `[[port]]`, only its address is learned.
     pub fn attach(&mut self, cfg: &Config, e: &EndpointCfg, ifname: &str) -> Result<Attached> {
         let net = cfg
             .network(&e.network)
@@ -70,24 +72,34 @@ impl Switch {
                 self.live.topo = topo.clone();
                 self.dataplane.set_topology(topo);
             }
-            Attach::Netns(ns) => {
+            Attach::Netns(_) | Attach::HostTap(_) => {
                 if self.live.taps.contains_key(&e.name) {
                     bail!("endpoint {} is already attached", e.name);
                 }
-                let plan = EndpointPlan {
-                    name: e.name.clone(),
-                    netns: ns.clone(),
-                    ifname: ifname.to_string(),
-                    mac: e.mac,
-                    ip: e.ip,
-                    prefix: attached.prefix,
-                    gateway: attached.gateway,
-                    mtu,
+                let plan = match &e.attach {
+                    Attach::Netns(ns) => {
+                        let plan = EndpointPlan {
+                            name: e.name.clone(),
+                            netns: ns.clone(),
+                            ifname: ifname.to_string(),
+                            mac: e.mac,
+                            ip: e.ip,
+                            prefix: attached.prefix,
+                            gateway: attached.gateway,
+                            mtu,
+                        };
+                        endpoint::preflight(&plan)?;
+                        Some(plan)
+                    }
+                    _ => None,
                 };
-                endpoint::preflight(&plan)?;
                 let reuse = self.live.free_ids.pop();
                 let id = topo.add_port_as(reuse, &e.name, Some(net_id));
-                let tap = match endpoint::create(&plan, id, &tap_name(self.live.next_tap)) {
+                let made = match &plan {
+                    Some(plan) => endpoint::create(plan, id, &tap_name(self.live.next_tap)),
+                    None => endpoint::create_unconfigured(&e.name, ifname, e.mac, mtu, id),
+                };
+                let tap = match made {
                     Ok(t) => t,
                     Err(err) => {
                         self.live.free_ids.extend(reuse);

@@ -230,6 +230,10 @@ impl Switch {
             let net_id = net_ids[e.network.as_str()];
             let port_id = match &e.attach {
                 Attach::Port(name) => port_ids.get(name.as_str()).copied(),
+                Attach::HostTap(_) => bail!(
+                    "endpoint {}: a TAP handed to a runtime is attached at run time only",
+                    e.name
+                ),
                 Attach::Netns(ns) => {
                     let net = cfg.network(&e.network).context("endpoint network")?;
                     let uplink = net.uplink.as_deref().and_then(|u| uplink_mtu.get(u));

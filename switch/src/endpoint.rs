@@ -221,3 +221,41 @@ pub fn create_many(items: &[(EndpointPlan, PortId, String)]) -> Result<Vec<TapPo
     }
     Ok(taps)
 }
+
+/// Creates the TAP `ifname` as port `id` in podswitch's own namespace with
+/// only its MAC and MTU set: down, no address, no route. For a runtime
+/// that moves the interface into its container and configures it there
+/// (Docker's remote driver, at Join). The TAP's fd keeps working after
+/// the move, and closing it removes the interface wherever it is then.
+///
+/// Must run on a thread in podswitch's namespace (any thread but the
+/// scoped ones [`create`] starts).
+pub fn create_unconfigured(
+    endpoint: &str,
+    ifname: &str,
+    mac: MacAddr,
+    mtu: u32,
+    id: PortId,
+) -> Result<TapPort> {
+    let mut nl = Rtnl::open()?;
+    // TUNSETIFF on the name of a persistent TAP would attach to it, not
+    // fail: a name in use is refused before that.
+    if nl.link_index(ifname)?.is_some() {
+        bail!("endpoint {endpoint}: podswitch's namespace already has an interface {ifname}");
+    }
+    let tap = TapPort::create(ifname, id)
+        .with_context(|| format!("endpoint {endpoint}: creating its TAP {ifname}"))?;
+    let index = nl
+        .link_index(ifname)?
+        .with_context(|| format!("{ifname} vanished after its creation"))?;
+    nl.set_link(
+        index,
+        &LinkChange {
+            mac: Some(mac),
+            mtu: Some(mtu),
+            ..LinkChange::default()
+        },
+    )
+    .with_context(|| format!("endpoint {endpoint}: setting MAC and MTU of {ifname}"))?;
+    Ok(tap)
+}

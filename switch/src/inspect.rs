@@ -323,10 +323,10 @@ pub fn show(switch: &Switch, cfg: &Config) -> Show {
             network: e.network.clone(),
             netns: match &e.attach {
                 Attach::Netns(ns) => Some(ns.clone()),
-                Attach::Port(_) => None,
+                Attach::Port(_) | Attach::HostTap(_) => None,
             },
             port: match &e.attach {
-                Attach::Netns(_) => e.name.clone(),
+                Attach::Netns(_) | Attach::HostTap(_) => e.name.clone(),
                 Attach::Port(p) => p.clone(),
             },
             ip: e.ip,
@@ -347,6 +347,7 @@ pub fn show(switch: &Switch, cfg: &Config) -> Show {
                 ),
                 (None, Some(e)) => match &e.attach {
                     Attach::Netns(ns) => ("tap", format!("eth0 in {ns}"), None),
+                    Attach::HostTap(t) => ("tap", format!("{t} (moved by its runtime)"), None),
                     Attach::Port(_) => ("-", "-".into(), None),
                 },
                 (None, None) => ("-", "-".into(), None),

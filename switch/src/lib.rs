@@ -16,6 +16,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod demo;
+pub mod docker;
 pub mod echo;
 pub mod endpoint;
 pub mod fdb;

@@ -16,6 +16,7 @@ use switch::control::client::Ctl;
 use switch::control::protocol::ReloadSummary;
 use switch::control::ControlSocket;
 use switch::daemon::Switch;
+use switch::docker::DockerPlugin;
 use switch::metrics::MetricsServer;
 use switch::runtime::{ReloadError, Runtime};
 use switch::{demo, lab};
@@ -94,6 +95,10 @@ fn serve(cfg: &Config, path: &Path) -> Result<()> {
         Some(addr) => Some(MetricsServer::start(addr, &runtime)?),
         None => None,
     };
+    let docker = match &cfg.switch.docker_plugin {
+        Some(path) => Some(DockerPlugin::bind(path, &runtime)?),
+        None => None,
+    };
     println!("ready");
     std::io::stdout().flush().ok();
     for sig in signals.forever() {
@@ -102,6 +107,7 @@ fn serve(cfg: &Config, path: &Path) -> Result<()> {
             _ => break,
         }
     }
+    drop(docker);
     drop(metrics);
     drop(control);
     let runtime = take_back(runtime)?;

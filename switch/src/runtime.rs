@@ -106,17 +106,37 @@ impl Runtime {
     /// Attaches an endpoint: IPAM from its network when no address is
     /// given, a MAC from the address when none is given.
     pub fn endpoint_add(&self, req: &EndpointAdd) -> Result<EndpointInfo> {
+        if req.netns.trim().is_empty() {
+            bail!("endpoint {}: netns is empty", req.name);
+        }
+        self.add_endpoint(req, Attach::Netns(req.netns.clone()))
+    }
+
+    /// Attaches an endpoint whose TAP `req.ifname` is made in podswitch's
+    /// own namespace and left unconfigured, for a runtime that moves it
+    /// into its container itself (Docker); `req.netns` is not used.
+    pub fn endpoint_add_host_tap(&self, req: &EndpointAdd) -> Result<EndpointInfo> {
+        let Some(ifname) = req.ifname.clone() else {
+            bail!(
+                "endpoint {}: a TAP handed to a runtime needs its name",
+                req.name
+            );
+        };
+        self.add_endpoint(req, Attach::HostTap(ifname))
+    }
+
+    fn add_endpoint(&self, req: &EndpointAdd, attach: Attach) -> Result<EndpointInfo> {
         let mut st = self.lock();
         let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".to_string());
         check_ifname(&ifname)?;
-        let e = new_endpoint(&st.effective, req)?;
+        let e = new_endpoint(&st.effective, req, attach)?;
         let mut eff = st.effective.clone();
         eff.endpoints.push(e.clone());
         let got = st.switch.attach(&eff, &e, &ifname)?;
         st.added.push((e.clone(), ifname.clone()));
         st.refresh();
         st.publish();
-        tracing::info!("endpoint {} attached ({} in {})", e.name, e.ip, req.netns);
+        tracing::info!("endpoint {} attached ({} as {ifname})", e.name, e.ip);
         Ok(EndpointInfo {
             name: e.name,
             network: e.network,
@@ -553,7 +573,7 @@ fn protocol(s: &str) -> Result<Protocol> {
 
 /// The endpoint `req` asks for, checked against the config in force as
 /// `check` would check it in a file.
-fn new_endpoint(cfg: &Config, req: &EndpointAdd) -> Result<EndpointCfg> {
+fn new_endpoint(cfg: &Config, req: &EndpointAdd, attach: Attach) -> Result<EndpointCfg> {
     let name = req.name.trim();
     if name.is_empty() || name.len() > 64 {
         bail!("endpoint name {:?}: 1 to 64 characters", req.name);
@@ -571,9 +591,6 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd) -> Result<EndpointCfg> {
     };
     if !matches!(net.mode, NetworkMode::Nat | NetworkMode::Overlay) {
         bail!("network {}: mode {} takes no endpoints", net.name, net.mode);
-    }
-    if req.netns.trim().is_empty() {
-        bail!("endpoint {name}: netns is empty");
     }
     let mut ipam = config::ipam::Ipam::new(net.subnet);
     if let Some(gw) = net.gateway {
@@ -646,7 +663,7 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd) -> Result<EndpointCfg> {
     Ok(EndpointCfg {
         name: name.to_string(),
         network: net.name.clone(),
-        attach: Attach::Netns(req.netns.clone()),
+        attach,
         ip,
         mac,
         ip_given: req.ip.is_some(),

@@ -122,6 +122,9 @@ pub struct SwitchCfg {
     pub control: PathBuf,
     /// The Prometheus endpoint, if any.
     pub metrics: Option<SocketAddr>,
+    /// The Docker network plugin's socket (key `docker_plugin`), if
+    /// served; Docker names the driver after its file name.
+    pub docker_plugin: Option<PathBuf>,
     /// How PMD threads poll (key `poll`).
     pub poll: PollCfg,
     /// Seconds a learned MAC lives without traffic (key `mac_aging`).
@@ -136,6 +139,7 @@ impl Default for SwitchCfg {
             cores: Vec::new(),
             control: PathBuf::from("/run/podswitch.sock"),
             metrics: None,
+            docker_plugin: None,
             poll: PollCfg::Adaptive,
             mac_aging_secs: 300,
             fdb_size: 65536,
@@ -323,6 +327,11 @@ pub enum Attach {
     Netns(String),
     /// `port = ...`: the name of a `[[port]]` the endpoint sits behind.
     Port(String),
+    /// A TAP of this name in podswitch's own namespace, left unconfigured
+    /// (MAC and MTU only) for a runtime that moves it into its container
+    /// and configures it there itself (Docker's remote driver). Attached
+    /// at run time only; no file says it.
+    HostTap(String),
 }
 
 /// `[[port_mapping]]`: DNAT from the uplink's ip:host_port to endpoint:port.

@@ -72,7 +72,7 @@ pub fn gateways(cfg: &Config) -> Vec<(String, Ipv4Addr)> {
                 let gw = cfg.network(&e.network)?.gateway?;
                 Some((ns.clone(), gw))
             }
-            Attach::Port(_) => None,
+            Attach::Port(_) | Attach::HostTap(_) => None,
         })
         .collect()
 }

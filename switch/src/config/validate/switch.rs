@@ -42,6 +42,23 @@ pub(super) fn check_switch(d: &mut Diag, raw: Option<&RawSwitch>) -> SwitchCfg {
             ),
         }
     }
+    if let Some(p) = &raw.docker_plugin {
+        let path = PathBuf::from(p.get_ref());
+        let named = path.extension().is_some_and(|e| e == "sock")
+            && path.file_stem().is_some_and(|s| !s.is_empty());
+        if named && path.is_absolute() {
+            cfg.docker_plugin = Some(path);
+        } else {
+            d.at(
+                p.span(),
+                format!(
+                    "docker_plugin {:?} is not an absolute path to NAME.sock (Docker names the driver NAME; \
+                     like /run/docker/plugins/podswitch.sock)",
+                    p.get_ref()
+                ),
+            );
+        }
+    }
     if let Some(p) = &raw.poll {
         match p.get_ref().as_str() {
             "adaptive" => cfg.poll = PollCfg::Adaptive,
