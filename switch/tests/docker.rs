@@ -202,7 +202,7 @@ fn rootfs_tar(dir: &Path, page: &str) -> PathBuf {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static installed");
-    for tool in ["sh", "ip", "wget", "httpd", "sleep", "cat", "nc"] {
+    for tool in ["sh", "ip", "ping", "httpd", "sleep", "cat", "nc"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(tool)).unwrap();
     }
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
@@ -293,23 +293,70 @@ fn links(ns: &NetnsGuard) -> String {
     ip_in(ns.name(), &["-o", "link", "show"])
 }
 
+/// podswitch serving the plugin and dockerd in a "host" namespace of the
+/// test, podswitch's uplink up0 (10.99.0.2) a veth into an "outside"
+/// namespace (10.99.0.1), and image `psbox:1` imported. Fields drop in
+/// order: Docker, podswitch, the files, the namespaces.
+struct Stage {
+    docker: Dockerd,
+    daemon: Daemon,
+    /// The driver's name: the plugin socket's file name.
+    driver: String,
+    /// podswitch's control socket.
+    socket: String,
+    work: TempDir,
+    outside: NetnsGuard,
+    host: NetnsGuard,
+}
+
+impl Stage {
+    fn new() -> Stage {
+        assert!(
+            Path::new(DOCKERD).exists() && Path::new(DOCKER).exists(),
+            "{DOCKERD} and {DOCKER} are missing: scripts/deps.sh installs docker.io"
+        );
+        let host = NetnsGuard::new("psd-h").unwrap();
+        let outside = NetnsGuard::new("psd-o").unwrap();
+        uplink_veth(&host, &outside, "10.99.0.1/24");
+        let work = TempDir::new("psdw");
+        // Unique, so that no other Docker or podswitch on the machine can
+        // answer for it.
+        let driver = unique_name("podswitch");
+        let plugin = format!("/run/docker/plugins/{driver}.sock");
+        let socket = control_path();
+        let text = format!(
+            "[switch]\ncontrol = \"{socket}\"\ndocker_plugin = \"{plugin}\"\n\n\
+             [[port]]\nname = \"up0\"\niface = \"up0\"\nip = \"{UPLINK_IP}/24\"\ngateway = \"10.99.0.1\"\n"
+        );
+        let daemon = Daemon::start_in(Some(host.name()), &["run"], &text);
+        assert!(Path::new(&plugin).exists(), "podswitch serves {plugin}");
+        let docker = Dockerd::start(host.name());
+        let tar = rootfs_tar(&work.0, "hello from the container\n");
+        docker.ok(&["import", &tar.display().to_string(), "psbox:1"]);
+        Stage {
+            docker,
+            daemon,
+            driver,
+            socket,
+            work,
+            outside,
+            host,
+        }
+    }
+}
+
 #[test]
 fn a_docker_container_on_a_podswitch_network_reaches_the_outside_and_is_reached_on_its_published_port(
 ) {
     if skip_unless_root("docker") {
         return;
     }
-    assert!(
-        Path::new(DOCKERD).exists() && Path::new(DOCKER).exists(),
-        "{DOCKERD} and {DOCKER} are missing: scripts/deps.sh installs docker.io"
-    );
-    let host = NetnsGuard::new("psd-h").unwrap();
-    let outside = NetnsGuard::new("psd-o").unwrap();
-    uplink_veth(&host, &outside, "10.99.0.1/24");
-    let work = TempDir::new("psdw");
+    let stage = Stage::new();
+    let (docker, socket, driver) = (&stage.docker, &stage.socket, &stage.driver);
+    let (host, outside) = (&stage.host, &stage.outside);
 
     // A web server outside, for the container to reach through NAT.
-    let www = work.0.join("outside");
+    let www = stage.work.0.join("outside");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("index.html"), "hello from the outside\n").unwrap();
     let _outside_httpd = Proc {
@@ -329,33 +376,17 @@ fn a_docker_container_on_a_podswitch_network_reaches_the_outside_and_is_reached_
         what: "outside httpd",
     };
 
-    // The driver is named after the socket: unique, so that no other
-    // Docker or podswitch on the machine can answer for it.
-    let driver = unique_name("podswitch");
-    let plugin = format!("/run/docker/plugins/{driver}.sock");
-    let socket = control_path();
-    let text = format!(
-        "[switch]\ncontrol = \"{socket}\"\ndocker_plugin = \"{plugin}\"\n\n\
-         [[port]]\nname = \"up0\"\niface = \"up0\"\nip = \"{UPLINK_IP}/24\"\ngateway = \"10.99.0.1\"\n"
-    );
-    let mut daemon = Daemon::start_in(Some(host.name()), &["run"], &text);
-    assert!(Path::new(&plugin).exists(), "podswitch serves {plugin}");
-
-    let docker = Dockerd::start(host.name());
-    let tar = rootfs_tar(&work.0, "hello from the container\n");
-    docker.ok(&["import", &tar.display().to_string(), "psbox:1"]);
-
     let net_id = docker.ok(&[
         "network",
         "create",
         "-d",
-        &driver,
+        driver,
         "--subnet",
         "172.27.0.0/24",
         "front",
     ]);
     let net_name = format!("docker-{}", &net_id[..12]);
-    let nets = show(&socket);
+    let nets = show(socket);
     let row = nets["networks"]
         .as_array()
         .unwrap()
@@ -385,13 +416,13 @@ fn a_docker_container_on_a_podswitch_network_reaches_the_outside_and_is_reached_
     assert!(addr.contains("inet 172.27.0.2/24"), "{addr}");
     let route = docker.ok(&["exec", &cid, "ip", "route"]);
     assert!(route.contains("default via 172.27.0.1 dev eth0"), "{route}");
-    let eps = show(&socket);
+    let eps = show(socket);
     assert_eq!(names(&eps, "endpoints").len(), 1, "one endpoint: {eps}");
     assert_eq!(eps["endpoints"][0]["ip"], "172.27.0.2");
     assert!(
-        !links(&host).contains("docker_gwbridge"),
+        !links(host).contains("docker_gwbridge"),
         "Docker added no gateway bridge: {}",
-        links(&host)
+        links(host)
     );
 
     // busybox-static's wget crashes in a container (glibc's static NSS
@@ -400,36 +431,154 @@ fn a_docker_container_on_a_podswitch_network_reaches_the_outside_and_is_reached_
     let got = fetch(
         "the container fetches from the outside",
         || docker.docker(&["exec", &cid, "sh", "-c", &request]),
-        || format!("ctl show: {}", show(&socket)),
+        || format!("ctl show: {}", show(socket)),
     );
     assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
     assert!(got.ends_with("\r\n\r\nhello from the outside\n"), "{got}");
 
     let got = fetch(
         "the outside fetches from the published port",
-        || http_get(&outside, UPLINK_IP, 8080),
-        || format!("ctl show: {}", show(&socket)),
+        || http_get(outside, UPLINK_IP, 8080),
+        || format!("ctl show: {}", show(socket)),
     );
     assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
     assert!(got.ends_with("\r\n\r\nhello from the container\n"), "{got}");
-    let mapped = show(&socket);
+    let mapped = show(socket);
     assert_eq!(mapped["mappings"].as_array().unwrap().len(), 1, "{mapped}");
 
     docker.ok(&["rm", "-f", &cid]);
-    let after_rm = show(&socket);
+    let after_rm = show(socket);
     assert!(names(&after_rm, "endpoints").is_empty(), "{after_rm}");
     assert!(
         after_rm["mappings"].as_array().unwrap().is_empty(),
         "{after_rm}"
     );
     wait_until("the endpoint's TAP is gone", Duration::from_secs(5), || {
-        !links(&host).contains(": ps")
+        !links(host).contains(": ps")
     });
     docker.ok(&["network", "rm", "front"]);
-    let after = show(&socket);
+    let after = show(socket);
     assert!(!names(&after, "networks").contains(&net_name), "{after}");
 
+    let Stage {
+        docker, mut daemon, ..
+    } = stage;
     drop(docker);
     let err = daemon.stop_clean();
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn podswitch_ipam_gives_docker_its_addresses_and_bad_requests_fail_with_podswitchs_reason() {
+    if skip_unless_root("docker_ipam") {
+        return;
+    }
+    let stage = Stage::new();
+    let (docker, socket, driver) = (&stage.docker, &stage.socket, stage.driver.as_str());
+
+    docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        driver,
+        "--ipam-driver",
+        driver,
+        "--subnet",
+        "172.28.0.0/24",
+        "-o",
+        "name=back",
+        "back",
+    ]);
+    let nets = show(socket);
+    assert_eq!(names(&nets, "networks"), ["back"], "{nets}");
+    assert_eq!(nets["networks"][0]["gateway"], "172.28.0.1", "{nets}");
+    let cid = docker.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "back",
+        "psbox:1",
+        "/bin/sleep",
+        "600",
+    ]);
+    let addr = docker.ok(&["exec", &cid, "ip", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains("inet 172.28.0.2/24"), "{addr}");
+    let pong = fetch(
+        "the container pings its gateway",
+        || docker.docker(&["exec", &cid, "ping", "-c", "1", "-W", "1", "172.28.0.1"]),
+        || format!("ctl show: {}", show(socket)),
+    );
+    assert!(pong.contains("1 packets received"), "{pong}");
+
+    let refused = |args: &[&str], why: &str| {
+        let out = docker.docker(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "docker {args:?} succeeded");
+        assert!(err.contains(why), "docker {args:?}: {err}");
+    };
+    refused(
+        &[
+            "network",
+            "create",
+            "-d",
+            driver,
+            "--ipam-driver",
+            driver,
+            "nosubnet",
+        ],
+        "podswitch IPAM has no default pool",
+    );
+    refused(
+        &[
+            "network",
+            "create",
+            "-d",
+            driver,
+            "--subnet",
+            "172.29.0.0/24",
+            "-o",
+            "colour=blue",
+            "x",
+        ],
+        "unknown option \"colour\"",
+    );
+    refused(
+        &[
+            "network",
+            "create",
+            "-d",
+            driver,
+            "--subnet",
+            "172.28.0.0/16",
+            "wide",
+        ],
+        "overlaps subnet 172.28.0.0/24 of network back",
+    );
+    refused(
+        &[
+            "run",
+            "-d",
+            "--network",
+            "back",
+            "-p",
+            "80",
+            "psbox:1",
+            "/bin/sleep",
+            "600",
+        ],
+        "needs a host port (-p HOST:80)",
+    );
+    let left = show(socket);
+    assert_eq!(
+        names(&left, "endpoints").len(),
+        1,
+        "the refused container left nothing: {left}"
+    );
+    assert_eq!(names(&left, "networks"), ["back"], "{left}");
+
+    docker.ok(&["rm", "-f", &cid]);
+    docker.ok(&["network", "rm", "back"]);
+    let after = show(socket);
+    assert!(names(&after, "networks").is_empty(), "{after}");
+    assert!(names(&after, "endpoints").is_empty(), "{after}");
 }
