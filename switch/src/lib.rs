@@ -20,6 +20,7 @@ pub mod endpoint;
 pub mod fdb;
 pub mod gateway;
 pub mod lab;
+pub mod logging;
 pub mod neighbor;
 pub mod pipeline;
 pub mod report;

@@ -12,6 +12,7 @@ use signal_hook::iterator::Signals;
 use switch::config::{self, Config};
 use switch::control::ControlSocket;
 use switch::daemon::Switch;
+use switch::logging::{self, LogFormat};
 use switch::runtime::Runtime;
 use switch::{demo, lab};
 
@@ -24,6 +25,9 @@ use switch::{demo, lab};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// How log lines on stderr look: `text`, or `json` for collectors.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -95,10 +99,14 @@ fn serve(cfg: &Config, path: &Path) -> Result<()> {
     drop(control);
     // Final counters on stderr: what moved and what was dropped, and why.
     runtime.with_switch(|switch, _| {
-        eprint!("{}", switch::report::ports(switch.dataplane()));
-        eprint!("{}", switch::report::nat(switch.dataplane()));
-        eprint!("{}", switch::report::uplinks(switch.dataplane()));
-        eprint!("{}", switch::report::overlay(switch.dataplane()));
+        let dp = switch.dataplane();
+        logging::print_block(&format!(
+            "{}{}{}{}",
+            switch::report::ports(dp),
+            switch::report::nat(dp),
+            switch::report::uplinks(dp),
+            switch::report::overlay(dp)
+        ));
     });
     let reports = runtime.stop();
     let leaked: usize = reports.iter().map(|r| r.leaked).sum();
@@ -109,13 +117,8 @@ fn serve(cfg: &Config, path: &Path) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let log = logging::init(cli.log_format);
     let result = match cli.cmd {
         Cmd::Check { config } => match load(&config) {
             Ok(cfg) => {
@@ -131,17 +134,23 @@ fn main() -> ExitCode {
             Err(code) => return code,
         },
         Cmd::Run { config } => match load(&config) {
-            Ok(cfg) => serve(&cfg, &config),
+            Ok(cfg) => {
+                log.apply_config(cfg.switch.log);
+                serve(&cfg, &config)
+            }
             Err(code) => return code,
         },
         Cmd::Lab {
             cmd: LabCmd::Up { config },
         } => match load(&config) {
-            Ok(cfg) => lab::up(&cfg).and_then(|created| {
-                let r = serve(&cfg, &config);
-                lab::finish(&cfg, &created);
-                r
-            }),
+            Ok(cfg) => {
+                log.apply_config(cfg.switch.log);
+                lab::up(&cfg).and_then(|created| {
+                    let r = serve(&cfg, &config);
+                    lab::finish(&cfg, &created);
+                    r
+                })
+            }
             Err(code) => return code,
         },
         Cmd::Lab {
