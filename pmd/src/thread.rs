@@ -35,6 +35,7 @@ use crate::counters::{DropReason, PortCounters};
 use crate::frame::Frame;
 use crate::gro::Gro;
 use crate::gso;
+use crate::mirror::Direction;
 use crate::pool::Pool;
 use crate::port::{Port, PortId, MAX_BURST};
 
@@ -421,6 +422,10 @@ impl Runner {
                     continue;
                 }
                 got += n;
+                let mirror = &self.tx.counters[i].mirror;
+                if mirror.is_armed() {
+                    mirror.offer_burst(Direction::Rx, &self.th.pool, &burst);
+                }
                 let mut ctx = Ctx {
                     pool: &mut self.th.pool,
                     tx: &mut self.tx,
@@ -511,6 +516,11 @@ impl Runner {
                 &self.tx.counters[i],
                 &mut self.gro,
             );
+            // After GRO/GSO: the frames as the port gets them.
+            let mirror = &self.tx.counters[i].mirror;
+            if mirror.is_armed() {
+                mirror.offer_burst(Direction::Tx, &self.th.pool, &frames);
+            }
             port.tx_burst(&mut self.th.pool, &mut frames);
             self.tx.queues[i] = frames;
         }

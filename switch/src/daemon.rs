@@ -26,6 +26,9 @@ use nat::{InternalNet, NatConfig, PortMapping, Proto, Timeouts};
 pub struct Switch {
     dataplane: Dataplane,
     cluster: Option<ClusterSync>,
+    /// Endpoints that sit behind a `[[port]]`, by name: the port they use
+    /// (an endpoint of its own TAP is a port of the topology by its name).
+    behind_port: HashMap<String, PortId>,
 }
 
 /// What a port will be, decided before anything is created.
@@ -198,10 +201,17 @@ impl Switch {
                 group_of(net),
             ));
         }
+        let mut behind_port = HashMap::new();
         for e in &cfg.endpoints {
             let net_id = net_ids[e.network.as_str()];
             let port_id = match &e.attach {
-                Attach::Port(name) => port_ids.get(name.as_str()).copied(),
+                Attach::Port(name) => {
+                    let id = port_ids.get(name.as_str()).copied();
+                    if let Some(id) = id {
+                        behind_port.insert(e.name.clone(), id);
+                    }
+                    id
+                }
                 Attach::Netns(ns) => {
                     let net = cfg.network(&e.network).context("endpoint network")?;
                     let uplink = net.uplink.as_deref().and_then(|u| uplink_mtu.get(u));
@@ -389,7 +399,21 @@ impl Switch {
             )?),
             None => None,
         };
-        Ok(Switch { dataplane, cluster })
+        Ok(Switch {
+            dataplane,
+            cluster,
+            behind_port,
+        })
+    }
+
+    /// The port a `[[port]]` or endpoint name means (for capture and
+    /// trace): an endpoint behind a `[[port]]` means that port.
+    pub fn port_named(&self, name: &str) -> Option<PortId> {
+        let topo = self.dataplane.topology();
+        match topo.ports.iter().position(|p| p.name == name) {
+            Some(i) => Some(PortId(i as u16)),
+            None => self.behind_port.get(name).copied(),
+        }
     }
 
     /// The running data plane (counters, FDB).

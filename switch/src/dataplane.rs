@@ -216,6 +216,11 @@ impl Dataplane {
         &self.topo
     }
 
+    /// The counters of one port, with its capture mirror.
+    pub fn port_counters(&self, port: PortId) -> Option<&Arc<PortCounters>> {
+        self.port_counters.get(port.0 as usize)
+    }
+
     /// Counters of every port, by `PortId`.
     pub fn port_stats(&self) -> Vec<CounterSnapshot> {
         self.port_counters.iter().map(|c| c.snapshot()).collect()

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod echo;
 pub mod endpoint;
 pub mod fdb;
+pub mod filter;
 pub mod gateway;
 pub mod lab;
 pub mod logging;
