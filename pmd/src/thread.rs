@@ -190,6 +190,30 @@ impl TxQueues {
         }
     }
 
+    /// True when this thread polls `port`.
+    pub fn owns(&self, port: PortId) -> bool {
+        self.queue_of(port).is_some()
+    }
+
+    /// The frames queued for `port` in this burst so far (a trace reads
+    /// what one frame added); empty for another thread's port.
+    pub fn queued(&self, port: PortId) -> &[Frame] {
+        self.queue_of(port).map_or(&[], |i| &self.queues[i])
+    }
+
+    /// Drops counted on `port` so far, by reason in [`DropReason::ALL`]
+    /// order (a trace reads what one frame added); `None` for another
+    /// thread's port.
+    pub fn drops_of(&self, port: PortId) -> Option<[u64; DropReason::COUNT]> {
+        let c = &self.counters[self.queue_of(port)?];
+        Some(DropReason::ALL.map(|r| c.drops[r as usize].get()))
+    }
+
+    /// Drops that belong to no port of this thread, so far.
+    pub fn unowned_drops(&self) -> u64 {
+        self.unowned_drops
+    }
+
     /// Takes the frames queued for `port`, for tests of a pipeline alone.
     pub fn take(&mut self, port: PortId) -> Vec<Frame> {
         let mut out = Vec::new();

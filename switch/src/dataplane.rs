@@ -16,7 +16,7 @@ use pmd::counters::{CounterSnapshot, PortCounters};
 use pmd::thread::{Engine, PmdThread, PollMode, ThreadReport};
 use pmd::{Pool, Port, PortId};
 
-use crate::pipeline::{Control, FdbRow, SwitchPipeline, SwitchSettings};
+use crate::pipeline::{Control, FdbRow, SwitchPipeline, SwitchSettings, TraceArm};
 use crate::stats::{NetCounters, NetSnapshot, UplinkCounters};
 use crate::topology::{NetId, Topology, UplinkId};
 
@@ -262,6 +262,18 @@ impl Dataplane {
         ControlHandle {
             controls: self.controls.clone(),
         }
+    }
+
+    /// Hands a trace to every PMD thread and wakes them; returns how many
+    /// threads got it (each acknowledges on `arm.ack`).
+    pub fn arm_trace(&self, arm: &Arc<TraceArm>) -> usize {
+        let sent = self
+            .controls
+            .iter()
+            .filter(|c| c.send(Control::Trace(arm.clone())).is_ok())
+            .count();
+        self.engine.wake();
+        sent
     }
 
     /// Every live FDB entry, merged over threads (newest wins).

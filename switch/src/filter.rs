@@ -128,19 +128,12 @@ mod tests {
 
     /// Ethernet + IPv4 + UDP 172.30.0.10:5000 -> 10.99.0.1:53.
     fn udp_frame() -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 8];
-        f[0..6].copy_from_slice(&[0x02, 0x50, 172, 30, 0, 1]);
-        f[6..12].copy_from_slice(&[0x02, 0, 172, 30, 0, 10]);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        f[14] = 0x45;
-        f[16..18].copy_from_slice(&28u16.to_be_bytes());
-        f[22] = 64;
-        f[23] = wire::IPPROTO_UDP;
-        f[26..30].copy_from_slice(&[172, 30, 0, 10]);
-        f[30..34].copy_from_slice(&[10, 99, 0, 1]);
-        f[34..36].copy_from_slice(&5000u16.to_be_bytes());
-        f[36..38].copy_from_slice(&53u16.to_be_bytes());
-        f[38..40].copy_from_slice(&8u16.to_be_bytes());
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 172, 30, 0, 10], [2, 0x50, 172, 30, 0, 1])
+            .ipv4([172, 30, 0, 10], [10, 99, 0, 1], 64)
+            .udp(5000, 53)
+            .write(&mut f, &[])
+            .unwrap();
         f
     }
 

@@ -15,6 +15,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod demo;
+pub mod describe;
 pub mod echo;
 pub mod endpoint;
 pub mod fdb;

@@ -10,15 +10,18 @@ mod common;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
 use pmd::netns::{in_netns, NetnsGuard};
 use switch::capture;
 use switch::config;
-use switch::control::protocol::{CaptureRequest, FrameFilter};
+use switch::control::protocol::{CaptureRequest, FrameFilter, TraceRequest};
 use switch::daemon::Switch;
 use switch::lab::traffic::{ping, tcp_transfer};
+use switch::trace::{self, TraceReport};
 
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 const DB: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 11);
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 1);
 
@@ -240,4 +243,191 @@ fn a_capture_of_an_unknown_port_or_a_busy_one_is_refused_with_its_name() {
     drop(first);
     // Ended captures leave the port free.
     capture::start(lab.switch(), &req("up0")).unwrap();
+}
+
+/// Arms a trace, runs `traffic`, and returns the report.
+fn trace_during(lab: &Lab, req: TraceRequest, traffic: impl FnOnce()) -> TraceReport {
+    let wait = trace::arm(lab.switch(), &req).unwrap();
+    traffic();
+    let report = wait.wait(Duration::from_secs(5));
+    let r = report.unwrap_or_else(|e| panic!("{e:#}"));
+    println!("{}", serde_json::to_string_pretty(&r).unwrap());
+    r
+}
+
+fn request(port: &str, filter: FrameFilter, hex: Option<String>) -> TraceRequest {
+    TraceRequest {
+        port: Some(port.into()),
+        filter,
+        hex,
+        timeout_ms: 5000,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn stage<'a>(r: &'a TraceReport, prefix: &str) -> &'a str {
+    r.stages
+        .iter()
+        .find(|s| s.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} stage in {r:#?}"))
+}
+
+#[test]
+fn a_ping_through_nat_traced_shows_the_external_address_and_the_uplink_as_verdict() {
+    if skip_unless_root("namespaces") {
+        return;
+    }
+    let lab = Lab::new();
+    // The first ping resolves the next hop, so the traced one leaves at once.
+    assert_eq!(ping(lab.web.name(), OUTSIDE, 1).unwrap().received, 1);
+    let filter = FrameFilter {
+        ip: Some(OUTSIDE),
+        proto: Some("icmp".into()),
+        ..FrameFilter::default()
+    };
+    let r = trace_during(&lab, request("web", filter, None), || {
+        assert_eq!(ping(lab.web.name(), OUTSIDE, 1).unwrap().received, 1);
+    });
+    assert_eq!(r.in_port, "web");
+    assert!(
+        stage(&r, "received:").contains("172.30.0.10 > 10.99.0.1 ICMP echo request"),
+        "{r:#?}"
+    );
+    assert!(
+        stage(&r, "ingress:").contains("network front (nat)"),
+        "{r:#?}"
+    );
+    let nat = stage(&r, "nat of up0:");
+    assert!(
+        nat.contains("outbound (SNAT), conntrack entry new: source 172.30.0.10 id "),
+        "{nat}"
+    );
+    assert!(
+        nat.contains("-> 10.99.0.2 id "),
+        "the external address: {nat}"
+    );
+    assert!(stage(&r, "route:").contains("TTL 64 -> 63"), "{r:#?}");
+    assert!(
+        stage(&r, "output up0:").contains("IPv4 10.99.0.2 > 10.99.0.1 ICMP echo request"),
+        "{r:#?}"
+    );
+    assert_eq!(r.verdict, "output to up0");
+}
+
+#[test]
+fn a_datagram_from_outside_to_an_unmapped_port_shows_the_nat_refusal_as_its_drop() {
+    if skip_unless_root("namespaces") {
+        return;
+    }
+    let lab = Lab::new();
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 9], [2, 0x50, 10, 99, 0, 2])
+        .ipv4([10, 99, 0, 1], [10, 99, 0, 2], 64)
+        .udp(40000, 9999)
+        .write(&mut frame, b"hello")
+        .unwrap();
+    let r = trace_during(
+        &lab,
+        request("up0", FrameFilter::default(), Some(hex(&frame))),
+        || {},
+    );
+    assert_eq!(r.in_port, "up0");
+    assert!(stage(&r, "ingress:").contains("uplink up0"), "{r:#?}");
+    assert!(
+        stage(&r, "nat of up0:").contains("refused (no_mapping)"),
+        "{r:#?}"
+    );
+    assert!(
+        r.verdict.starts_with("drop: nat (counted on up0)"),
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn a_malformed_frame_in_hex_shows_the_drop_with_its_reason() {
+    if skip_unless_root("namespaces") {
+        return;
+    }
+    let lab = Lab::new();
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 172, 30, 0, 10], [2, 0x50, 172, 30, 0, 1])
+        .ipv4([172, 30, 0, 10], [10, 99, 0, 1], 64)
+        .udp(40000, 53)
+        .write(&mut frame, b"x")
+        .unwrap();
+    // IHL 3: an IPv4 header shorter than the shortest there is.
+    frame[14] = 0x43;
+    let r = trace_during(
+        &lab,
+        request("web", FrameFilter::default(), Some(hex(&frame))),
+        || {},
+    );
+    assert!(
+        stage(&r, "received:").contains("do not parse (malformed)"),
+        "{r:#?}"
+    );
+    assert!(
+        r.verdict.starts_with("drop: malformed (counted on web)"),
+        "{r:#?}"
+    );
+    // The switch counted it as the trace says.
+    let web = lab.switch().port_named("web").unwrap();
+    let stats = lab.switch().dataplane().port_stats()[web.0 as usize];
+    assert_eq!(stats.drops_of(pmd::DropReason::Malformed), 1);
+}
+
+#[test]
+fn an_injected_echo_request_to_the_gateway_is_answered_back_out_of_its_port() {
+    if skip_unless_root("namespaces") {
+        return;
+    }
+    let lab = Lab::new();
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 172, 30, 0, 10], [2, 0x50, 172, 30, 0, 1])
+        .ipv4([172, 30, 0, 10], [172, 30, 0, 1], 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut frame, b"ping")
+        .unwrap();
+    let r = trace_during(
+        &lab,
+        request("web", FrameFilter::default(), Some(hex(&frame))),
+        || {},
+    );
+    assert!(stage(&r, "gateway:").contains("172.30.0.1"), "{r:#?}");
+    assert!(
+        stage(&r, "gateway of front:").contains("answered the echo request"),
+        "{r:#?}"
+    );
+    assert!(
+        stage(&r, "output web:").contains("172.30.0.1 > 172.30.0.10 ICMP echo reply id 7"),
+        "{r:#?}"
+    );
+    assert_eq!(r.verdict, "output to web");
+}
+
+#[test]
+fn a_trace_that_sees_no_matching_frame_ends_with_an_error_and_disarms() {
+    if skip_unless_root("namespaces") {
+        return;
+    }
+    let lab = Lab::new();
+    let filter = FrameFilter {
+        l4_port: Some(1),
+        ..FrameFilter::default()
+    };
+    let wait = trace::arm(lab.switch(), &request("web", filter, None)).unwrap();
+    let err = wait.wait(Duration::from_millis(300)).unwrap_err();
+    assert!(
+        err.to_string().contains("no matching frame within 300 ms"),
+        "{err}"
+    );
+    // Traffic still flows after the trace gave up.
+    assert_eq!(ping(lab.web.name(), GATEWAY, 1).unwrap().received, 1);
+    let err = trace::arm(lab.switch(), &request("nope", FrameFilter::default(), None))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("\"nope\""), "{err}");
 }

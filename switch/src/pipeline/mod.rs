@@ -22,6 +22,9 @@ use pmd::Pool;
 
 mod overlaid;
 mod routed;
+mod traced;
+
+pub use traced::TraceArm;
 
 use crate::topology::UplinkId;
 use overlay::{LearnedMacs, OverlayCounters, VtepTables};
@@ -67,6 +70,8 @@ pub enum Control {
     /// Replace an uplink's overlay tables (remote endpoints from the
     /// cluster store).
     OverlayTables(UplinkId, Arc<VtepTables>),
+    /// Arm a trace, or run an injected frame (`ctl trace`).
+    Trace(Arc<TraceArm>),
 }
 
 /// The per-thread switching pipeline.
@@ -100,6 +105,8 @@ pub struct SwitchPipeline {
     echo_limits: Vec<TokenBucket>,
     /// Reused vector for GSO segments.
     scratch: Vec<Frame>,
+    /// The armed trace, if any: checked once per burst.
+    trace: Option<Arc<TraceArm>>,
 }
 
 impl SwitchPipeline {
@@ -171,6 +178,7 @@ impl SwitchPipeline {
             uplink_counters,
             echo_limits: vec![TokenBucket::new(ECHO_RATE, ECHO_BURST); uplinks],
             scratch: Vec::with_capacity(64),
+            trace: None,
         }
     }
 
@@ -330,6 +338,10 @@ fn per_uplink<T: Default>(v: Vec<Arc<T>>, uplinks: usize) -> Vec<Arc<T>> {
 
 impl Pipeline for SwitchPipeline {
     fn process(&mut self, ctx: &mut Ctx<'_>, burst: &mut Vec<Frame>) {
+        if self.trace.is_some() {
+            self.process_traced(ctx, burst);
+            return;
+        }
         for frame in burst.drain(..) {
             self.switch_one(ctx, frame);
         }
@@ -364,8 +376,10 @@ impl Pipeline for SwitchPipeline {
                         *slot = Some(tables);
                     }
                 }
+                Control::Trace(arm) => self.take_trace(ctx, arm),
             }
         }
+        self.expire_trace();
         if ctx.now_ns.saturating_sub(self.last_sweep_ns) > 1_000_000_000 {
             self.last_sweep_ns = ctx.now_ns;
             for fdb in &mut self.fdbs {
