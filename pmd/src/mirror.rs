@@ -58,6 +58,15 @@ impl Mirror {
         self.armed.load(Ordering::Relaxed)
     }
 
+    /// Offers `frames` when a capture is armed; otherwise one relaxed
+    /// load and a branch. What the PMD loop calls once per burst.
+    #[inline]
+    pub fn tap(&self, dir: Direction, pool: &Pool, frames: &[Frame]) {
+        if self.is_armed() {
+            self.offer_burst(dir, pool, frames);
+        }
+    }
+
     /// Starts mirroring into `sink`.
     pub fn arm(&self, sink: Arc<dyn MirrorSink>) -> Result<(), MirrorBusy> {
         let mut slot = self.sink.lock().unwrap_or_else(|e| e.into_inner());

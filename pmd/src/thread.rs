@@ -446,10 +446,9 @@ impl Runner {
                     continue;
                 }
                 got += n;
-                let mirror = &self.tx.counters[i].mirror;
-                if mirror.is_armed() {
-                    mirror.offer_burst(Direction::Rx, &self.th.pool, &burst);
-                }
+                self.tx.counters[i]
+                    .mirror
+                    .tap(Direction::Rx, &self.th.pool, &burst);
                 let mut ctx = Ctx {
                     pool: &mut self.th.pool,
                     tx: &mut self.tx,
@@ -541,10 +540,9 @@ impl Runner {
                 &mut self.gro,
             );
             // After GRO/GSO: the frames as the port gets them.
-            let mirror = &self.tx.counters[i].mirror;
-            if mirror.is_armed() {
-                mirror.offer_burst(Direction::Tx, &self.th.pool, &frames);
-            }
+            self.tx.counters[i]
+                .mirror
+                .tap(Direction::Tx, &self.th.pool, &frames);
             port.tx_burst(&mut self.th.pool, &mut frames);
             self.tx.queues[i] = frames;
         }
