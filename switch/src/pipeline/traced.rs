@@ -601,3 +601,124 @@ fn ttl(frame: &[u8]) -> u8 {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crossbeam::channel;
+    use pmd::counters::PortCounters;
+    use pmd::thread::TxQueues;
+    use pmd::{Pool, PoolConfig};
+
+    use super::*;
+    use crate::control::protocol::FrameFilter;
+    use crate::pipeline::SwitchSettings;
+    use crate::stats::NetCounters;
+    use crate::topology::Topology;
+
+    /// A UDP frame from port 0's host to port 1's, numbered by its
+    /// source port.
+    fn udp(n: u16) -> Vec<u8> {
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([172, 30, 0, 1], [172, 30, 0, 2], 64)
+            .udp(n, 9)
+            .write(&mut f, &[])
+            .unwrap();
+        f
+    }
+
+    fn source_port(frame: &[u8]) -> u16 {
+        u16::from_be_bytes([frame[34], frame[35]])
+    }
+
+    #[test]
+    fn a_traced_frame_in_the_middle_of_a_burst_leaves_with_its_burst_in_order() {
+        let mut topo = Topology::default();
+        let net = topo.add_network("n", "172.30.0.0/24".parse().unwrap(), None);
+        let p0 = topo.add_port("p0", Some(net));
+        let p1 = topo.add_port("p1", Some(net));
+        let counters: Vec<Arc<NetCounters>> = vec![Arc::default()];
+        let (_control, control_rx) = channel::unbounded();
+        let mut pipeline = SwitchPipeline::new(
+            Arc::new(topo),
+            SwitchSettings::default(),
+            counters,
+            control_rx,
+            vec![],
+            vec![],
+            vec![],
+        );
+        let mut tx = TxQueues::new(&[
+            (p0, Arc::new(PortCounters::default())),
+            (p1, Arc::new(PortCounters::default())),
+        ]);
+        let mut pool = Pool::new(PoolConfig {
+            chunks: 64,
+            large: 1,
+            umem: false,
+        })
+        .unwrap();
+        let mut ctx = Ctx {
+            pool: &mut pool,
+            tx: &mut tx,
+            now_ns: 1,
+            thread: 0,
+        };
+        // p1's MAC learned first, so the burst is unicast to p1.
+        let mut learn = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+            .ipv4([172, 30, 0, 2], [172, 30, 0, 1], 64)
+            .udp(9, 9)
+            .write(&mut learn, &[])
+            .unwrap();
+        let mut f = ctx.pool.alloc_copy(&learn).unwrap();
+        f.in_port = p1;
+        pipeline.process(&mut ctx, &mut vec![f]);
+        for f in ctx.tx.take(p0) {
+            ctx.pool.free(f);
+        }
+
+        let (reply, report) = channel::bounded(1);
+        let (ack, _acks) = channel::unbounded();
+        let filter = FrameMatch::new(&FrameFilter {
+            l4_port: Some(1003),
+            ..FrameFilter::default()
+        })
+        .unwrap();
+        pipeline.trace = Some(Arc::new(TraceArm {
+            port: Some(p0),
+            filter,
+            inject: None,
+            done: AtomicBool::new(false),
+            reply,
+            ack,
+        }));
+        let mut burst: Vec<Frame> = (1001..=1005)
+            .map(|n| {
+                let mut f = ctx.pool.alloc_copy(&udp(n)).unwrap();
+                f.in_port = p0;
+                f
+            })
+            .collect();
+        pipeline.process(&mut ctx, &mut burst);
+        assert!(burst.is_empty(), "every frame taken");
+        let out: Vec<u16> = ctx
+            .tx
+            .take(p1)
+            .into_iter()
+            .map(|f| {
+                let n = source_port(ctx.pool.data(&f));
+                ctx.pool.free(f);
+                n
+            })
+            .collect();
+        assert_eq!(out, [1001, 1002, 1003, 1004, 1005], "once each, in order");
+        let r = report.try_recv().expect("a report");
+        assert!(r.stages[0].contains(":1003 > 172.30.0.2:9"), "{r:#?}");
+        assert_eq!(r.verdict, "output to p1");
+        assert!(pipeline.trace.is_none(), "one frame per trace");
+        assert_eq!(ctx.pool.in_flight(), 0, "no frame leaked");
+    }
+}
