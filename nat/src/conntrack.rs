@@ -232,6 +232,12 @@ impl ConnTrack {
         }
     }
 
+    /// Every entry in use (expired ones not yet removed included), in
+    /// slab order.
+    pub fn live(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.proto != 0)
+    }
+
     /// A new bound; live entries above it stay (never evicted), new ones
     /// are refused until they drain.
     pub fn set_max(&mut self, max: usize) {

@@ -68,6 +68,7 @@
 
 mod config;
 mod conntrack;
+mod dump;
 mod frag;
 mod icmp_error;
 mod nat;
@@ -79,6 +80,7 @@ mod verdict;
 
 pub use config::{InternalNet, Ipv4Net, NatConfig, PortMapping, Proto, Timeouts};
 pub use conntrack::Tuple;
+pub use dump::{Connection, Endpoints};
 pub use nat::Nat;
 pub use rewrite::L4Csum;
 pub use verdict::{NatCounters, NatDrop, Verdict};

@@ -237,6 +237,35 @@ impl Nat {
         true
     }
 
+    /// Removes every connection of internal address `ip` (an endpoint that
+    /// left: its flows must not reach whoever gets the address next).
+    /// Reload work, one pass over the table. Returns how many went.
+    pub fn remove_flows_of(&mut self, ip: Ipv4Addr) -> usize {
+        let ip = u32::from(ip);
+        let Nat {
+            ct,
+            ports,
+            counters,
+            hairpins,
+            ..
+        } = self;
+        let mut gone = 0;
+        ct.retain(
+            |e| {
+                let (o, r) = (
+                    e.tuples[Side::Orig as usize],
+                    e.tuples[Side::Reply as usize],
+                );
+                o.src != ip && r.src != ip
+            },
+            |e| {
+                gone += 1;
+                release(ports, counters, hairpins, &e)
+            },
+        );
+        gone
+    }
+
     /// The counters; clone the `Arc` for the stats side.
     pub fn counters(&self) -> &Arc<NatCounters> {
         &self.counters
@@ -250,6 +279,12 @@ impl Nat {
     /// True with no connection in the table.
     pub fn is_empty(&self) -> bool {
         self.ct.len() == 0
+    }
+
+    /// Live connections at `now_ns` (the clock `outbound` gets), lazily:
+    /// take as many as you need.
+    pub fn connections(&self, now_ns: u64) -> impl Iterator<Item = crate::Connection> + '_ {
+        crate::dump::connections(&self.ct, secs(now_ns), |a| self.net_of(a))
     }
 
     /// Internal endpoints (`ip:port` per protocol) holding an external

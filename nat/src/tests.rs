@@ -960,3 +960,29 @@ mod props {
         }
     }
 }
+
+#[test]
+fn the_connection_listing_shows_both_directions_state_and_network_and_stops_at_the_limit() {
+    let mut nat = Nat::new(cfg());
+    let ext_port = established(&mut nat, 51000, 0);
+    let mut q = udp(OUT, 7777, EXT, 5353);
+    assert_eq!(inb(&mut nat, &mut q, 0), to(WEB));
+    let all: Vec<Connection> = nat.connections(S).collect();
+    assert_eq!(all.len(), 2);
+    let tcp = all.iter().find(|c| c.proto_name == "tcp").unwrap();
+    assert_eq!(tcp.state, "established");
+    assert_eq!((tcp.orig.src, tcp.orig.sport), (ip(WEB), 51000));
+    assert_eq!((tcp.orig.dst, tcp.orig.dport), (ip(FAR), 443));
+    assert_eq!((tcp.reply.dst, tcp.reply.dport), (ip(EXT), ext_port));
+    assert_eq!((tcp.network, tcp.snat, tcp.dnat), (Some(0), true, false));
+    let dnat = all.iter().find(|c| c.proto_name == "udp").unwrap();
+    assert_eq!((dnat.state, dnat.dnat), ("unreplied", true));
+    assert_eq!(
+        dnat.network,
+        Some(0),
+        "an inbound flow belongs to its endpoint's network"
+    );
+    assert_eq!(nat.connections(S).take(1).count(), 1);
+    // Expired connections are not listed, swept or not.
+    assert_eq!(nat.connections(4_000_000 * S).count(), 0);
+}

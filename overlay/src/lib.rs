@@ -13,8 +13,8 @@
 //! `now_ns`); no underlay routing or ARP for the next hop (the switch
 //! resolves the outer destination MAC with the NAT issue's neighbour code);
 //! no cloning for head-end replication (it returns the list of VTEPs, the
-//! switch clones); no IPv6 underlay. [`cluster`] is the exception to "no threads": the
-//! optional etcd client runs on its own thread, off the data path.
+//! switch clones); no IPv6 underlay. The etcd client that shares overlay endpoints
+//! between hosts is the `cluster` crate.
 //!
 //! Who calls it: `switch`'s pipeline, per frame on an overlay network or
 //! per VXLAN packet received on the uplink; `bench` for microbenchmarks.
@@ -22,7 +22,6 @@
 //! the style of boringtun's `noise` core (STYLE.md), so all of it is tested
 //! with byte arrays.
 
-pub mod cluster;
 pub mod counters;
 pub mod mtu;
 pub mod train;

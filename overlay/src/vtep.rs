@@ -224,6 +224,14 @@ impl VtepTables {
         self.networks.values()
     }
 
+    /// Every remote endpoint, in no particular order.
+    pub fn remote_endpoints(&self) -> impl Iterator<Item = RemoteEndpoint> + '_ {
+        self.ip_to_mac.iter().filter_map(|(&(vni, ip), &mac)| {
+            let vtep = self.remote_vtep(vni, mac)?;
+            Some(RemoteEndpoint { vni, ip, mac, vtep })
+        })
+    }
+
     /// True when some network uses `port` as its VXLAN port (what the
     /// uplink should classify as VXLAN, together with the local VTEP as
     /// destination).

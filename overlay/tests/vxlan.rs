@@ -518,3 +518,18 @@ fn a_pending_inner_checksum_offload_moves_with_the_inner_frame() {
     assert_eq!(frame.offload.csum_offset, 6);
     pool.free(frame);
 }
+
+#[test]
+fn the_tables_list_each_remote_endpoint_with_its_vtep() {
+    let t = tables_of_b(VXLAN_PORT);
+    let listed: Vec<RemoteEndpoint> = t.remote_endpoints().collect();
+    assert_eq!(
+        listed,
+        [RemoteEndpoint {
+            vni: VNI,
+            ip: Ipv4Addr::from(C1_IP),
+            mac: C1_MAC,
+            vtep: HOST_A,
+        }]
+    );
+}

@@ -18,6 +18,7 @@ pub mod mirror;
 pub mod netdev;
 pub mod netns;
 pub mod partial_csum;
+pub mod perf;
 pub mod pool;
 pub mod port;
 pub mod spill;

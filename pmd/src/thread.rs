@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam::channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -36,6 +37,7 @@ use crate::frame::Frame;
 use crate::gro::Gro;
 use crate::gso;
 use crate::mirror::Direction;
+use crate::perf::{PerfRecorder, PerfSnapshot, ThreadPerf};
 use crate::pool::Pool;
 use crate::port::{Port, PortId, MAX_BURST};
 
@@ -250,7 +252,34 @@ pub struct PmdThread {
 pub struct Engine {
     stop: Arc<AtomicBool>,
     wakers: Vec<Arc<Waker>>,
+    perf: Vec<Arc<ThreadPerf>>,
     handles: Vec<JoinHandle<ThreadReport>>,
+    ports: Vec<Sender<PortCommand>>,
+}
+
+/// A change to the set of ports a running thread polls, applied between
+/// bursts.
+enum PortCommand {
+    /// Start polling this port.
+    Add(PortId, Box<dyn Port>),
+    /// Stop polling this port and hand it back (closing a TAP can take
+    /// milliseconds in the kernel: that happens on the caller's thread,
+    /// not in the PMD loop).
+    Remove(PortId, Sender<Option<Box<dyn Port>>>),
+}
+
+/// Why a run-time port change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PortChangeError {
+    /// No such PMD thread.
+    #[error("no PMD thread {0}")]
+    NoThread(usize),
+    /// The thread ended (stopped or panicked).
+    #[error("PMD thread {0} is not running")]
+    Gone(usize),
+    /// The thread did not answer in time.
+    #[error("PMD thread {0} did not answer within 5 s")]
+    Timeout(usize),
 }
 
 /// What a thread reports when it ends.
@@ -279,16 +308,22 @@ impl Engine {
         let stop = Arc::new(AtomicBool::new(false));
         let mut wakers = Vec::new();
         let mut handles = Vec::new();
+        let mut perf = Vec::new();
+        let mut port_senders = Vec::new();
         let epoch = Instant::now();
         for (t, th) in threads.into_iter().enumerate() {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKE_TOKEN)?);
             wakers.push(waker.clone());
+            let shared = Arc::new(ThreadPerf::new());
+            perf.push(shared.clone());
             let ports: Vec<(PortId, Arc<PortCounters>)> = th
                 .ports
                 .iter()
                 .map(|(id, p)| (*id, p.counters().clone()))
                 .collect();
+            let (port_tx, port_rx) = crossbeam::channel::unbounded();
+            port_senders.push(port_tx);
             let run = Runner {
                 id: t,
                 th,
@@ -297,6 +332,8 @@ impl Engine {
                 tx: TxQueues::new(&ports),
                 gro: Gro::new(),
                 epoch,
+                perf: PerfRecorder::new(shared),
+                commands: port_rx,
             };
             handles.push(
                 std::thread::Builder::new()
@@ -307,8 +344,59 @@ impl Engine {
         Ok(Engine {
             stop,
             wakers,
+            perf,
             handles,
+            ports: port_senders,
         })
+    }
+
+    /// How each thread spends its time, by thread index.
+    pub fn perf(&self) -> Vec<PerfSnapshot> {
+        self.perf.iter().map(|p| p.snapshot()).collect()
+    }
+
+    /// Makes thread `thread` poll `port` as `id` from its next burst on.
+    pub fn add_port(
+        &self,
+        thread: usize,
+        id: PortId,
+        port: Box<dyn Port>,
+    ) -> Result<(), PortChangeError> {
+        let tx = self
+            .ports
+            .get(thread)
+            .ok_or(PortChangeError::NoThread(thread))?;
+        tx.send(PortCommand::Add(id, port))
+            .map_err(|_| PortChangeError::Gone(thread))?;
+        self.wakers[thread].wake().ok();
+        Ok(())
+    }
+
+    /// Stops thread `thread` polling port `id` and returns the port, with
+    /// every buffer it held back in the thread's pool; `None` when the
+    /// thread had no such port.
+    pub fn remove_port(
+        &self,
+        thread: usize,
+        id: PortId,
+    ) -> Result<Option<Box<dyn Port>>, PortChangeError> {
+        let tx = self
+            .ports
+            .get(thread)
+            .ok_or(PortChangeError::NoThread(thread))?;
+        let (reply, answer) = crossbeam::channel::bounded(1);
+        tx.send(PortCommand::Remove(id, reply))
+            .map_err(|_| PortChangeError::Gone(thread))?;
+        self.wakers[thread].wake().ok();
+        match answer.recv_timeout(Duration::from_secs(5)) {
+            Ok(port) => Ok(port),
+            Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
+                Err(PortChangeError::Timeout(thread))
+            }
+            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => {
+                Err(PortChangeError::Gone(thread))
+            }
+        }
     }
 
     /// Wakes sleeping threads (after a control change).
@@ -357,6 +445,17 @@ struct Runner {
     tx: TxQueues,
     gro: Gro,
     epoch: Instant,
+    perf: PerfRecorder,
+    commands: Receiver<PortCommand>,
+}
+
+/// How a thread polls its ports: which are read only when their fds are
+/// ready, and which are ready now. Rebuilt when a port comes or goes.
+struct PollPlan {
+    by_readiness: Vec<bool>,
+    any_by_readiness: bool,
+    all_have_fds: bool,
+    ready: Vec<bool>,
 }
 
 /// Readies a burst for `port`'s `tx_burst`: a port with offloads gets TCP
@@ -385,30 +484,7 @@ impl Runner {
                 tracing::warn!(core, "could not pin PMD thread {} to core", self.id);
             }
         }
-        let fds: Vec<Vec<RawFd>> = self.th.ports.iter().map(|(_, p)| p.rx_fds()).collect();
-        let all_have_fds = fds.iter().all(|f| !f.is_empty());
-        for (i, port_fds) in fds.iter().enumerate() {
-            for fd in port_fds {
-                if let Err(e) =
-                    self.poll
-                        .registry()
-                        .register(&mut SourceFd(fd), Token(i), Interest::READABLE)
-                {
-                    tracing::warn!("cannot watch port {}: {e}", self.th.ports[i].1.name());
-                }
-            }
-        }
-        // Ports read only when ready (see `Port::rx_costs_syscall`); every
-        // port starts ready so nothing queued before the start waits.
-        let by_readiness: Vec<bool> = self
-            .th
-            .ports
-            .iter()
-            .zip(&fds)
-            .map(|((_, p), f)| p.rx_costs_syscall() && !f.is_empty())
-            .collect();
-        let any_by_readiness = by_readiness.iter().any(|b| *b);
-        let mut ready = vec![true; self.th.ports.len()];
+        let mut plan = self.watch();
         let mut events = Events::with_capacity(64);
         let mut burst: Vec<Frame> = Vec::with_capacity(MAX_BURST);
         let mut report = ThreadReport::default();
@@ -421,27 +497,29 @@ impl Runner {
             report.loops += 1;
             // The clock costs a vDSO call: read it after traffic, and every
             // 32 empty polls (measured: 17% of an idle spin was the clock).
-            if got > 0 || report.loops & 31 == 0 {
+            let fresh = got > 0 || report.loops & 31 == 0;
+            if fresh {
                 now = Instant::now();
             }
+            self.perf.iteration(now, fresh);
             let now_ns = (now - self.epoch).as_nanos() as u64;
             got = 0;
-            if any_by_readiness {
+            if plan.any_by_readiness {
                 // One epoll_wait instead of a failing read per idle port.
                 let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
-                mark_ready(&events, &mut ready);
+                mark_ready(&events, &mut plan.ready);
             }
             for i in 0..self.th.ports.len() {
                 let (_, port) = &mut self.th.ports[i];
                 port.maintain(&mut self.th.pool);
-                if by_readiness[i] && !ready[i] {
+                if plan.by_readiness[i] && !plan.ready[i] {
                     continue;
                 }
                 let n = port.rx_burst(&mut self.th.pool, &mut burst, MAX_BURST);
                 // The fds are edge-triggered: a port that gave frames is read
                 // again until a read finds none; then the next arrival
                 // reports it.
-                ready[i] = n > 0;
+                plan.ready[i] = n > 0;
                 if n == 0 {
                     continue;
                 }
@@ -449,6 +527,7 @@ impl Runner {
                 self.tx.counters[i]
                     .mirror
                     .tap(Direction::Rx, &self.th.pool, &burst);
+                self.perf.received(n);
                 let mut ctx = Ctx {
                     pool: &mut self.th.pool,
                     tx: &mut self.tx,
@@ -472,6 +551,11 @@ impl Runner {
                 };
                 self.th.pipeline.housekeeping(&mut ctx);
                 self.flush();
+                if !self.commands.is_empty() {
+                    self.unwatch();
+                    self.apply_port_commands();
+                    plan = self.watch();
+                }
             }
             if got > 0 {
                 last_rx = now;
@@ -487,15 +571,17 @@ impl Runner {
                     report.sleeps += 1;
                     // Without an fd for every port, nap briefly instead of
                     // sleeping on readiness, so memory ports are still served.
-                    let timeout = if all_have_fds {
+                    let timeout = if plan.all_have_fds {
                         Duration::from_millis(max_sleep_ms as u64)
                     } else {
                         Duration::from_micros(200)
                     };
+                    let asleep = Instant::now();
                     let _ = self.poll.poll(&mut events, Some(timeout));
-                    mark_ready(&events, &mut ready);
+                    mark_ready(&events, &mut plan.ready);
                     // After a sleep the cached clock is old: read it again.
                     now = Instant::now();
+                    self.perf.slept(asleep, now);
                     if !events.is_empty() {
                         last_rx = now;
                     }
@@ -523,6 +609,79 @@ impl Runner {
         report.leaked = self.th.pool.in_flight();
         report.unowned_drops = self.tx.unowned_drops;
         report
+    }
+
+    /// Registers every port's fds (token: the port's index) and says how
+    /// each port is polled. Every port starts ready, so nothing queued
+    /// before it was watched waits for the next arrival.
+    fn watch(&self) -> PollPlan {
+        let fds: Vec<Vec<RawFd>> = self.th.ports.iter().map(|(_, p)| p.rx_fds()).collect();
+        for (i, port_fds) in fds.iter().enumerate() {
+            for fd in port_fds {
+                if let Err(e) =
+                    self.poll
+                        .registry()
+                        .register(&mut SourceFd(fd), Token(i), Interest::READABLE)
+                {
+                    tracing::warn!("cannot watch port {}: {e}", self.th.ports[i].1.name());
+                }
+            }
+        }
+        // Ports read only when ready (see `Port::rx_costs_syscall`).
+        let by_readiness: Vec<bool> = self
+            .th
+            .ports
+            .iter()
+            .zip(&fds)
+            .map(|((_, p), f)| p.rx_costs_syscall() && !f.is_empty())
+            .collect();
+        PollPlan {
+            any_by_readiness: by_readiness.iter().any(|b| *b),
+            all_have_fds: fds.iter().all(|f| !f.is_empty()),
+            ready: vec![true; by_readiness.len()],
+            by_readiness,
+        }
+    }
+
+    /// Deregisters every port's fds (before the port indices change).
+    fn unwatch(&self) {
+        for (_, p) in &self.th.ports {
+            for fd in p.rx_fds() {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
+        }
+    }
+
+    /// Adds and removes ports, between bursts (every transmit queue is
+    /// empty: `flush` ran), and rebuilds the transmit queues.
+    fn apply_port_commands(&mut self) {
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                PortCommand::Add(id, port) => self.th.ports.push((id, port)),
+                PortCommand::Remove(id, reply) => {
+                    let port = self
+                        .th
+                        .ports
+                        .iter()
+                        .position(|(p, _)| *p == id)
+                        .map(|i| self.th.ports.remove(i).1);
+                    let port = port.map(|mut p| {
+                        p.release(&mut self.th.pool);
+                        p
+                    });
+                    let _ = reply.send(port);
+                }
+            }
+        }
+        let ports: Vec<(PortId, Arc<PortCounters>)> = self
+            .th
+            .ports
+            .iter()
+            .map(|(id, p)| (*id, p.counters().clone()))
+            .collect();
+        let unowned = self.tx.unowned_drops;
+        self.tx = TxQueues::new(&ports);
+        self.tx.unowned_drops = unowned;
     }
 
     /// Transmits every queued frame, after [`prepare_tx`]. Queue `i` is

@@ -276,3 +276,53 @@ fn a_panicking_pmd_thread_is_reported_and_the_other_thread_keeps_forwarding() {
     assert_eq!(reports[0].leaked, 0);
     assert_eq!(peers[1].drain().len(), HOLD * 8);
 }
+
+#[test]
+fn a_port_added_to_a_running_thread_forwards_and_a_removed_one_comes_back_holding_no_buffer() {
+    // One thread polls ports 0 and 1; ports 2 and 3 (a wired pair) join at
+    // run time while 0 and 1 keep forwarding, then leave again.
+    let pair = two_threads(
+        PollMode::default(),
+        [Box::<Wires>::default(), Box::<Wires>::default()],
+    );
+    let mut threads = pair.threads;
+    threads.truncate(1);
+    let (peers, counters) = (pair.peers, pair.counters);
+    let engine = Engine::start(threads).expect("starting the engine");
+    let (p2, peer2) = mem_link("m2", PortId(2), 64);
+    let (p3, peer3) = mem_link("m3", PortId(3), 64);
+    let (c2, c3) = (p2.counters().clone(), p3.counters().clone());
+    engine.add_port(0, PortId(2), Box::new(p2)).expect("add 2");
+    engine.add_port(0, PortId(3), Box::new(p3)).expect("add 3");
+    for _ in 0..10 {
+        assert!(peer2.send(frame_from(2).to_vec()));
+        assert!(peers[0].send(frame_from(0).to_vec()));
+    }
+    wait_until("the added port 3 sent the 10 frames of port 2", || {
+        c3.tx_packets.get() == 10
+    });
+    wait_until("port 1 still forwards port 0's frames", || {
+        counters[1].tx_packets.get() == 10
+    });
+    assert_eq!(peer3.drain().len(), 10);
+    let back = engine.remove_port(0, PortId(3)).expect("remove 3");
+    assert_eq!(back.map(|p| p.name().to_string()), Some("m3".to_string()));
+    assert!(
+        engine
+            .remove_port(0, PortId(3))
+            .expect("remove 3 again")
+            .is_none(),
+        "a port removed twice is not there the second time"
+    );
+    // Frames to the removed port now drop (no route), counted on port 2.
+    assert!(peer2.send(frame_from(2).to_vec()));
+    wait_until("a frame for the removed port is dropped", || {
+        c2.snapshot().drops_of(DropReason::NoRoute) == 1
+    });
+    assert!(peers[1].send(frame_from(1).to_vec()));
+    wait_until("port 0 still forwards port 1's frames", || {
+        counters[0].tx_packets.get() == 1
+    });
+    let reports = engine.stop();
+    assert_clean(&reports, 0);
+}

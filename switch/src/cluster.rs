@@ -1,5 +1,5 @@
 //! Overlay state shared through etcd: this host's overlay endpoints are
-//! published by `overlay::cluster::ClusterClient`, and every view of the
+//! published by `cluster::ClusterClient`, and every view of the
 //! other hosts' endpoints is turned into new VTEP tables (the static ones
 //! from the config plus the remote endpoints of the view) that the PMD
 //! threads swap in between bursts. When etcd is unreachable no view comes,
@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use overlay::cluster::{ClusterClient, ClusterSettings, ClusterView, Published};
+use cluster::{ClusterClient, ClusterSettings, ClusterView, Published};
 use overlay::VtepTables;
 
 use crate::config::{ClusterCfg, Config, NetworkMode};
@@ -43,7 +43,7 @@ impl ClusterSync {
         control: ControlHandle,
     ) -> Result<ClusterSync> {
         let mut bases = Vec::new();
-        let mut local = Vec::new();
+        let local = local_endpoints(cfg, topo);
         for (i, up) in topo.uplinks.iter().enumerate() {
             let Some(tables) = up.vteps.clone() else {
                 continue;
@@ -53,17 +53,6 @@ impl ClusterSync {
                 .iter()
                 .map(|(vni, id)| (topo.network(*id).name.clone(), *vni))
                 .collect();
-            for (name, vni) in &networks {
-                for e in cfg.endpoints.iter().filter(|e| &e.network == name) {
-                    local.push(Published {
-                        network: name.clone(),
-                        vni: *vni,
-                        ip: e.ip,
-                        mac: e.mac,
-                        vtep: up.ip,
-                    });
-                }
-            }
             bases.push(UplinkBase {
                 id: UplinkId(i as u16),
                 tables,
@@ -112,6 +101,16 @@ impl ClusterSync {
         })
     }
 
+    /// Publishes this host's overlay endpoints anew (after endpoints were
+    /// attached or detached at run time).
+    pub fn republish(&self, cfg: &Config, topo: &Topology) -> Result<()> {
+        if let Some(c) = &self.client {
+            c.update_local(local_endpoints(cfg, topo))
+                .context("publishing this host's endpoints to etcd")?;
+        }
+        Ok(())
+    }
+
     /// Withdraws this host's endpoints (revokes the lease) and stops.
     pub fn stop(mut self) {
         self.shutdown();
@@ -134,6 +133,27 @@ impl Drop for ClusterSync {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// This host's endpoints on overlay networks, as the cluster store holds
+/// them.
+fn local_endpoints(cfg: &Config, topo: &Topology) -> Vec<Published> {
+    let mut local = Vec::new();
+    for up in topo.uplinks.iter().filter(|u| u.vteps.is_some()) {
+        for (vni, id) in &up.overlay_nets {
+            let name = &topo.network(*id).name;
+            for e in cfg.endpoints.iter().filter(|e| &e.network == name) {
+                local.push(Published {
+                    network: name.clone(),
+                    vni: *vni,
+                    ip: e.ip,
+                    mac: e.mac,
+                    vtep: up.ip,
+                });
+            }
+        }
+    }
+    local
 }
 
 /// Builds each uplink's tables from its static base plus the view's

@@ -24,11 +24,33 @@ use nat::{InternalNet, NatConfig, PortMapping, Proto, Timeouts};
 
 /// A running switch.
 pub struct Switch {
-    dataplane: Dataplane,
-    cluster: Option<ClusterSync>,
+    pub(crate) dataplane: Dataplane,
+    pub(crate) cluster: Option<ClusterSync>,
+    pub(crate) live: Live,
     /// Endpoints that sit behind a `[[port]]`, by name: the port they use
     /// (an endpoint of its own TAP is a port of the topology by its name).
     behind_port: HashMap<String, PortId>,
+}
+
+/// What run-time changes need to know about the running switch
+/// (`crate::attach`).
+pub(crate) struct Live {
+    /// The topology in force (the data plane holds a shared copy).
+    pub topo: Topology,
+    /// The PMD thread of each network, by `NetId`.
+    pub net_thread: Vec<usize>,
+    /// The PMD thread of each uplink, by `UplinkId`.
+    pub uplink_thread: Vec<usize>,
+    /// Endpoints the switch created a TAP for: name, port, thread.
+    pub taps: HashMap<String, (PortId, usize)>,
+    /// The MTU of each uplink, by port name.
+    pub uplink_mtu: HashMap<String, u32>,
+    /// Port ids of endpoints that left, for the next ones.
+    pub free_ids: Vec<PortId>,
+    /// Sequence number for the next TAP's name.
+    pub next_tap: usize,
+    /// The NAT config each uplink runs, by `UplinkId`.
+    pub nat: Vec<Option<UplinkNat>>,
 }
 
 /// What a port will be, decided before anything is created.
@@ -83,7 +105,7 @@ fn uplink_mac(p: &crate::config::PortCfg, ip: std::net::Ipv4Addr) -> Result<MacA
 }
 
 /// A short TAP name unique to this process.
-fn tap_name(idx: usize) -> String {
+pub(crate) fn tap_name(idx: usize) -> String {
     let mut s = format!("pst{}e{idx}", std::process::id() % 100_000);
     s.truncate(15);
     s
@@ -388,6 +410,39 @@ impl Switch {
             fdb_size: cfg.switch.fdb_size,
         };
         let nats = nat_configs(cfg, &topo);
+        let net_thread: Vec<usize> = (0..topo.networks.len())
+            .map(|n| thread_of(group_of(NetId(n as u16))))
+            .collect();
+        let taps: HashMap<String, (PortId, usize)> = plans
+            .iter()
+            .filter_map(|(id, plan, g)| match plan {
+                PortPlan::Endpoint(ep) => Some((ep.name.clone(), (*id, thread_of(*g)))),
+                _ => None,
+            })
+            .collect();
+        let uplink_thread: Vec<usize> = topo
+            .uplinks
+            .iter()
+            .map(|u| {
+                plans
+                    .iter()
+                    .find(|(id, _, _)| *id == u.port)
+                    .map_or(0, |(_, _, g)| thread_of(*g))
+            })
+            .collect();
+        let live = Live {
+            topo: topo.clone(),
+            net_thread,
+            uplink_thread,
+            taps,
+            uplink_mtu: uplink_mtu
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            free_ids: Vec::new(),
+            next_tap: plans.len(),
+            nat: nats.clone(),
+        };
         let dataplane = Dataplane::start_with_nat(topo, settings, specs, nats)
             .context("starting PMD threads")?;
         let cluster = match &cfg.cluster {
@@ -403,6 +458,7 @@ impl Switch {
             dataplane,
             cluster,
             behind_port,
+            live,
         })
     }
 
@@ -410,7 +466,12 @@ impl Switch {
     /// trace): an endpoint behind a `[[port]]` means that port.
     pub fn port_named(&self, name: &str) -> Option<PortId> {
         let topo = self.dataplane.topology();
-        match topo.ports.iter().position(|p| p.name == name) {
+        // A removed port keeps its id with an empty name.
+        match topo
+            .ports
+            .iter()
+            .position(|p| !name.is_empty() && p.name == name)
+        {
             Some(i) => Some(PortId(i as u16)),
             None => self.behind_port.get(name).copied(),
         }
@@ -434,7 +495,7 @@ impl Switch {
 
 /// The NAT of each uplink with `nat` networks, by `UplinkId`: one
 /// address, port range, table and mapping table for all of them.
-fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<UplinkNat>> {
+pub(crate) fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<UplinkNat>> {
     let n = &cfg.nat;
     let timeouts = Timeouts {
         tcp_syn_sent: n.tcp_syn_sent,
@@ -453,9 +514,14 @@ fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<UplinkNat>> {
         .map(|(u, up)| {
             let mut networks = Vec::new();
             let mut internal = Vec::new();
-            for (i, (net, ncfg)) in topo.networks.iter().zip(&cfg.networks).enumerate() {
+            // By name: networks added at run time come after the others
+            // in the topology, wherever the file lists them.
+            for (i, net) in topo.networks.iter().enumerate() {
                 let ours = net.uplink.is_some_and(|x| x.0 as usize == u);
-                if let (true, NetworkMode::Nat, Some(gw)) = (ours, ncfg.mode, net.gateway) {
+                let Some(ncfg) = cfg.network(&net.name).filter(|_| ours && !net.removed) else {
+                    continue;
+                };
+                if let (NetworkMode::Nat, Some(gw)) = (ncfg.mode, net.gateway) {
                     networks.push(NetId(i as u16));
                     internal.push(InternalNet {
                         subnet: net.subnet,
@@ -504,7 +570,7 @@ fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<UplinkNat>> {
 
 /// Builds the VTEP tables of uplink `uid` from the overlay networks that
 /// use it and their static remote endpoints.
-fn build_overlay(
+pub(crate) fn build_overlay(
     cfg: &Config,
     topo: &mut Topology,
     uid: crate::topology::UplinkId,

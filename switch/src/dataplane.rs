@@ -13,9 +13,11 @@ use crossbeam::channel::{self, Sender};
 use nat::{Nat, NatConfig, NatCounters};
 use overlay::OverlayCounters;
 use pmd::counters::{CounterSnapshot, PortCounters};
-use pmd::thread::{Engine, PmdThread, PollMode, ThreadReport};
+use pmd::perf::PerfSnapshot;
+use pmd::thread::{Engine, PmdThread, PollMode, PortChangeError, ThreadReport};
 use pmd::{Pool, Port, PortId};
 
+use crate::inspect::{ConntrackRow, NeighborRow, OverlayView};
 use crate::pipeline::{Control, FdbRow, SwitchPipeline, SwitchSettings, TraceArm};
 use crate::stats::{NetCounters, NetSnapshot, UplinkCounters};
 use crate::topology::{NetId, Topology, UplinkId};
@@ -79,7 +81,7 @@ pub struct ThreadSpec {
 /// The NAT of one uplink, shared by its `nat` networks: the config, and
 /// the network of each of its internal networks (`networks[i]` is
 /// `config.networks[i]`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UplinkNat {
     /// What the NAT translates.
     pub config: NatConfig,
@@ -257,6 +259,57 @@ impl Dataplane {
         &self.overlay_counters
     }
 
+    /// Publishes a new topology to every thread (between bursts; learned
+    /// state of networks that stay is kept).
+    pub fn set_topology(&mut self, topo: Topology) {
+        self.topo = Arc::new(topo);
+        let topo = &self.topo;
+        for (c, counters) in self.controls.iter().zip(&mut self.net_counters) {
+            counters.resize_with(topo.networks.len(), Arc::default);
+            let _ = c.send(Control::Swap(topo.clone(), counters.clone()));
+        }
+        self.engine.wake();
+    }
+
+    /// Records which networks share uplink `up`'s NAT now (for reports).
+    pub fn set_nat_networks(&mut self, up: UplinkId, nets: Vec<NetId>) {
+        if let Some(slot) = self.nat_networks.get_mut(up.0 as usize) {
+            *slot = nets;
+        }
+    }
+
+    /// Sends one control message to every thread and wakes them.
+    pub fn control(&self, make: impl Fn() -> Control) {
+        for c in &self.controls {
+            let _ = c.send(make());
+        }
+        self.engine.wake();
+    }
+
+    /// Makes PMD thread `thread` poll `port` as `id`.
+    pub fn add_port(
+        &mut self,
+        thread: usize,
+        id: PortId,
+        port: Box<dyn Port>,
+    ) -> Result<(), PortChangeError> {
+        let i = id.0 as usize;
+        if self.port_counters.len() <= i {
+            self.port_counters.resize_with(i + 1, Arc::default);
+        }
+        self.port_counters[i] = port.counters().clone();
+        self.engine.add_port(thread, id, port)
+    }
+
+    /// Stops PMD thread `thread` polling port `id` and returns it.
+    pub fn remove_port(
+        &mut self,
+        thread: usize,
+        id: PortId,
+    ) -> Result<Option<Box<dyn Port>>, PortChangeError> {
+        self.engine.remove_port(thread, id)
+    }
+
     /// A handle for other control threads (the cluster store).
     pub fn control_handle(&self) -> ControlHandle {
         ControlHandle {
@@ -276,19 +329,27 @@ impl Dataplane {
         sent
     }
 
-    /// Every live FDB entry, merged over threads (newest wins).
-    pub fn fdb(&self) -> Vec<FdbRow> {
-        let mut rows: Vec<FdbRow> = Vec::new();
+    /// Asks every thread one question (answered between bursts) and
+    /// collects the answers; a thread that does not answer within 2 s is
+    /// left out.
+    fn ask<T: Send + 'static>(&self, make: impl Fn(Sender<T>) -> Control) -> Vec<T> {
+        let mut answers = Vec::new();
         for c in &self.controls {
             let (tx, rx) = channel::bounded(1);
-            if c.send(Control::DumpFdb(tx)).is_err() {
+            if c.send(make(tx)).is_err() {
                 continue;
             }
             self.engine.wake();
-            if let Ok(mut r) = rx.recv_timeout(Duration::from_secs(2)) {
-                rows.append(&mut r);
+            if let Ok(a) = rx.recv_timeout(Duration::from_secs(2)) {
+                answers.push(a);
             }
         }
+        answers
+    }
+
+    /// Every live FDB entry, merged over threads (newest wins).
+    pub fn fdb(&self) -> Vec<FdbRow> {
+        let mut rows: Vec<FdbRow> = self.ask(Control::DumpFdb).concat();
         rows.sort_by(|a, b| {
             (a.network.as_str(), a.mac)
                 .cmp(&(b.network.as_str(), b.mac))
@@ -296,6 +357,41 @@ impl Dataplane {
         });
         rows.dedup_by(|b, a| a.network == b.network && a.mac == b.mac);
         rows
+    }
+
+    /// Up to `limit` live NAT connections (of one network when given).
+    pub fn conntrack(&self, network: Option<&str>, limit: usize) -> Vec<ConntrackRow> {
+        let mut rows: Vec<ConntrackRow> = self
+            .ask(|reply| Control::DumpConntrack {
+                network: network.map(str::to_string),
+                limit,
+                reply,
+            })
+            .concat();
+        rows.truncate(limit);
+        rows
+    }
+
+    /// The neighbour cache of every uplink (each uplink is answered by the
+    /// thread that polls it; the others' caches for it are empty).
+    pub fn neighbors(&self) -> Vec<NeighborRow> {
+        let mut rows: Vec<NeighborRow> = self.ask(Control::DumpNeighbors).concat();
+        rows.sort_by(|a, b| (&a.uplink, a.ip).cmp(&(&b.uplink, b.ip)));
+        rows.dedup_by(|b, a| a.uplink == b.uplink && a.ip == b.ip);
+        rows
+    }
+
+    /// The overlay tables in force (every thread holds the same ones).
+    pub fn overlay_view(&self) -> OverlayView {
+        self.ask(Control::DumpOverlay)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// How each PMD thread spends its time, by thread index.
+    pub fn perf(&self) -> Vec<PerfSnapshot> {
+        self.engine.perf()
     }
 
     /// Stops the threads; reports say whether any frame leaked.

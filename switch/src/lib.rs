@@ -8,6 +8,7 @@
 //! daemon, and the `podswitch` binary. Called by the binary and by `bench`.
 
 pub mod arp;
+pub mod attach;
 pub mod capture;
 pub mod cluster;
 pub mod config;
@@ -21,10 +22,13 @@ pub mod endpoint;
 pub mod fdb;
 pub mod filter;
 pub mod gateway;
+pub mod inspect;
 pub mod lab;
 pub mod logging;
+pub mod metrics;
 pub mod neighbor;
 pub mod pipeline;
+pub mod render;
 pub mod report;
 pub mod route;
 pub mod runtime;

@@ -4,16 +4,21 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use switch::config::{self, Config};
+use switch::control::client::Ctl;
+use switch::control::protocol::ReloadSummary;
 use switch::control::ControlSocket;
 use switch::daemon::Switch;
 use switch::logging::{self, LogFormat};
-use switch::runtime::Runtime;
+use switch::metrics::MetricsServer;
+use switch::runtime::{ReloadError, Runtime};
 use switch::{demo, lab};
 
 #[derive(Parser)]
@@ -51,6 +56,9 @@ enum Cmd {
     /// Build a small built-in lab, run traffic through it, show what
     /// happened, and remove everything.
     Demo,
+    /// Ask a running switch (its control socket): show, stats, fdb,
+    /// conntrack, neighbors, endpoint, mapping, reload, trace, capture.
+    Ctl(Ctl),
 }
 
 #[derive(Subcommand)]
@@ -84,19 +92,23 @@ fn serve(cfg: &Config, path: &Path) -> Result<()> {
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
     switch::control::claim(&cfg.switch.control)?;
     let switch = Switch::start(cfg)?;
-    let runtime = Runtime::new(switch, cfg.clone(), path);
-    let control = ControlSocket::bind(&cfg.switch.control)?;
+    let runtime = Arc::new(Runtime::new(switch, cfg.clone(), path));
+    let control = ControlSocket::bind(&cfg.switch.control, &runtime)?;
+    let metrics = match cfg.switch.metrics {
+        Some(addr) => Some(MetricsServer::start(addr, &runtime)?),
+        None => None,
+    };
     println!("ready");
     std::io::stdout().flush().ok();
     for sig in signals.forever() {
         match sig {
-            SIGHUP => tracing::warn!(
-                "reload on SIGHUP arrives with the control-plane issue; config unchanged"
-            ),
+            SIGHUP => log_reload(runtime.reload()),
             _ => break,
         }
     }
+    drop(metrics);
     drop(control);
+    let runtime = take_back(runtime)?;
     // Final counters on stderr: what moved and what was dropped, and why.
     runtime.with_switch(|switch, _| {
         let dp = switch.dataplane();
@@ -114,6 +126,36 @@ fn serve(cfg: &Config, path: &Path) -> Result<()> {
         tracing::error!("{leaked} buffers were not returned to their pools");
     }
     Ok(())
+}
+
+/// Logs what a SIGHUP reload did (at warn, the default level: an
+/// operator who sent the signal sees the outcome).
+fn log_reload(r: Result<ReloadSummary, ReloadError>) {
+    match r {
+        Ok(s) => tracing::warn!(
+            "reloaded on SIGHUP: added {:?}, removed {:?}, changed {:?}",
+            s.added,
+            s.removed,
+            s.changed
+        ),
+        Err(e) => tracing::error!("reload on SIGHUP refused: {e}"),
+    }
+}
+
+/// The runtime, once no control or metrics request holds it (their
+/// threads hold it only while a request runs).
+fn take_back(mut runtime: Arc<Runtime>) -> Result<Runtime> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match Arc::try_unwrap(runtime) {
+            Ok(r) => return Ok(r),
+            Err(shared) if Instant::now() < deadline => {
+                runtime = shared;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => anyhow::bail!("a control request did not finish within 3 s of the stop"),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -165,6 +207,7 @@ fn main() -> ExitCode {
             Err(code) => return code,
         },
         Cmd::Demo => demo::run(),
+        Cmd::Ctl(ctl) => return ctl.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -45,6 +45,20 @@ pub enum Hold {
     Full(Frame),
 }
 
+/// One neighbour as the control side lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighborEntry {
+    /// The next hop.
+    pub ip: Ipv4Addr,
+    /// Its MAC; `None` while unresolved.
+    pub mac: Option<MacAddr>,
+    /// `reachable`, `stale`, `static` or `incomplete` (as `ip neigh`).
+    pub state: &'static str,
+    /// Since it was last confirmed (or last asked, when incomplete);
+    /// `None` for a configured one.
+    pub age_ns: Option<u64>,
+}
+
 /// The cache.
 #[derive(Debug, Default)]
 pub struct NeighborCache {
@@ -127,6 +141,32 @@ impl NeighborCache {
         (retry, dead)
     }
 
+    /// Every neighbour as `ctl neighbors` lists it: resolved ones with
+    /// their MAC and age (`None` for a configured one), then the next hops
+    /// still waiting for an answer.
+    pub fn entries(&self, now_ns: u64) -> impl Iterator<Item = NeighborEntry> + '_ {
+        let known = self.known.iter().map(move |(ip, (mac, seen))| {
+            let age_ns = (*seen != u64::MAX).then(|| now_ns.saturating_sub(*seen));
+            NeighborEntry {
+                ip: *ip,
+                mac: Some(*mac),
+                state: match age_ns {
+                    None => "static",
+                    Some(a) if a <= REACHABLE_NS => "reachable",
+                    Some(_) => "stale",
+                },
+                age_ns,
+            }
+        });
+        let pending = self.pending.iter().map(move |(ip, p)| NeighborEntry {
+            ip: *ip,
+            mac: None,
+            state: "incomplete",
+            age_ns: Some(now_ns.saturating_sub(p.last_request_ns)),
+        });
+        known.chain(pending)
+    }
+
     /// Known neighbours (for stats).
     pub fn len(&self) -> usize {
         self.known.len()
@@ -145,5 +185,34 @@ impl NeighborCache {
     /// Every held frame, for shutdown.
     pub fn drain_held(&mut self) -> Vec<Frame> {
         self.pending.drain().flat_map(|(_, p)| p.held).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listing_shows_static_reachable_stale_and_incomplete_neighbours() {
+        let mut pool = pmd::Pool::new(pmd::PoolConfig::default()).unwrap();
+        let mut n = NeighborCache::new();
+        let mac: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        n.add_static(Ipv4Addr::new(10, 0, 0, 1), mac);
+        n.learn(Ipv4Addr::new(10, 0, 0, 2), mac, 0);
+        n.learn(Ipv4Addr::new(10, 0, 0, 3), mac, REACHABLE_NS);
+        let frame = pool.alloc_copy(&[0u8; 60]).unwrap();
+        assert!(matches!(
+            n.hold(Ipv4Addr::new(10, 0, 0, 4), frame, REACHABLE_NS),
+            Hold::Held { request: true }
+        ));
+        let mut rows: Vec<NeighborEntry> = n.entries(REACHABLE_NS + 1).collect();
+        rows.sort_by_key(|r| r.ip);
+        let states: Vec<&str> = rows.iter().map(|r| r.state).collect();
+        assert_eq!(states, ["static", "stale", "reachable", "incomplete"]);
+        assert_eq!((rows[0].age_ns, rows[3].mac), (None, None));
+        assert_eq!(rows[2].age_ns, Some(1));
+        for f in n.drain_held() {
+            pool.free(f);
+        }
     }
 }

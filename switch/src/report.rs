@@ -74,6 +74,9 @@ pub fn networks(dp: &Dataplane) -> String {
         "network", "unicast", "flooded", "learned", "fdb_full", "arp_replies", "echo_replies"
     );
     for (i, s) in dp.net_stats().iter().enumerate() {
+        if topo.networks[i].removed {
+            continue;
+        }
         let _ = writeln!(
             out,
             "  {:<10} {:>9} {:>9} {:>8} {:>9} {:>11} {:>12}",

@@ -2,13 +2,21 @@
 //! config in force and the file it came from. Run-time changes (endpoints,
 //! mappings, reload) are applied here, one at a time, between bursts of
 //! the PMD threads; queries read the switch under the same lock.
+//!
+//! Two sources make the config in force: the file, and what `ctl` added
+//! (endpoints and mappings a runtime plugin attached). A reload replaces
+//! the file's part and diffs it against what runs; the `ctl` part stays
+//! until `ctl` removes it.
 
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use pmd::wire::MacAddr;
 
-use crate::config::Config;
+use crate::config::{self, Attach, Config, EndpointCfg, NetworkMode, PortMappingCfg, Protocol};
 use crate::control::protocol::{EndpointAdd, EndpointInfo, MappingSpec, ReloadSummary};
 use crate::daemon::Switch;
 
@@ -19,7 +27,15 @@ pub struct Runtime {
 
 struct State {
     switch: Switch,
-    config: Config,
+    /// The file's config, as applied (a `ctl endpoint del` of one of its
+    /// endpoints removes it here until the next reload).
+    file: Config,
+    /// Endpoints `ctl` attached, with their interface names.
+    added: Vec<(EndpointCfg, String)>,
+    /// Mappings `ctl` added.
+    mappings: Vec<PortMappingCfg>,
+    /// `file` plus what `ctl` added: the config in force.
+    effective: Config,
     path: PathBuf,
 }
 
@@ -29,9 +45,31 @@ pub enum ReloadError {
     /// The new file does not pass `check` (FILE:LINE:COL lines).
     #[error("{0}")]
     Invalid(String),
+    /// The new file changes what a running switch cannot change.
+    #[error("{0}; the running config stays (restart podswitch to apply it)")]
+    NeedsRestart(String),
     /// The new file is valid but could not be applied.
     #[error("{0:#}")]
     Apply(anyhow::Error),
+}
+
+impl State {
+    /// Publishes the overlay endpoints in force to the cluster store; a
+    /// store that is down gets them with the next change (the data plane
+    /// is already right).
+    fn publish(&self) {
+        if let Err(e) = self.switch.republish(&self.effective) {
+            tracing::warn!("{e:#}");
+        }
+    }
+
+    fn refresh(&mut self) {
+        let mut eff = self.file.clone();
+        eff.endpoints
+            .extend(self.added.iter().map(|(e, _)| e.clone()));
+        eff.port_mappings.extend(self.mappings.iter().cloned());
+        self.effective = eff;
+    }
 }
 
 impl Runtime {
@@ -40,45 +78,296 @@ impl Runtime {
         Runtime {
             state: Mutex::new(State {
                 switch,
-                config,
+                effective: config.clone(),
+                file: config,
+                added: Vec::new(),
+                mappings: Vec::new(),
                 path: path.to_path_buf(),
             }),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Runs `f` on the switch and the config in force.
     pub fn with_switch<R>(&self, f: impl FnOnce(&Switch, &Config) -> R) -> R {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        f(&st.switch, &st.config)
+        let st = self.lock();
+        f(&st.switch, &st.effective)
     }
 
-    /// Attaches an endpoint.
-    pub fn endpoint_add(&self, _req: &EndpointAdd) -> Result<EndpointInfo> {
-        bail!("endpoint add: not implemented yet")
+    /// Attaches an endpoint: IPAM from its network when no address is
+    /// given, a MAC from the address when none is given.
+    pub fn endpoint_add(&self, req: &EndpointAdd) -> Result<EndpointInfo> {
+        let mut st = self.lock();
+        let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".to_string());
+        check_ifname(&ifname)?;
+        let e = new_endpoint(&st.effective, req)?;
+        let mut eff = st.effective.clone();
+        eff.endpoints.push(e.clone());
+        let got = st.switch.attach(&eff, &e, &ifname)?;
+        st.added.push((e.clone(), ifname.clone()));
+        st.refresh();
+        st.publish();
+        tracing::info!("endpoint {} attached ({} in {})", e.name, e.ip, req.netns);
+        Ok(EndpointInfo {
+            name: e.name,
+            network: e.network,
+            netns: req.netns.clone(),
+            ifname,
+            ip: e.ip,
+            prefix: got.prefix,
+            mac: e.mac.to_string(),
+            gateway: got.gateway,
+            mtu: got.mtu,
+        })
     }
 
-    /// Detaches an endpoint; `Ok(false)` when there was none of that name.
-    pub fn endpoint_del(&self, _name: &str) -> Result<bool> {
-        bail!("endpoint del: not implemented yet")
+    /// Detaches an endpoint and withdraws its mappings; `Ok(false)` when
+    /// there was none of that name (a second delete succeeds).
+    pub fn endpoint_del(&self, name: &str) -> Result<bool> {
+        let mut st = self.lock();
+        let Some(e) = st.effective.endpoint(name).cloned() else {
+            return Ok(false);
+        };
+        st.switch.detach(&e)?;
+        st.added.retain(|(a, _)| a.name != name);
+        st.file.endpoints.retain(|a| a.name != name);
+        st.mappings.retain(|m| m.endpoint != name);
+        st.file.port_mappings.retain(|m| m.endpoint != name);
+        st.refresh();
+        st.publish();
+        let eff = st.effective.clone();
+        st.switch.apply_nat(&eff);
+        tracing::info!("endpoint {name} detached");
+        Ok(true)
     }
 
-    /// Adds a port mapping.
-    pub fn mapping_add(&self, _m: &MappingSpec) -> Result<()> {
-        bail!("mapping add: not implemented yet")
+    /// Publishes `m.host_port` on the endpoint's uplink.
+    pub fn mapping_add(&self, m: &MappingSpec) -> Result<()> {
+        let mut st = self.lock();
+        let cfg = new_mapping(&st.effective, m)?;
+        st.mappings.push(cfg);
+        st.refresh();
+        let eff = st.effective.clone();
+        st.switch.apply_nat(&eff);
+        Ok(())
     }
 
-    /// Removes a port mapping; `Ok(false)` when there was none.
-    pub fn mapping_del(&self, _m: &MappingSpec) -> Result<bool> {
-        bail!("mapping del: not implemented yet")
+    /// Withdraws a mapping (its connections end); `Ok(false)` when there
+    /// was none.
+    pub fn mapping_del(&self, m: &MappingSpec) -> Result<bool> {
+        let mut st = self.lock();
+        let proto = protocol(&m.protocol)?;
+        let same = |c: &PortMappingCfg| {
+            c.endpoint == m.endpoint
+                && c.protocol == proto
+                && c.host_port == m.host_port
+                && c.port == m.port
+        };
+        let before = st.mappings.len() + st.file.port_mappings.len();
+        st.mappings.retain(|c| !same(c));
+        st.file.port_mappings.retain(|c| !same(c));
+        if st.mappings.len() + st.file.port_mappings.len() == before {
+            return Ok(false);
+        }
+        st.refresh();
+        let eff = st.effective.clone();
+        st.switch.apply_nat(&eff);
+        Ok(true)
     }
 
-    /// Re-reads the config file and applies the difference.
+    /// Re-reads the config file and applies the difference: endpoints
+    /// added, removed or changed, mappings, NAT settings and static
+    /// overlay peers. Everything else keeps running untouched.
     pub fn reload(&self) -> Result<ReloadSummary, ReloadError> {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        Err(ReloadError::Apply(anyhow::anyhow!(
-            "reload of {}: not implemented yet",
-            st.path.display()
-        )))
+        let path = self.lock().path.clone();
+        let mut new = config::load(&path).map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let mut st = self.lock();
+        needs_restart(&st.file, &new).map_err(ReloadError::NeedsRestart)?;
+        for e in &new.endpoints {
+            if st.added.iter().any(|(a, _)| a.name == e.name) {
+                return Err(ReloadError::NeedsRestart(format!(
+                    "endpoint {} of the file has the name of an endpoint `ctl` attached",
+                    e.name
+                )));
+            }
+        }
+        let mut summary = ReloadSummary::default();
+        // Networks: removed, added, or changed (removed and added again,
+        // with their endpoints).
+        let net_gone: Vec<String> = st
+            .file
+            .networks
+            .iter()
+            .filter(|n| new.network(&n.name) != Some(n))
+            .map(|n| n.name.clone())
+            .collect();
+        let net_come: Vec<crate::config::NetworkCfg> = new
+            .networks
+            .iter()
+            .filter(|n| st.file.network(&n.name) != Some(n))
+            .cloned()
+            .collect();
+        for name in &net_gone {
+            st.switch
+                .removable(name)
+                .map_err(|e| ReloadError::NeedsRestart(e.to_string()))?;
+            if let Some((e, _)) = st.added.iter().find(|(e, _)| &e.network == name) {
+                return Err(ReloadError::NeedsRestart(format!(
+                    "network {name} changes but endpoint {} that `ctl` attached is on it; detach it first",
+                    e.name
+                )));
+            }
+        }
+        for n in &net_come {
+            st.switch
+                .placement(n)
+                .map_err(|e| ReloadError::NeedsRestart(e.to_string()))?;
+        }
+        for name in &net_gone {
+            let line = format!("network {name}");
+            if new.network(name).is_some() {
+                summary.changed.push(line);
+            } else {
+                summary.removed.push(line);
+            }
+        }
+        for n in net_come
+            .iter()
+            .filter(|n| st.file.network(&n.name).is_none())
+        {
+            summary.added.push(format!("network {}", n.name));
+        }
+        keep_addresses(&st.file, &mut new);
+        let old: HashMap<&str, &EndpointCfg> = st
+            .file
+            .endpoints
+            .iter()
+            .map(|e| (e.name.as_str(), e))
+            .collect();
+        let now: HashMap<&str, &EndpointCfg> =
+            new.endpoints.iter().map(|e| (e.name.as_str(), e)).collect();
+        let gone: Vec<EndpointCfg> = st
+            .file
+            .endpoints
+            .iter()
+            .filter(|e| now.get(e.name.as_str()) != Some(e) || net_gone.contains(&e.network))
+            .cloned()
+            .collect();
+        let come: Vec<EndpointCfg> = new
+            .endpoints
+            .iter()
+            .filter(|e| old.get(e.name.as_str()) != Some(e) || net_gone.contains(&e.network))
+            .cloned()
+            .collect();
+        for e in &gone {
+            let line = format!("endpoint {}", e.name);
+            if now.get(e.name.as_str()) == Some(&e) {
+                // Unchanged itself: it moves with its network.
+            } else if now.contains_key(e.name.as_str()) {
+                summary.changed.push(line);
+            } else {
+                summary.removed.push(line);
+            }
+        }
+        for e in &come {
+            if !old.contains_key(e.name.as_str()) {
+                summary.added.push(format!("endpoint {}", e.name));
+            }
+        }
+        // Nothing is touched until every new endpoint's namespace is
+        // there: a reload fails whole or applies whole, as far as the
+        // kernel lets it.
+        for e in &come {
+            if let Attach::Netns(ns) = &e.attach {
+                if !pmd::netns::netns_path(ns).exists() {
+                    return Err(ReloadError::Apply(anyhow::anyhow!(
+                        "endpoint {}: network namespace {ns} does not exist",
+                        e.name
+                    )));
+                }
+            }
+        }
+        let mut applied = st.file.clone();
+        let mut eff = st.effective.clone();
+        let result = (|| -> Result<()> {
+            for e in &gone {
+                st.switch.detach(e)?;
+                applied.endpoints.retain(|a| a.name != e.name);
+                eff.endpoints.retain(|a| a.name != e.name);
+            }
+            for name in &net_gone {
+                st.switch.remove_network(name)?;
+                applied.networks.retain(|n| &n.name != name);
+                eff.networks.retain(|n| &n.name != name);
+            }
+            for n in &net_come {
+                st.switch.add_network(n)?;
+                applied.networks.push(n.clone());
+                eff.networks.push(n.clone());
+            }
+            st.switch.apply_nat(&eff);
+            for e in &come {
+                eff.endpoints.push(e.clone());
+                st.switch
+                    .attach(&eff, e, "eth0")
+                    .with_context(|| format!("endpoint {}", e.name))?;
+                applied.endpoints.push(e.clone());
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            st.file = applied;
+            st.refresh();
+            st.publish();
+            let eff = st.effective.clone();
+            st.switch.apply_nat(&eff);
+            return Err(ReloadError::Apply(e));
+        }
+        diff_lines(
+            &mut summary,
+            "port mapping",
+            &st.file.port_mappings,
+            &new.port_mappings,
+            |m| {
+                format!(
+                    "{}/{} -> {}:{}",
+                    m.protocol.as_str(),
+                    m.host_port,
+                    m.endpoint,
+                    m.port
+                )
+            },
+        );
+        diff_lines(
+            &mut summary,
+            "remote endpoint",
+            &st.file.remote_endpoints,
+            &new.remote_endpoints,
+            |r| format!("{} ({}) via {}", r.ip, r.network, r.vtep),
+        );
+        if st.file.nat != new.nat {
+            summary.changed.push("[nat]".to_string());
+        }
+        let peers_changed = st.file.remote_endpoints != new.remote_endpoints;
+        st.file = new;
+        st.refresh();
+        st.publish();
+        let eff = st.effective.clone();
+        st.switch.apply_nat(&eff);
+        if peers_changed {
+            st.switch.apply_overlay(&eff).map_err(ReloadError::Apply)?;
+        }
+        tracing::info!(
+            "reloaded {}: {} added, {} removed, {} changed",
+            path.display(),
+            summary.added.len(),
+            summary.removed.len(),
+            summary.changed.len()
+        );
+        Ok(summary)
     }
 
     /// Stops the switch (leaves the cluster, closes ports).
@@ -86,4 +375,262 @@ impl Runtime {
         let st = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
         st.switch.stop()
     }
+}
+
+/// Adds "KIND ITEM added/removed" lines for the items of `old` and `new`
+/// that differ.
+fn diff_lines<T: PartialEq>(
+    summary: &mut ReloadSummary,
+    kind: &str,
+    old: &[T],
+    new: &[T],
+    show: impl Fn(&T) -> String,
+) {
+    for o in old.iter().filter(|o| !new.contains(o)) {
+        summary.removed.push(format!("{kind} {}", show(o)));
+    }
+    for n in new.iter().filter(|n| !old.contains(n)) {
+        summary.added.push(format!("{kind} {}", show(n)));
+    }
+}
+
+/// What a running switch cannot take on: ports, networks, the `[switch]`
+/// settings and the cluster (they decide threads, pools, uplinks and NAT
+/// placement), and static peers while a cluster store owns the tables.
+fn needs_restart(old: &Config, new: &Config) -> Result<(), String> {
+    if old.switch != new.switch {
+        return Err("[switch] changed".into());
+    }
+    if old.ports != new.ports {
+        return Err("a [[port]] was added, removed or changed".into());
+    }
+    if old.cluster != new.cluster {
+        return Err("[cluster] changed".into());
+    }
+    if old.cluster.is_some() && old.remote_endpoints != new.remote_endpoints {
+        return Err("[[remote_endpoint]] changed while [cluster] owns the overlay tables".into());
+    }
+    Ok(())
+}
+
+/// An endpoint whose address IPAM chose keeps the address it runs with
+/// (a new endpoint earlier in the file must not renumber the others);
+/// other IPAM-chosen addresses move out of the way.
+fn keep_addresses(old: &Config, new: &mut Config) {
+    let running: HashMap<(&str, &str), (Ipv4Addr, MacAddr)> = old
+        .endpoints
+        .iter()
+        .map(|e| ((e.name.as_str(), e.network.as_str()), (e.ip, e.mac)))
+        .collect();
+    let mut pinned: Vec<bool> = vec![false; new.endpoints.len()];
+    for (i, e) in new.endpoints.iter_mut().enumerate() {
+        if e.ip_given {
+            continue;
+        }
+        let Some(&(ip, mac)) = running.get(&(e.name.as_str(), e.network.as_str())) else {
+            continue;
+        };
+        let derived_mac = e.mac == MacAddr::from_ipv4(e.ip);
+        e.ip = ip;
+        if derived_mac {
+            e.mac = mac;
+        }
+        pinned[i] = true;
+    }
+    let movable: Vec<usize> = (0..new.endpoints.len())
+        .filter(|i| !new.endpoints[*i].ip_given && !pinned[*i])
+        .collect();
+    for i in movable {
+        let (net, ip) = (new.endpoints[i].network.clone(), new.endpoints[i].ip);
+        let clash = new
+            .endpoints
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != i && o.network == net && o.ip == ip);
+        let Some(n) = new.network(&net).filter(|_| clash) else {
+            continue;
+        };
+        let mut ipam = config::ipam::Ipam::new(n.subnet);
+        if let Some(gw) = n.gateway {
+            ipam.reserve(gw);
+        }
+        for o in new.endpoints.iter().filter(|o| o.network == net) {
+            ipam.reserve(o.ip);
+        }
+        if let Some(free) = ipam.allocate() {
+            let e = &mut new.endpoints[i];
+            if e.mac == MacAddr::from_ipv4(e.ip) {
+                e.mac = MacAddr::from_ipv4(free);
+            }
+            e.ip = free;
+        }
+    }
+}
+
+fn check_ifname(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name
+            .bytes()
+            .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace())
+    {
+        bail!("interface name {name:?}: 1 to 15 characters, no '/', no whitespace");
+    }
+    Ok(())
+}
+
+fn protocol(s: &str) -> Result<Protocol> {
+    match s {
+        "tcp" => Ok(Protocol::Tcp),
+        "udp" => Ok(Protocol::Udp),
+        other => bail!("protocol {other:?}: tcp or udp"),
+    }
+}
+
+/// The endpoint `req` asks for, checked against the config in force as
+/// `check` would check it in a file.
+fn new_endpoint(cfg: &Config, req: &EndpointAdd) -> Result<EndpointCfg> {
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 64 {
+        bail!("endpoint name {:?}: 1 to 64 characters", req.name);
+    }
+    if cfg.endpoint(name).is_some() || cfg.port(name).is_some() {
+        bail!("endpoint {name} exists already (names are unique among endpoints and ports)");
+    }
+    let Some(net) = cfg.network(&req.network) else {
+        let known: Vec<&str> = cfg.networks.iter().map(|n| n.name.as_str()).collect();
+        bail!(
+            "unknown network {:?} (networks: {})",
+            req.network,
+            known.join(", ")
+        );
+    };
+    if !matches!(net.mode, NetworkMode::Nat | NetworkMode::Overlay) {
+        bail!("network {}: mode {} takes no endpoints", net.name, net.mode);
+    }
+    if req.netns.trim().is_empty() {
+        bail!("endpoint {name}: netns is empty");
+    }
+    let mut ipam = config::ipam::Ipam::new(net.subnet);
+    if let Some(gw) = net.gateway {
+        ipam.reserve(gw);
+    }
+    let mut holders: HashMap<Ipv4Addr, String> = HashMap::new();
+    for e in cfg.endpoints.iter().filter(|e| e.network == net.name) {
+        ipam.reserve(e.ip);
+        holders.insert(e.ip, format!("endpoint {}", e.name));
+    }
+    for r in cfg
+        .remote_endpoints
+        .iter()
+        .filter(|r| r.network == net.name)
+    {
+        ipam.reserve(r.ip);
+        holders.insert(r.ip, format!("a remote endpoint via {}", r.vtep));
+    }
+    let ip = match req.ip {
+        Some(ip) => {
+            if !net.subnet.contains(&ip) || !ipam.is_host(ip) {
+                bail!(
+                    "address {ip} is not a host address of network {} ({})",
+                    net.name,
+                    net.subnet
+                );
+            }
+            if net.gateway == Some(ip) {
+                bail!("address {ip} is the gateway of network {}", net.name);
+            }
+            if let Some(h) = holders.get(&ip) {
+                bail!("address {ip} is in use in network {} by {h}", net.name);
+            }
+            ip
+        }
+        None => ipam.allocate().with_context(|| {
+            format!(
+                "network {} ({}) has no free address left",
+                net.name, net.subnet
+            )
+        })?,
+    };
+    let mac = match &req.mac {
+        Some(m) => {
+            let mac: MacAddr = m.parse().map_err(|_| {
+                anyhow::anyhow!("mac {m:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+            })?;
+            if mac.0[0] & 1 == 1 || mac.0 == [0; 6] {
+                bail!("mac {mac} is not a unicast address");
+            }
+            mac
+        }
+        None => MacAddr::from_ipv4(ip),
+    };
+    let same_mac = cfg
+        .endpoints
+        .iter()
+        .filter(|e| e.network == net.name)
+        .map(|e| (e.mac, format!("endpoint {}", e.name)))
+        .chain(
+            cfg.remote_endpoints
+                .iter()
+                .filter(|r| r.network == net.name)
+                .map(|r| (r.mac, format!("a remote endpoint ({})", r.ip))),
+        )
+        .find(|(m, _)| *m == mac);
+    if let Some((_, holder)) = same_mac {
+        bail!("mac {mac} is in use in network {} by {holder}", net.name);
+    }
+    Ok(EndpointCfg {
+        name: name.to_string(),
+        network: net.name.clone(),
+        attach: Attach::Netns(req.netns.clone()),
+        ip,
+        mac,
+        ip_given: req.ip.is_some(),
+    })
+}
+
+/// The mapping `m` asks for, checked against the config in force.
+fn new_mapping(cfg: &Config, m: &MappingSpec) -> Result<PortMappingCfg> {
+    let proto = protocol(&m.protocol)?;
+    let Some(ep) = cfg.endpoint(&m.endpoint) else {
+        bail!("unknown endpoint {:?}", m.endpoint);
+    };
+    let net = cfg.network(&ep.network).context("endpoint's network")?;
+    let Some(uplink) = net
+        .uplink
+        .as_deref()
+        .filter(|_| net.mode == NetworkMode::Nat)
+    else {
+        bail!(
+            "endpoint {}: network {} is not a nat network with an uplink; nothing to map from",
+            ep.name,
+            net.name
+        );
+    };
+    if m.host_port == 0 || m.port == 0 {
+        bail!("ports must be 1-65535");
+    }
+    let taken = cfg.port_mappings.iter().find(|x| {
+        x.protocol == proto
+            && x.host_port == m.host_port
+            && cfg.network(&x.network).and_then(|n| n.uplink.as_deref()) == Some(uplink)
+    });
+    if let Some(x) = taken {
+        bail!(
+            "{}/{} on uplink {uplink} is mapped already (to {}:{})",
+            m.protocol,
+            m.host_port,
+            x.endpoint,
+            x.port
+        );
+    }
+    Ok(PortMappingCfg {
+        network: ep.network.clone(),
+        protocol: proto,
+        host_port: m.host_port,
+        endpoint: ep.name.clone(),
+        port: m.port,
+    })
 }

@@ -23,7 +23,7 @@ pub struct NetCounters {
 }
 
 /// Plain values of a network's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NetSnapshot {
     /// See [`NetCounters::unicast`].
     pub unicast: u64,

@@ -32,6 +32,8 @@ pub struct Network {
     pub endpoints: HashMap<Ipv4Addr, (MacAddr, PortId)>,
     /// Overlay networks: the VXLAN network identifier and UDP port.
     pub vxlan: Option<(u32, u16)>,
+    /// Removed at run time: nameless, empty, kept so that `NetId`s stay.
+    pub removed: bool,
 }
 
 /// Index of an uplink in the topology.
@@ -116,8 +118,23 @@ impl Topology {
             uplink: None,
             endpoints: HashMap::new(),
             vxlan: None,
+            removed: false,
         });
         id
+    }
+
+    /// Retires network `id` (removed at run time): it keeps its `NetId`,
+    /// so no other network's tables move, but has no name, member,
+    /// address, gateway or uplink any more.
+    pub fn retire_network(&mut self, id: NetId) {
+        let n = &mut self.networks[id.0 as usize];
+        n.name.clear();
+        n.members.clear();
+        n.endpoints.clear();
+        n.gateway = None;
+        n.uplink = None;
+        n.vxlan = None;
+        n.removed = true;
     }
 
     /// Makes `network` an overlay network with `vni` on UDP `port`.
@@ -197,6 +214,50 @@ impl Topology {
     }
 
     /// The network a port switches in.
+    /// Adds a port as `add_port` does, reusing `id` (a port that left)
+    /// when given.
+    pub fn add_port_as(
+        &mut self,
+        id: Option<PortId>,
+        name: &str,
+        network: Option<NetId>,
+    ) -> PortId {
+        let Some(id) = id.filter(|i| (i.0 as usize) < self.ports.len()) else {
+            return self.add_port(name, network);
+        };
+        self.ports[id.0 as usize] = PortInfo {
+            name: name.to_string(),
+            network,
+            uplink: None,
+        };
+        if let Some(n) = network {
+            self.networks[n.0 as usize].members.push(id);
+        }
+        id
+    }
+
+    /// Takes port `id` out of the switch (an endpoint that left): no
+    /// network has it as a member and no endpoint address leads to it. Its
+    /// id stays reserved in `ports`, nameless, until `add_port_as` reuses it.
+    pub fn remove_port(&mut self, id: PortId) {
+        for n in &mut self.networks {
+            n.members.retain(|p| *p != id);
+            n.endpoints.retain(|_, (_, p)| *p != id);
+        }
+        if let Some(info) = self.ports.get_mut(id.0 as usize) {
+            *info = PortInfo {
+                name: String::new(),
+                network: None,
+                uplink: None,
+            };
+        }
+    }
+
+    /// Forgets endpoint address `ip` of `network`.
+    pub fn remove_endpoint_addr(&mut self, network: NetId, ip: Ipv4Addr) {
+        self.networks[network.0 as usize].endpoints.remove(&ip);
+    }
+
     #[inline]
     pub fn network_of(&self, port: PortId) -> Option<NetId> {
         self.ports.get(port.0 as usize)?.network
@@ -218,7 +279,7 @@ impl Topology {
     pub fn network_id(&self, name: &str) -> Option<NetId> {
         self.networks
             .iter()
-            .position(|n| n.name == name)
+            .position(|n| n.name == name && !n.removed)
             .map(|i| NetId(i as u16))
     }
 }

@@ -42,31 +42,31 @@ fn arp_answered(ns: &str, dst: Ipv4Addr) -> bool {
     out.contains("lladdr")
 }
 
-#[test]
-fn three_hosts_that_know_only_etcd_reach_each_other_and_survive_an_etcd_stop() {
-    if skip_unless_root("cluster") || !require_etcd("cluster") {
-        return;
-    }
-    let mut etcd = EtcdServer::start();
-    let underlay = NetnsGuard::new("psc-u").unwrap();
+/// `[[endpoint]]` c`i` in namespace `ns`.
+fn endpoint(i: usize, ns: &str) -> String {
+    format!(
+        "[[endpoint]]\nname = \"c{i}\"\nnetwork = \"ov\"\nnetns = \"{ns}\"\nip = \"{}\"\n",
+        container_ip(i)
+    )
+}
+
+/// Host `i`'s uplink veth into the underlay bridge, and its config: the
+/// overlay network, `endpoints`, and etcd.
+fn host_config(
+    i: usize,
+    underlay: &NetnsGuard,
+    etcd: &EtcdServer,
+    endpoints: &str,
+) -> (LinkGuard, String) {
+    let up = unique_name("pscu");
+    let peer = unique_name("pscp");
+    let link = LinkGuard::veth(&up, &peer).unwrap();
+    ip(&["link", "set", &peer, "netns", underlay.name()]).unwrap();
     underlay
-        .exec("ip", &["link", "add", "br0", "type", "bridge"])
+        .exec("ip", &["link", "set", &peer, "master", "br0", "up"])
         .unwrap();
-    underlay.exec("ip", &["link", "set", "br0", "up"]).unwrap();
-    let mut links = Vec::new();
-    let mut containers = Vec::new();
-    let mut daemons: Vec<Option<Daemon>> = Vec::new();
-    for i in 0..3 {
-        let up = unique_name("pscu");
-        let peer = unique_name("pscp");
-        links.push(LinkGuard::veth(&up, &peer).unwrap());
-        ip(&["link", "set", &peer, "netns", underlay.name()]).unwrap();
-        underlay
-            .exec("ip", &["link", "set", &peer, "master", "br0", "up"])
-            .unwrap();
-        let c = NetnsGuard::new(&format!("psc-c{i}")).unwrap();
-        let text = format!(
-            r#"
+    let text = format!(
+        r#"
 [switch]
 control = "{}"
 
@@ -82,22 +82,82 @@ subnet = "10.200.0.0/24"
 uplink = "up0"
 vni = 42
 
-[[endpoint]]
-name = "c{i}"
-network = "ov"
-netns = "{}"
-ip = "{}"
+{endpoints}
 
 [cluster]
 etcd = ["{}"]
 lease = 2
 "#,
-            control_path(),
-            2 + i,
-            c.name(),
-            container_ip(i),
-            etcd.url()
-        );
+        control_path(),
+        2 + i,
+        etcd.url()
+    );
+    (link, text)
+}
+
+/// An underlay namespace with a bridge the hosts' uplinks join.
+fn underlay() -> NetnsGuard {
+    let underlay = NetnsGuard::new("psc-u").unwrap();
+    underlay
+        .exec("ip", &["link", "add", "br0", "type", "bridge"])
+        .unwrap();
+    underlay.exec("ip", &["link", "set", "br0", "up"]).unwrap();
+    underlay
+}
+
+#[test]
+fn an_endpoint_attached_by_a_reload_is_published_and_one_detached_is_withdrawn() {
+    if skip_unless_root("cluster") || !require_etcd("cluster") {
+        return;
+    }
+    let etcd = EtcdServer::start();
+    let underlay = underlay();
+    let c0 = NetnsGuard::new("psc-c0").unwrap();
+    let c1 = NetnsGuard::new("psc-c1").unwrap();
+    let (_l0, t0) = host_config(0, &underlay, &etcd, &endpoint(0, c0.name()));
+    let (_l1, t1) = host_config(1, &underlay, &etcd, "");
+    let _d0 = Daemon::run(&t0);
+    let d1 = Daemon::run(&t1);
+    // Host 1 starts without endpoints; a reload attaches c1.
+    std::fs::write(
+        &d1.config.path,
+        t1.replace(
+            "\n[cluster]",
+            &format!("{}\n[cluster]", endpoint(1, c1.name())),
+        ),
+    )
+    .unwrap();
+    // SAFETY: kill(2) on the PID of a child this test started.
+    assert_eq!(unsafe { libc::kill(d1.pid(), libc::SIGHUP) }, 0);
+    assert!(
+        reachable(c0.name(), container_ip(1), 10),
+        "host 0 learns c1 through etcd after host 1's reload"
+    );
+    // And a reload that detaches it withdraws it.
+    std::fs::write(&d1.config.path, &t1).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(d1.pid(), libc::SIGHUP) }, 0);
+    wait_until(
+        "host 0 forgets c1 once host 1 detached it",
+        Duration::from_secs(10),
+        || !arp_answered(c0.name(), container_ip(1)),
+    );
+}
+
+#[test]
+fn three_hosts_that_know_only_etcd_reach_each_other_and_survive_an_etcd_stop() {
+    if skip_unless_root("cluster") || !require_etcd("cluster") {
+        return;
+    }
+    let mut etcd = EtcdServer::start();
+    let underlay = underlay();
+    let mut links = Vec::new();
+    let mut containers = Vec::new();
+    let mut daemons: Vec<Option<Daemon>> = Vec::new();
+    for i in 0..3 {
+        let c = NetnsGuard::new(&format!("psc-c{i}")).unwrap();
+        let (link, text) = host_config(i, &underlay, &etcd, &endpoint(i, c.name()));
+        links.push(link);
         daemons.push(Some(Daemon::run(&text)));
         containers.push(c);
     }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -34,15 +34,20 @@ struct Lab {
     _host: NetnsGuard,
 }
 
-impl Lab {
-    fn new() -> Lab {
-        let host = NetnsGuard::new("pso-h").unwrap();
-        let outside = NetnsGuard::new("pso-o").unwrap();
-        let web = NetnsGuard::new("pso-w").unwrap();
-        let db = NetnsGuard::new("pso-d").unwrap();
-        uplink_veth(&host, &outside, "10.99.0.1/24");
-        let text = format!(
-            r#"
+/// The lab's namespaces: host (with up0), outside (out0, 10.99.0.1), web,
+/// db.
+fn namespaces() -> (NetnsGuard, NetnsGuard, NetnsGuard, NetnsGuard) {
+    let host = NetnsGuard::new("pso-h").unwrap();
+    let outside = NetnsGuard::new("pso-o").unwrap();
+    let web = NetnsGuard::new("pso-w").unwrap();
+    let db = NetnsGuard::new("pso-d").unwrap();
+    uplink_veth(&host, &outside, "10.99.0.1/24");
+    (host, outside, web, db)
+}
+
+fn lab_config(socket: &str, web: &NetnsGuard, db: &NetnsGuard) -> String {
+    format!(
+        r#"
 [switch]
 control = "{}"
 
@@ -71,10 +76,16 @@ network = "front"
 netns = "{}"
 ip = "172.30.0.11"
 "#,
-            control_path(),
-            web.name(),
-            db.name()
-        );
+        socket,
+        web.name(),
+        db.name()
+    )
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let (host, outside, web, db) = namespaces();
+        let text = lab_config(&control_path(), &web, &db);
         let cfg = config::parse(&text, "observe.toml").unwrap_or_else(|e| panic!("{e}"));
         // The PMD threads inherit the namespace of the thread that starts
         // them: the host's, where up0 is.
@@ -430,4 +441,151 @@ fn a_trace_that_sees_no_matching_frame_ends_with_an_error_and_disarms() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("\"nope\""), "{err}");
+}
+
+/// The lab with `podswitch run` as a daemon in the host namespace, for the
+/// `ctl` command line.
+struct DaemonLab {
+    _daemon: Daemon,
+    socket: String,
+    web: NetnsGuard,
+    _db: NetnsGuard,
+    _outside: NetnsGuard,
+    _host: NetnsGuard,
+}
+
+impl DaemonLab {
+    fn new() -> DaemonLab {
+        let (host, outside, web, db) = namespaces();
+        let socket = control_path();
+        let daemon = Daemon::start_in(Some(host.name()), &["run"], &lab_config(&socket, &web, &db));
+        DaemonLab {
+            _daemon: daemon,
+            socket,
+            web,
+            _db: db,
+            _outside: outside,
+            _host: host,
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_podswitch"));
+        c.args(["ctl", "--socket", &self.socket]).args(args);
+        c
+    }
+}
+
+#[test]
+fn ctl_capture_of_web_piped_into_tcpdump_shows_the_echo_request_and_reply_of_its_ping() {
+    if skip_unless_root("namespaces") || !test_support::require_command("capture", "tcpdump") {
+        return;
+    }
+    let lab = DaemonLab::new();
+    let mut ctl = lab
+        .ctl(&[
+            "capture", "web", "--count", "4", "--proto", "icmp", "-w", "-",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tcpdump = Command::new("tcpdump")
+        .args(["-n", "-r", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The pipe between them, relayed so the test knows when the capture
+    // is armed: the switch writes the pcap header as it arms.
+    let mut from = ctl.stdout.take().unwrap();
+    let mut to = tcpdump.stdin.take().unwrap();
+    let (armed_tx, armed) = std::sync::mpsc::channel();
+    let relay = std::thread::spawn(move || {
+        let mut header = [0u8; 24];
+        from.read_exact(&mut header)?;
+        to.write_all(&header)?;
+        let _ = armed_tx.send(());
+        std::io::copy(&mut from, &mut to)
+    });
+    armed
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the capture is armed (its pcap header arrives) within 10 s");
+    assert_eq!(ping(lab.web.name(), GATEWAY, 2).unwrap().received, 2);
+    let status = wait_exit(&mut ctl, Duration::from_secs(10));
+    assert!(status.success(), "ctl capture ends after 4 frames");
+    relay.join().unwrap().unwrap();
+    let out = tcpdump.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tcpdump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "four records:\n{text}");
+    let requests = text
+        .matches("172.30.0.10 > 172.30.0.1: ICMP echo request")
+        .count();
+    let replies = text
+        .matches("172.30.0.1 > 172.30.0.10: ICMP echo reply")
+        .count();
+    assert_eq!((requests, replies), (2, 2), "both directions:\n{text}");
+}
+
+#[test]
+fn ctl_trace_of_a_hex_frame_prints_its_stages_and_verdict() {
+    if skip_unless_root("namespaces") {
+        return;
+    }
+    let lab = DaemonLab::new();
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 172, 30, 0, 10], [2, 0x50, 172, 30, 0, 1])
+        .ipv4([172, 30, 0, 10], [172, 30, 0, 1], 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut frame, b"ping")
+        .unwrap();
+    let out = lab
+        .ctl(&["trace", "--port", "web", "--hex", &hex(&frame)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(text.starts_with("in_port web\n"), "{text}");
+    assert!(
+        text.contains("gateway of front: answered the echo request"),
+        "{text}"
+    );
+    assert!(text.ends_with("verdict: output to web\n"), "{text}");
+    let out = lab
+        .ctl(&["trace", "--port", "web", "--hex", "0a0g"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "bad hex is refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'g' at offset 3"), "{err}");
+}
+
+/// Waits for `child` to exit, at most `within` (then kills it by PID and
+/// fails).
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{child:?} did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

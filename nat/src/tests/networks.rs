@@ -277,3 +277,27 @@ fn networks_far_apart_in_the_address_space_are_each_found() {
         Verdict::Drop(NatDrop::Isolated)
     );
 }
+
+#[test]
+fn removing_an_endpoints_flows_drops_only_that_address_and_frees_its_ports() {
+    let mut nat = Nat::new(two());
+    let p = established(&mut nat, 1234, 0);
+    let mut b = udp(DB, 5000, FAR, 53);
+    assert_eq!(out_from(&mut nat, BACK, &mut b, 0), Verdict::ToUplink);
+    let pb = view(&b).1;
+    let snat_before = nat.snat_mappings();
+    assert_eq!(nat.remove_flows_of(WEB.into()), 1);
+    assert_eq!(nat.len(), 1);
+    assert_eq!(
+        nat.snat_mappings(),
+        snat_before - 1,
+        "WEB's port is free again"
+    );
+    let mut reply = tcp(FAR, 443, EXT, p, F::Ack);
+    assert_eq!(
+        inb(&mut nat, &mut reply, S),
+        Verdict::Drop(NatDrop::NoMapping)
+    );
+    let mut rb = udp(FAR, 53, EXT, pb);
+    assert_eq!(inb(&mut nat, &mut rb, S), into(DB, BACK));
+}

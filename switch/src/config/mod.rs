@@ -13,7 +13,7 @@
 //! - `error`: errors and byte offset to line:column.
 
 mod error;
-mod ipam;
+pub(crate) mod ipam;
 mod raw;
 mod validate;
 

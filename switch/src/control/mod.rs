@@ -1,7 +1,7 @@
-//! The control socket's life cycle: at start, refuse when another instance
-//! listens on it and remove a stale file a killed instance left; at stop,
-//! remove it. (The JSON-lines protocol of `podswitch ctl` comes with the
-//! control-plane issue; until then the socket accepts and closes.)
+//! The control socket: its life cycle (at start, refuse when another
+//! instance listens on it and remove a stale file a killed instance left;
+//! at stop, remove it), its server (`server`), the JSON-lines protocol
+//! (`protocol`) and `podswitch ctl`, its client (`client`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -12,7 +12,11 @@ use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
 
+use crate::runtime::Runtime;
+
+pub mod client;
 pub mod protocol;
+mod server;
 
 /// A bound control socket, removed on drop.
 pub struct ControlSocket {
@@ -38,8 +42,8 @@ pub fn claim(path: &Path) -> Result<()> {
 }
 
 impl ControlSocket {
-    /// Binds the socket (mode 0600).
-    pub fn bind(path: &Path) -> Result<ControlSocket> {
+    /// Binds the socket (mode 0600) and serves `runtime` on it.
+    pub fn bind(path: &Path, runtime: &Arc<Runtime>) -> Result<ControlSocket> {
         claim(path)?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).ok();
@@ -49,17 +53,10 @@ impl ControlSocket {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
+        let server = server::Server::new(listener, Arc::downgrade(runtime), stop.clone());
         let thread = std::thread::Builder::new()
             .name("control".into())
-            .spawn(move || {
-                while !stop2.load(Ordering::Acquire) {
-                    match listener.accept() {
-                        Ok((conn, _)) => drop(conn),
-                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
-                    }
-                }
-            })?;
+            .spawn(move || server.run())?;
         Ok(ControlSocket {
             path: path.to_path_buf(),
             stop,

@@ -53,24 +53,29 @@ pub enum Request {
     Capture(CaptureRequest),
 }
 
-/// `ctl endpoint add`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `ctl endpoint add` (also its command line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointAdd {
     /// Unique endpoint name.
     pub name: String,
     /// The network it joins.
+    #[arg(long)]
     pub network: String,
     /// `ip netns` name or absolute path of the namespace.
+    #[arg(long)]
     pub netns: String,
     /// Its address; IPAM picks the next free one when absent.
     #[serde(default)]
+    #[arg(long)]
     pub ip: Option<Ipv4Addr>,
     /// Its MAC (`aa:bb:cc:dd:ee:ff`); derived from the address when absent.
     #[serde(default)]
+    #[arg(long)]
     pub mac: Option<String>,
     /// Interface name inside the namespace (default `eth0`).
     #[serde(default)]
+    #[arg(long)]
     pub ifname: Option<String>,
 }
 
@@ -124,20 +129,25 @@ pub struct ReloadSummary {
 }
 
 /// Which frames a trace or capture takes; every given field must match.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// (Also the filter flags of `ctl trace` and `ctl capture`.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct FrameFilter {
     /// Source or destination MAC.
     #[serde(default)]
+    #[arg(long)]
     pub mac: Option<String>,
     /// Source or destination IPv4 address.
     #[serde(default)]
+    #[arg(long)]
     pub ip: Option<Ipv4Addr>,
     /// `tcp`, `udp`, `icmp` or `arp`.
     #[serde(default)]
+    #[arg(long)]
     pub proto: Option<String>,
     /// Source or destination TCP/UDP port.
     #[serde(default)]
+    #[arg(long)]
     pub l4_port: Option<u16>,
 }
 

@@ -3,6 +3,7 @@
 //! within the network. Frames never leave their network here; NAT and the
 //! overlay will hang off the gateway and uplink stages.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crossbeam::channel::{Receiver, Sender};
@@ -17,9 +18,10 @@ use crate::gateway::GatewayVerdict;
 use crate::neighbor::NeighborCache;
 use crate::stats::{NetCounters, UplinkCounters};
 use crate::topology::{NetId, Topology};
-use nat::Nat;
+use nat::{Nat, NatConfig};
 use pmd::Pool;
 
+mod dump;
 mod overlaid;
 mod routed;
 mod traced;
@@ -64,12 +66,33 @@ pub struct FdbRow {
 pub enum Control {
     /// Send back every live FDB entry of this thread.
     DumpFdb(Sender<Vec<FdbRow>>),
-    /// Replace the topology (reload); learned state is kept for networks
-    /// that still exist.
-    Swap(Arc<Topology>),
+    /// Replace the topology (reload), with this thread's counters of
+    /// every network in it; learned state is kept for networks that still
+    /// exist.
+    Swap(Arc<Topology>, Vec<Arc<NetCounters>>),
     /// Replace an uplink's overlay tables (remote endpoints from the
     /// cluster store).
     OverlayTables(UplinkId, Arc<VtepTables>),
+    /// Apply an uplink's new NAT config (networks, mappings, timeouts),
+    /// keeping the connections it still allows (`Nat::reconfigure`); the
+    /// networks are those of `NatConfig::networks`, in its order.
+    Nat(UplinkId, Box<NatConfig>, Vec<NetId>),
+    /// Drop the connections of an endpoint that left.
+    ForgetAddress(UplinkId, Ipv4Addr),
+    /// Send back up to `limit` live connections of the NATs this thread
+    /// runs (of one network when given).
+    DumpConntrack {
+        /// Only this network's flows.
+        network: Option<String>,
+        /// At most this many.
+        limit: usize,
+        /// Where the rows go.
+        reply: Sender<Vec<crate::inspect::ConntrackRow>>,
+    },
+    /// Send back every uplink's neighbour cache.
+    DumpNeighbors(Sender<Vec<crate::inspect::NeighborRow>>),
+    /// Send back the overlay tables in force (peers, remote endpoints).
+    DumpOverlay(Sender<crate::inspect::OverlayView>),
     /// Arm a trace, or run an injected frame (`ctl trace`).
     Trace(Arc<TraceArm>),
 }
@@ -322,10 +345,18 @@ impl SwitchPipeline {
         for n in &topo.networks {
             let old = self.topo.network_id(&n.name);
             match old {
-                Some(id) => fdbs.push(std::mem::replace(
-                    &mut self.fdbs[id.0 as usize],
-                    Fdb::new(0, 0),
-                )),
+                Some(id) => {
+                    let mut fdb = std::mem::replace(&mut self.fdbs[id.0 as usize], Fdb::new(0, 0));
+                    // A MAC learned on a port that left the network must
+                    // not send frames to it (or to a port that reuses its
+                    // id).
+                    for gone in &self.topo.network(id).members {
+                        if !n.members.contains(gone) {
+                            fdb.flush_port(*gone);
+                        }
+                    }
+                    fdbs.push(fdb);
+                }
                 None => fdbs.push(Fdb::new(
                     self.settings.fdb_size as usize,
                     self.settings.mac_aging_secs,
@@ -333,6 +364,7 @@ impl SwitchPipeline {
             }
         }
         self.fdbs = fdbs;
+        self.nat_slot.resize(topo.networks.len(), None);
         self.topo = topo;
     }
 }
@@ -378,11 +410,50 @@ impl Pipeline for SwitchPipeline {
                 Control::DumpFdb(reply) => {
                     let _ = reply.send(self.dump_fdb(ctx.now_ns));
                 }
-                Control::Swap(topo) => self.swap(topo),
+                Control::Swap(topo, counters) => {
+                    if counters.len() >= topo.networks.len() {
+                        self.counters = counters;
+                    }
+                    self.swap(topo)
+                }
                 Control::OverlayTables(up, tables) => {
                     if let Some(slot) = self.vteps.get_mut(up.0 as usize) {
                         *slot = Some(tables);
                     }
+                }
+                Control::Nat(up, cfg, nets) => {
+                    if let Some(Some(nat)) = self.nats.get_mut(up.0 as usize) {
+                        nat.reconfigure(*cfg);
+                        for slot in self.nat_slot.iter_mut() {
+                            if slot.is_some_and(|(u, _)| u == up) {
+                                *slot = None;
+                            }
+                        }
+                        for (i, n) in nets.iter().enumerate() {
+                            if let Some(slot) = self.nat_slot.get_mut(n.0 as usize) {
+                                *slot = Some((up, i));
+                            }
+                        }
+                        self.nat_nets[up.0 as usize] = nets;
+                    }
+                }
+                Control::ForgetAddress(up, ip) => {
+                    if let Some(Some(nat)) = self.nats.get_mut(up.0 as usize) {
+                        nat.remove_flows_of(ip);
+                    }
+                }
+                Control::DumpConntrack {
+                    network,
+                    limit,
+                    reply,
+                } => {
+                    let _ = reply.send(self.dump_conntrack(network.as_deref(), limit, ctx.now_ns));
+                }
+                Control::DumpNeighbors(reply) => {
+                    let _ = reply.send(self.dump_neighbors(ctx.now_ns));
+                }
+                Control::DumpOverlay(reply) => {
+                    let _ = reply.send(self.dump_overlay());
                 }
                 Control::Trace(arm) => self.take_trace(ctx, arm),
             }

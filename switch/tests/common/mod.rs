@@ -49,6 +49,8 @@ pub fn control_path() -> String {
 pub struct Daemon {
     child: Option<Child>,
     stderr: mpsc::Receiver<String>,
+    /// What the daemon wrote to stderr so far.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
     pub config: TempConfig,
 }
 
@@ -82,10 +84,19 @@ impl Daemon {
         let stdout = child.stdout.take().unwrap();
         let mut stderr = child.stderr.take().unwrap();
         let (err_tx, err_rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log2 = log.clone();
         std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            let _ = err_tx.send(s);
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                log2.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+            let _ = err_tx.send(log2.lock().unwrap().clone());
         });
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -98,6 +109,7 @@ impl Daemon {
         let mut d = Daemon {
             child: Some(child),
             stderr: err_rx,
+            log,
             config,
         };
         if rx.recv_timeout(Duration::from_secs(20)).is_err() {
@@ -110,6 +122,15 @@ impl Daemon {
     /// `podswitch run CONFIG`.
     pub fn run(text: &str) -> Daemon {
         Daemon::start_with(&["run"], text)
+    }
+
+    /// Waits until the daemon's stderr contains `text` (a log line).
+    pub fn wait_for_log(&self, text: &str) {
+        test_support::wait_until(
+            &format!("podswitch logs {text:?}"),
+            Duration::from_secs(10),
+            || self.log.lock().unwrap().contains(text),
+        );
     }
 
     pub fn pid(&self) -> i32 {

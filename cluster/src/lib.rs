@@ -1,4 +1,6 @@
 //! The cluster store: overlay endpoints shared between hosts through etcd.
+//! (A crate of its own so that `overlay` stays pure packet logic, without
+//! tokio, gRPC or threads.)
 //!
 //! What it does: [`ClusterClient::start`] runs an etcd client (the
 //! `etcd-client` crate, gRPC) on its own OS thread with a small tokio
@@ -17,7 +19,7 @@
 //!
 //! What it does not: it does not touch the data path or the VTEP tables
 //! (the switch turns a view into [`RemoteEndpoint`]s, compiles new
-//! [`VtepTables`](crate::vtep::VtepTables) from static config plus these
+//! [`VtepTables`](overlay::VtepTables) from static config plus these
 //! and swaps its snapshot, as a reload does); no consensus of its own (etcd
 //! is the store); no TLS or etcd authentication yet (`http://` endpoints
 //! only); no IPv6.
@@ -87,7 +89,7 @@ use std::time::Duration;
 use crossbeam::channel::{Receiver, RecvTimeoutError};
 use pmd::wire::MacAddr;
 
-use crate::vtep::RemoteEndpoint;
+use overlay::RemoteEndpoint;
 
 /// The smallest lease accepted, seconds (etcd's own minimum TTL is about
 /// 1.5 s with default timings).
@@ -403,7 +405,7 @@ fn check_local(local: &[Published]) -> Result<(), ClusterError> {
         if p.network.is_empty() || p.network.contains('/') {
             return Err(ClusterError::BadNetworkName(p.network.clone()));
         }
-        if p.vni > crate::vxlan::VNI_MAX {
+        if p.vni > overlay::vxlan::VNI_MAX {
             return Err(ClusterError::BadVni {
                 network: p.network.clone(),
                 vni: p.vni,
@@ -467,7 +469,7 @@ pub fn decode_entry(prefix: &str, key: &[u8], value: &[u8]) -> Result<RemoteReco
         .mac
         .parse()
         .map_err(|_| format!("value of {key:?}: bad mac {:?}", v.mac))?;
-    if v.vni > crate::vxlan::VNI_MAX {
+    if v.vni > overlay::vxlan::VNI_MAX {
         return Err(format!("value of {key:?}: VNI {} out of range", v.vni));
     }
     Ok(RemoteRecord {

@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use overlay::cluster::{ClusterClient, ClusterSettings, ClusterView, Published};
+use cluster::{ClusterClient, ClusterSettings, ClusterView, Published};
 use pmd::wire::MacAddr;
 use test_support::etcd::EtcdServer as Etcd;
 use test_support::require_etcd;

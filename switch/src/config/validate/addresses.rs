@@ -1,0 +1,89 @@
+//! Addresses and MACs in a network: who holds which.
+
+use super::*;
+
+/// Who holds which address and MAC in each network, and its allocator.
+pub(super) struct Addresses {
+    pub(super) ipam: HashMap<String, Ipam>,
+    /// (network, ip) -> (holder, line).
+    pub(super) ips: HashMap<(String, Ipv4Addr), (String, usize)>,
+    /// (network, mac) -> (holder, line).
+    pub(super) macs: HashMap<(String, MacAddr), (String, usize)>,
+}
+
+impl Addresses {
+    pub(super) fn new(networks: &[Network]) -> Addresses {
+        let mut a = Addresses {
+            ipam: HashMap::new(),
+            ips: HashMap::new(),
+            macs: HashMap::new(),
+        };
+        for cfg in networks.iter().filter_map(|n| n.cfg.as_ref()) {
+            let mut ipam = Ipam::new(cfg.subnet);
+            if let Some(g) = cfg.gateway {
+                ipam.reserve(g);
+            }
+            // A duplicate network name keeps its first definition.
+            a.ipam.entry(cfg.name.clone()).or_insert(ipam);
+        }
+        a
+    }
+
+    /// Claims `ip` in `network` for `holder`; if someone has it, returns
+    /// who and where.
+    pub(super) fn claim_ip(
+        &mut self,
+        network: &str,
+        ip: Ipv4Addr,
+        holder: String,
+        line: usize,
+    ) -> Result<(), (String, usize)> {
+        let key = (network.to_string(), ip);
+        if let Some(h) = self.ips.get(&key) {
+            return Err(h.clone());
+        }
+        self.ips.insert(key, (holder, line));
+        if let Some(ipam) = self.ipam.get_mut(network) {
+            ipam.reserve(ip);
+        }
+        Ok(())
+    }
+
+    pub(super) fn claim_mac(
+        &mut self,
+        network: &str,
+        mac: MacAddr,
+        holder: String,
+        line: usize,
+    ) -> Result<(), (String, usize)> {
+        let key = (network.to_string(), mac);
+        if let Some(h) = self.macs.get(&key) {
+            return Err(h.clone());
+        }
+        self.macs.insert(key, (holder, line));
+        Ok(())
+    }
+}
+
+/// Checks an address given for an endpoint or remote endpoint against its
+/// network: a host address of the subnet, not the gateway.
+pub(super) fn check_member_ip(
+    d: &mut Diag,
+    v: &S<String>,
+    net: Option<&Network>,
+) -> Option<Ipv4Addr> {
+    let ip = ipv4(d, v, "ip")?;
+    let cfg = net.and_then(|n| n.cfg.as_ref())?;
+    if let Some(why) = not_a_host(ip, cfg.subnet) {
+        d.at(v.span(), format!("ip {ip} {why} of network {:?}", cfg.name));
+        return None;
+    }
+    if cfg.gateway == Some(ip) {
+        d.at(
+            v.span(),
+            format!("ip {ip} is the gateway of network {:?}", cfg.name),
+        );
+        return None;
+    }
+    Some(ip)
+}
