@@ -165,7 +165,10 @@ impl Switch {
                 .filter(|n| n.uplink.as_deref() == Some(p.name.as_str()))
                 .map(|n| n.name.as_str())
                 .collect();
-            if let (Some(first), Some(ip)) = (uplinked.first(), p.ip) {
+            // A port with an address and no network yet is an uplink too:
+            // `ctl network add` (a runtime's CreateNetwork) puts nat
+            // networks on it later.
+            if let Some(ip) = p.ip {
                 let mac = uplink_mac(p, ip.addr())?;
                 let mtu = netdev::mtu(&p.iface).unwrap_or(1500);
                 uplink_mtu.insert(&p.name, mtu);
@@ -186,7 +189,10 @@ impl Switch {
                         ip: ip.addr(),
                         mac,
                     },
-                    group_of(net_ids[first]),
+                    match uplinked.first() {
+                        Some(first) => group_of(net_ids[first]),
+                        None => uplink_group[p.name.as_str()],
+                    },
                 ));
                 continue;
             }
@@ -529,7 +535,13 @@ pub(crate) fn nat_configs(cfg: &Config, topo: &Topology) -> Vec<Option<UplinkNat
                     });
                 }
             }
-            if networks.is_empty() {
+            // An uplink no network uses yet gets an empty NAT, ready for
+            // nat networks added at run time.
+            let unused = !topo
+                .networks
+                .iter()
+                .any(|n| n.uplink.is_some_and(|x| x.0 as usize == u));
+            if networks.is_empty() && !unused {
                 return None;
             }
             let names: Vec<&str> = networks

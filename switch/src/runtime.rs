@@ -16,8 +16,10 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use pmd::wire::MacAddr;
 
-use crate::config::{self, Attach, Config, EndpointCfg, NetworkMode, PortMappingCfg, Protocol};
-use crate::control::protocol::{EndpointAdd, EndpointInfo, MappingSpec, ReloadSummary};
+use crate::config::{
+    self, Attach, Config, EndpointCfg, NetworkCfg, NetworkMode, PortMappingCfg, Protocol,
+};
+use crate::control::protocol::{EndpointAdd, EndpointInfo, MappingSpec, NetworkAdd, ReloadSummary};
 use crate::daemon::Switch;
 
 /// The daemon's state behind the control socket.
@@ -34,6 +36,8 @@ struct State {
     added: Vec<(EndpointCfg, String)>,
     /// Mappings `ctl` added.
     mappings: Vec<PortMappingCfg>,
+    /// Networks `ctl` added.
+    networks: Vec<NetworkCfg>,
     /// `file` plus what `ctl` added: the config in force.
     effective: Config,
     path: PathBuf,
@@ -65,6 +69,7 @@ impl State {
 
     fn refresh(&mut self) {
         let mut eff = self.file.clone();
+        eff.networks.extend(self.networks.iter().cloned());
         eff.endpoints
             .extend(self.added.iter().map(|(e, _)| e.clone()));
         eff.port_mappings.extend(self.mappings.iter().cloned());
@@ -82,6 +87,7 @@ impl Runtime {
                 file: config,
                 added: Vec::new(),
                 mappings: Vec::new(),
+                networks: Vec::new(),
                 path: path.to_path_buf(),
             }),
         }
@@ -178,6 +184,54 @@ impl Runtime {
         Ok(true)
     }
 
+    /// Creates a network: a `nat` network on an uplink that already runs
+    /// a NAT, or a network without uplink.
+    pub fn network_add(&self, req: &NetworkAdd) -> Result<NetworkCfg> {
+        let mut st = self.lock();
+        let n = new_network(&st.effective, req)?;
+        st.switch
+            .add_network(&n)
+            .map_err(|e| anyhow::anyhow!("network {}: {e}", n.name))?;
+        st.networks.push(n.clone());
+        st.refresh();
+        let eff = st.effective.clone();
+        st.switch.apply_nat(&eff);
+        tracing::info!("network {} ({}) added", n.name, n.subnet);
+        Ok(n)
+    }
+
+    /// Removes a network without endpoints; `Ok(false)` when there was
+    /// none of that name.
+    pub fn network_del(&self, name: &str) -> Result<bool> {
+        let mut st = self.lock();
+        if st.effective.network(name).is_none() {
+            return Ok(false);
+        }
+        let on: Vec<&str> = st
+            .effective
+            .endpoints_of(name)
+            .map(|e| e.name.as_str())
+            .collect();
+        if !on.is_empty() {
+            bail!(
+                "network {name} has endpoints ({}); detach them first",
+                on.join(", ")
+            );
+        }
+        st.switch
+            .remove_network(name)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        st.networks.retain(|n| n.name != name);
+        st.file.networks.retain(|n| n.name != name);
+        st.mappings.retain(|m| m.network != name);
+        st.file.port_mappings.retain(|m| m.network != name);
+        st.refresh();
+        let eff = st.effective.clone();
+        st.switch.apply_nat(&eff);
+        tracing::info!("network {name} removed");
+        Ok(true)
+    }
+
     /// Re-reads the config file and applies the difference: endpoints
     /// added, removed or changed, mappings, NAT settings and static
     /// overlay peers. Everything else keeps running untouched.
@@ -186,6 +240,14 @@ impl Runtime {
         let mut new = config::load(&path).map_err(|e| ReloadError::Invalid(e.to_string()))?;
         let mut st = self.lock();
         needs_restart(&st.file, &new).map_err(ReloadError::NeedsRestart)?;
+        for n in &new.networks {
+            if st.networks.iter().any(|a| a.name == n.name) {
+                return Err(ReloadError::NeedsRestart(format!(
+                    "network {} of the file has the name of a network `ctl` added",
+                    n.name
+                )));
+            }
+        }
         for e in &new.endpoints {
             if st.added.iter().any(|(a, _)| a.name == e.name) {
                 return Err(ReloadError::NeedsRestart(format!(
@@ -588,6 +650,79 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd) -> Result<EndpointCfg> {
         ip,
         mac,
         ip_given: req.ip.is_some(),
+    })
+}
+
+/// The network `req` asks for, checked against the config in force as
+/// `check` would check it in a file.
+fn new_network(cfg: &Config, req: &NetworkAdd) -> Result<NetworkCfg> {
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 64 {
+        bail!("network name {:?}: 1 to 64 characters", req.name);
+    }
+    if cfg.network(name).is_some() {
+        bail!("network {name} exists already");
+    }
+    let mode = match req.mode.as_deref().unwrap_or("nat") {
+        "nat" => NetworkMode::Nat,
+        other => bail!("mode {other:?}: only nat networks are created at run time"),
+    };
+    let subnet: ipnet::Ipv4Net = req.subnet.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "subnet {:?} is not an IPv4 prefix (172.27.0.0/24)",
+            req.subnet
+        )
+    })?;
+    if subnet.prefix_len() > 30 {
+        bail!("subnet {subnet}: a /30 or wider leaves room for a gateway and endpoints");
+    }
+    let subnet = subnet.trunc();
+    if let Some(o) = cfg
+        .networks
+        .iter()
+        .find(|o| o.subnet.contains(&subnet.network()) || subnet.contains(&o.subnet.network()))
+    {
+        bail!(
+            "subnet {subnet} overlaps subnet {} of network {}",
+            o.subnet,
+            o.name
+        );
+    }
+    let ipam = config::ipam::Ipam::new(subnet);
+    let gateway = match req.gateway {
+        Some(g) if ipam.is_host(g) => g,
+        Some(g) => bail!("gateway {g} is not a host address of {subnet}"),
+        None => Ipv4Addr::from(u32::from(subnet.network()) + 1),
+    };
+    let with_ip: Vec<&str> = cfg
+        .ports
+        .iter()
+        .filter(|p| p.ip.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
+    let uplink = match &req.uplink {
+        Some(u) if with_ip.contains(&u.as_str()) => Some(u.clone()),
+        Some(u) => bail!(
+            "uplink {u:?} is no [[port]] with an ip (ports with one: {})",
+            with_ip.join(", ")
+        ),
+        None if with_ip.len() == 1 => Some(with_ip[0].to_string()),
+        None if with_ip.is_empty() => None,
+        None => bail!(
+            "several ports have an ip ({}); say which is the uplink",
+            with_ip.join(", ")
+        ),
+    };
+    Ok(NetworkCfg {
+        name: name.to_string(),
+        mode,
+        subnet,
+        gateway: Some(gateway),
+        uplink,
+        vni: None,
+        mtu: None,
+        vxlan_port: 4789,
+        gateway_mac: None,
     })
 }
 

@@ -602,3 +602,208 @@ fn ctl_attaches_and_detaches_an_endpoint_and_a_mapping_and_reloads() {
     // The file did not change: a reload changes nothing and says so.
     assert_eq!(lab.ok(&["reload"]), "reloaded: nothing changed\n");
 }
+
+impl Lab {
+    /// `ctl ARGS` that must fail; its stderr.
+    fn refused(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(!out.status.success(), "ctl {args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+#[test]
+fn ctl_endpoint_add_names_each_problem_and_an_endpoint_it_attaches_is_reached_through_a_mapping() {
+    if skip_unless_root("ctl_endpoint_add_names_each_problem") {
+        return;
+    }
+    let lab = Lab::new();
+    let c3 = NetnsGuard::new("psc-c").unwrap();
+    let add = |net: &str, ns: &str, extra: &[&str]| -> Vec<String> {
+        ["endpoint", "add", "c3", "--network", net, "--netns", ns]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let c3n = c3.name();
+    let cases = [
+        (add("nosuch", c3n, &[]), "unknown network \"nosuch\""),
+        (
+            add("front", "psc-no-such-ns", &[]),
+            "psc-no-such-ns does not exist",
+        ),
+        (
+            add("front", c3n, &["--ip", "172.30.0.10"]),
+            "172.30.0.10 is in use in network front by endpoint c1",
+        ),
+        (
+            add("front", c3n, &["--ip", "172.31.0.5"]),
+            "not a host address of network front",
+        ),
+        (
+            add("front", c3n, &["--mac", "03:00:00:00:00:01"]),
+            "not a unicast address",
+        ),
+    ];
+    for (args, says) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = lab.refused(&args);
+        assert!(err.contains(says), "ctl {args:?}: {err}");
+    }
+    assert!(
+        !lab.ok(&["show"]).contains("c3"),
+        "a refused add leaves nothing"
+    );
+
+    let attach = add(
+        "front",
+        c3n,
+        &[
+            "--ip",
+            "172.30.0.33",
+            "--mac",
+            "02:aa:bb:cc:dd:ee",
+            "--ifname",
+            "net1",
+        ],
+    );
+    let out = lab.ok(&attach.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("net1 172.30.0.33/24"), "{out}");
+    let link = String::from_utf8(
+        c3.command("ip")
+            .args(["-br", "link", "show", "net1"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        link.contains("02:aa:bb:cc:dd:ee"),
+        "net1 has the MAC asked for: {link}"
+    );
+    assert!(lab
+        .ok(&["mapping", "add", "c3", "tcp", "8088:80"])
+        .contains("added"));
+    let listener = {
+        let ns = c3.name().to_string();
+        std::thread::spawn(move || {
+            in_netns(&ns, || {
+                let l = std::net::TcpListener::bind(("0.0.0.0", 80)).unwrap();
+                let (mut s, peer) = l.accept().unwrap();
+                s.write_all(b"c3").unwrap();
+                peer
+            })
+            .unwrap()
+        })
+    };
+    let answer = in_netns(lab.outside.name(), || {
+        wait_for("the mapping 8088 answers", Duration::from_secs(10), || {
+            let to = SocketAddr::from((Ipv4Addr::new(10, 99, 0, 2), 8088));
+            let mut s = TcpStream::connect_timeout(&to, Duration::from_millis(300)).ok()?;
+            let mut text = String::new();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.read_to_string(&mut text).ok()?;
+            Some(text)
+        })
+    })
+    .unwrap();
+    assert_eq!(answer, "c3");
+    let peer = listener.join().unwrap();
+    assert_eq!(
+        peer.ip(),
+        std::net::IpAddr::V4(OUTSIDE),
+        "c3 sees who connected"
+    );
+
+    // A broken file: `ctl reload` answers with check's FILE:LINE:COL errors.
+    let path = lab.daemon.as_ref().unwrap().config.path.clone();
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, good.replace("vni = 4242", "vni = 99999999")).unwrap();
+    let err = lab.refused(&["reload"]);
+    assert!(
+        err.contains(&format!("{}:", path.display())) && err.contains("vni"),
+        "{err}"
+    );
+    std::fs::write(&path, &good).unwrap();
+
+    assert!(lab.ok(&["endpoint", "del", "c3"]).contains("deleted"));
+    assert!(
+        c3.command("ip")
+            .args(["link", "show", "net1"])
+            .output()
+            .unwrap()
+            .stdout
+            .is_empty(),
+        "net1 left the container"
+    );
+    assert!(
+        !lab.ok(&["show"]).contains("8088"),
+        "its mapping went with it"
+    );
+}
+
+#[test]
+fn ctl_network_add_on_an_uplink_without_networks_gives_containers_nat_and_del_removes_it() {
+    if skip_unless_root("ctl_network_add") {
+        return;
+    }
+    // A host as a runtime plugin finds it: an uplink port, no network yet.
+    let host = NetnsGuard::new("psc-h").unwrap();
+    let outside = NetnsGuard::new("psc-o").unwrap();
+    let c = NetnsGuard::new("psc-c").unwrap();
+    uplink_veth(&host, &outside, "10.99.0.1/24");
+    let socket = control_path();
+    let text = format!(
+        "[switch]\ncontrol = \"{socket}\"\n\n[[port]]\nname = \"up0\"\niface = \"up0\"\nip = \"10.99.0.2/24\"\ngateway = \"10.99.0.1\"\n"
+    );
+    let mut daemon = Daemon::start_in(Some(host.name()), &["run"], &text);
+    let ctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_podswitch"))
+            .args(["ctl", "--socket", &socket])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = ctl(args);
+        assert!(
+            out.status.success(),
+            "ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = ok(&["network", "add", "front", "--subnet", "172.27.0.0/24"]);
+    assert!(
+        out.contains("network front 172.27.0.0/24 gateway 172.27.0.1 uplink up0"),
+        "{out}"
+    );
+    let overlap = ctl(&["network", "add", "wide", "--subnet", "172.27.0.0/16"]);
+    assert!(!overlap.status.success());
+    assert!(String::from_utf8_lossy(&overlap.stderr)
+        .contains("overlaps subnet 172.27.0.0/24 of network front"));
+    ok(&[
+        "endpoint",
+        "add",
+        "web",
+        "--network",
+        "front",
+        "--netns",
+        c.name(),
+    ]);
+    wait_until(
+        "web reaches the outside through NAT",
+        Duration::from_secs(10),
+        || ping(c.name(), OUTSIDE, 1).is_ok_and(|p| p.received == 1),
+    );
+    let busy = ctl(&["network", "del", "front"]);
+    assert!(!busy.status.success(), "a network with endpoints stays");
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("web"));
+    ok(&["endpoint", "del", "web"]);
+    assert!(ok(&["network", "del", "front"]).contains("deleted"));
+    assert!(ok(&["network", "del", "front"]).contains("did not exist"));
+    assert!(!ok(&["show"]).contains("front"));
+    let err = daemon.stop_clean();
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::protocol::{
-    CaptureRequest, EndpointAdd, FrameFilter, MappingSpec, Request, TraceRequest,
+    CaptureRequest, EndpointAdd, FrameFilter, MappingSpec, NetworkAdd, Request, TraceRequest,
 };
 use crate::render;
 
@@ -58,6 +58,11 @@ pub enum CtlCmd {
     Endpoint {
         #[command(subcommand)]
         cmd: EndpointCmd,
+    },
+    /// Create or remove a network at run time.
+    Network {
+        #[command(subcommand)]
+        cmd: NetworkCmd,
     },
     /// Add or remove a port mapping.
     Mapping {
@@ -103,6 +108,18 @@ pub enum EndpointCmd {
     /// Detach an endpoint (an unknown name is not an error).
     Del {
         /// Endpoint name.
+        name: String,
+    },
+}
+
+/// `ctl network add|del`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCmd {
+    /// Create a nat network (on the uplink's NAT) or an isolated one.
+    Add(NetworkAdd),
+    /// Remove a network without endpoints (an unknown name is not an error).
+    Del {
+        /// Network name.
         name: String,
     },
 }
@@ -276,6 +293,12 @@ fn request_of(cmd: CtlCmd) -> Result<Request> {
         CtlCmd::Endpoint {
             cmd: EndpointCmd::Del { name },
         } => Request::EndpointDel { name },
+        CtlCmd::Network {
+            cmd: NetworkCmd::Add(n),
+        } => Request::NetworkAdd(n),
+        CtlCmd::Network {
+            cmd: NetworkCmd::Del { name },
+        } => Request::NetworkDel { name },
         CtlCmd::Mapping {
             cmd: MappingCmd::Add(m),
         } => Request::MappingAdd(m.spec()?),
@@ -312,6 +335,14 @@ fn human(req: &Request, data: serde_json::Value) -> Result<String> {
         Request::Neighbors => render::neighbors(&parse::<Vec<_>>(data)?),
         Request::EndpointAdd(_) => render::endpoint(&parse(data)?),
         Request::EndpointDel { name } => deleted(&data, &format!("endpoint {name}")),
+        Request::NetworkAdd(_) => format!(
+            "network {} {} gateway {} uplink {}\n",
+            data["name"].as_str().unwrap_or("?"),
+            data["subnet"].as_str().unwrap_or("?"),
+            data["gateway"].as_str().unwrap_or("-"),
+            data["uplink"].as_str().unwrap_or("-")
+        ),
+        Request::NetworkDel { name } => deleted(&data, &format!("network {name}")),
         Request::MappingAdd(m) => format!(
             "mapping {} {}:{} -> {}:{} added\n",
             m.protocol, "host", m.host_port, m.endpoint, m.port

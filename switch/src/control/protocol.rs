@@ -45,6 +45,14 @@ pub enum Request {
     MappingAdd(MappingSpec),
     /// Withdraw a published port; deleting an unknown mapping succeeds.
     MappingDel(MappingSpec),
+    /// Create a network at run time (the Docker plugin's CreateNetwork).
+    NetworkAdd(NetworkAdd),
+    /// Remove a network that has no endpoints; removing an unknown one
+    /// succeeds.
+    NetworkDel {
+        /// The network's name.
+        name: String,
+    },
     /// Re-read the config file and apply the difference.
     Reload,
     /// Show the path of one frame through the pipeline.
@@ -77,6 +85,31 @@ pub struct EndpointAdd {
     #[serde(default)]
     #[arg(long)]
     pub ifname: Option<String>,
+}
+
+/// `ctl network add` (also its command line): a `nat` network on an
+/// uplink that runs a NAT already, or a network without uplink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkAdd {
+    /// Unique network name.
+    pub name: String,
+    /// `nat` (the default).
+    #[serde(default)]
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Its subnet, e.g. 172.27.0.0/24.
+    #[arg(long)]
+    pub subnet: String,
+    /// The switch's address on it (default: the subnet's first host).
+    #[serde(default)]
+    #[arg(long)]
+    pub gateway: Option<Ipv4Addr>,
+    /// The `[[port]]` it leaves through (default: the only port with an
+    /// `ip`, when there is exactly one).
+    #[serde(default)]
+    #[arg(long)]
+    pub uplink: Option<String>,
 }
 
 /// What an attached endpoint got (the reply to `endpoint-add`; the CNI

@@ -297,6 +297,19 @@ fn dispatch(rt: &Runtime, req: Request) -> Result<serde_json::Value, String> {
             let deleted = rt.mapping_del(&m).map_err(|e| named("mapping-del", e))?;
             json(serde_json::json!({ "deleted": deleted }))
         }
+        Request::NetworkAdd(n) => {
+            let n = rt.network_add(&n).map_err(|e| named("network-add", e))?;
+            json(serde_json::json!({
+                "name": n.name,
+                "subnet": n.subnet.to_string(),
+                "gateway": n.gateway,
+                "uplink": n.uplink,
+            }))
+        }
+        Request::NetworkDel { name } => {
+            let deleted = rt.network_del(&name).map_err(|e| named("network-del", e))?;
+            json(serde_json::json!({ "deleted": deleted }))
+        }
         Request::Reload => json(rt.reload().map_err(|e| named("reload", e.into()))?),
         Request::Capture(_) | Request::Trace(_) => Err("internal: streamed request".into()),
     }
