@@ -26,7 +26,7 @@ use super::SwitchPipeline;
 use crate::describe::{self, FlowEnds};
 use crate::filter::FrameMatch;
 use crate::stats::NetSnapshot;
-use crate::topology::{NetId, UplinkId};
+use crate::topology::UplinkId;
 use crate::trace::TraceReport;
 
 /// A trace armed by `ctl trace`, shared by every PMD thread; the first
@@ -186,6 +186,22 @@ impl SwitchPipeline {
             .ports
             .get(port.0 as usize)
             .map_or_else(|| format!("#{}", port.0), |p| p.name.clone())
+    }
+
+    // Per-thread tables may outgrow the topology (counters of networks a
+    // reload removed), so names are looked up, not indexed.
+    fn net_name(&self, i: usize) -> String {
+        self.topo
+            .networks
+            .get(i)
+            .map_or_else(|| format!("#{i}"), |n| n.name.clone())
+    }
+
+    fn uplink_name(&self, u: usize) -> String {
+        self.topo
+            .uplinks
+            .get(u)
+            .map_or_else(|| format!("#{u}"), |up| up.name.clone())
     }
 
     fn vxlan_ports(&self) -> Vec<u16> {
@@ -371,21 +387,21 @@ impl SwitchPipeline {
         vx: &[u16],
     ) -> String {
         for (i, (b, a)) in before.nets.iter().zip(&after.nets).enumerate() {
-            note_net(stages, &self.topo.network(NetId(i as u16)).name, b, a);
+            note_net(stages, &self.net_name(i), b, a);
         }
         let outputs = self.outputs(ctx, before, after);
         let first_out = outputs.first().map(|(_, f)| f.as_slice());
         for (u, (b, a)) in before.nat.iter().zip(&after.nat).enumerate() {
             if let (Some(b), Some(a)) = (b, a) {
-                let name = &self.topo.uplink(UplinkId(u as u16)).name;
+                let name = &self.uplink_name(u);
                 note_nat(stages, name, b, a, input, first_out);
             }
         }
         for (u, (b, a)) in before.overlay.iter().zip(&after.overlay).enumerate() {
-            note_overlay(stages, &self.topo.uplink(UplinkId(u as u16)).name, b, a);
+            note_overlay(stages, &self.uplink_name(u), b, a);
         }
         for (u, (b, a)) in before.echo.iter().zip(&after.echo).enumerate() {
-            let name = &self.topo.uplink(UplinkId(u as u16)).name;
+            let name = &self.uplink_name(u);
             if a.0 > b.0 {
                 stages.push(format!(
                     "uplink {name}: answered an echo request to its address"
