@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use bench::pipeline::{self, PipelineBench};
-use bench::{csum, nat, tcp, vxlan};
+use bench::{csum, lab, nat, tcp, vxlan};
 
 #[derive(Parser)]
 #[command(name = "podbench", about = "Benchmarks of podswitch")]
@@ -96,6 +96,20 @@ enum Cmd {
         /// Print JSON (every run, and the medians) instead of the table.
         #[arg(long)]
         json: bool,
+    },
+    /// `podswitch lab up` of a lab config: seconds to its `ready` line and
+    /// until every container pinged its gateway, and `lab down` (SIGTERM
+    /// to exit), checking that nothing is left. Several --podswitch
+    /// binaries run in turn; medians of --runs. Needs root.
+    Lab {
+        /// podswitch binaries to compare (e.g. before and after a change).
+        #[arg(long, required = true)]
+        podswitch: Vec<PathBuf>,
+        /// The lab config (scripts/lab-gen.sh writes them).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
     },
 }
 
@@ -248,6 +262,14 @@ fn main() -> Result<()> {
                 "{failed} of {} rows had a failed side",
                 m.rows.len()
             );
+        }
+        Cmd::Lab {
+            podswitch,
+            config,
+            runs,
+        } => {
+            ensure!(pmd::netns::is_root(), "podbench lab needs root");
+            print!("{}", lab::run(&podswitch, &config, runs)?);
         }
     }
     Ok(())

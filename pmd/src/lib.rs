@@ -16,6 +16,7 @@ pub mod memport;
 pub mod meta;
 pub mod mirror;
 pub mod netdev;
+pub mod netlink;
 pub mod netns;
 pub mod partial_csum;
 pub mod perf;

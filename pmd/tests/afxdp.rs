@@ -17,9 +17,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use pmd::afxdp::{remove_stale_program, AfXdpPort, L4Ports, L4Proto, StaleOutcome, XdpFilter};
-use pmd::netns::{in_netns, ip, unique_name, NetnsGuard};
+use pmd::netns::{in_netns, unique_name, NetnsGuard};
 use pmd::thread::{Ctx, Engine, Pipeline, PmdThread, PollMode};
 use pmd::{Frame, Pool, PoolConfig, Port, PortId};
+use test_support::ip;
 
 /// Fails the test when not root (true only where skipping is allowed).
 fn skip_unless_root(test: &str) -> bool {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pmd::netns::{self, in_netns, unique_name, NetnsGuard};
+use pmd::netns::{in_netns, unique_name, NetnsGuard};
 use pmd::tap::TapPort;
 use pmd::thread::{Ctx, Engine, Pipeline, PmdThread, PollMode, ThreadReport};
 use pmd::{Frame, Pool, PoolConfig, Port, PortCounters, PortId};
@@ -199,7 +199,8 @@ impl Lab {
         let ip_a = format!("10.{s}.{n}.1");
         let ip_b = format!("10.{s}.{n}.2");
         for (tap, ns, ip) in [(tap_a, &a, &ip_a), (tap_b, &b, &ip_b)] {
-            netns::ip(&["link", "set", tap.name(), "netns", ns.name()]).expect("moving the TAP");
+            test_support::ip(&["link", "set", tap.name(), "netns", ns.name()])
+                .expect("moving the TAP");
             ns.exec("ip", &["link", "set", tap.name(), "name", "eth0"])
                 .expect("renaming the TAP");
             ns.exec("ip", &["addr", "add", &format!("{ip}/24"), "dev", "eth0"])

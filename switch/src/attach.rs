@@ -77,13 +77,13 @@ impl Switch {
                 let plan = EndpointPlan {
                     name: e.name.clone(),
                     netns: ns.clone(),
+                    ifname: ifname.to_string(),
                     mac: e.mac,
                     ip: e.ip,
                     prefix: attached.prefix,
                     gateway: attached.gateway,
                     mtu,
                 };
-                let _ = ifname;
                 endpoint::preflight(&plan)?;
                 let reuse = self.live.free_ids.pop();
                 let id = topo.add_port_as(reuse, &e.name, Some(net_id));

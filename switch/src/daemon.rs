@@ -250,6 +250,7 @@ impl Switch {
                     let plan = EndpointPlan {
                         name: e.name.clone(),
                         netns: ns.clone(),
+                        ifname: "eth0".to_string(),
                         mac: e.mac,
                         ip: e.ip,
                         prefix: net.subnet.prefix_len(),
@@ -331,10 +332,24 @@ impl Switch {
                 ports: Vec::new(),
             });
         }
-        for (i, (id, plan, group)) in plans.iter().enumerate() {
+        // Endpoints first, in parallel: they are most of a lab's start.
+        let endpoint_plans: Vec<(EndpointPlan, PortId, String)> = plans
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (id, plan, _))| match plan {
+                PortPlan::Endpoint(ep) => Some((ep.clone(), *id, tap_name(i))),
+                _ => None,
+            })
+            .collect();
+        let mut endpoint_taps = endpoint::create_many(&endpoint_plans)?.into_iter();
+        for (id, plan, group) in plans.iter() {
             let spec = &mut specs[thread_of(*group)];
             let port: Box<dyn Port> = match plan {
-                PortPlan::Endpoint(ep) => Box::new(endpoint::create(ep, *id, &tap_name(i))?),
+                PortPlan::Endpoint(_) => Box::new(
+                    endpoint_taps
+                        .next()
+                        .context("an endpoint's TAP is missing")?,
+                ),
                 PortPlan::Iface {
                     iface,
                     kind: PortKind::AfXdp,

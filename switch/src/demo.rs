@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use pmd::netns::{ip, is_root, unique_name, LinkGuard, NetnsGuard};
+use pmd::netns::{is_root, move_link, unique_name, LinkGuard, NetnsGuard};
 
 use crate::config;
 use crate::daemon::Switch;
@@ -93,10 +93,12 @@ pub fn run() -> Result<()> {
     let up = unique_name("psdemo-up");
     let peer = unique_name("psdemo-pe");
     let _uplink = LinkGuard::veth(&up, &peer)?;
-    ip(&["link", "set", &peer, "netns", outside_ns.name()])?;
-    outside_ns.exec("ip", &["link", "set", &peer, "name", "eth0"])?;
-    outside_ns.exec("ip", &["addr", "add", "10.99.0.1/24", "dev", "eth0"])?;
-    outside_ns.exec("ip", &["link", "set", "eth0", "up"])?;
+    move_link(
+        &peer,
+        outside_ns.name(),
+        "eth0",
+        Some((Ipv4Addr::new(10, 99, 0, 1), 24)),
+    )?;
     let sock = format!("/run/{}.sock", unique_name("psdemo"));
     let text = demo_config(web_ns.name(), db_ns.name(), other_ns.name(), &sock, &up);
     let cfg = config::parse(&text, "<built-in demo>").map_err(|e| anyhow::anyhow!("{e}"))?;

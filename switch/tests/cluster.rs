@@ -10,9 +10,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pmd::netns::{ip, unique_name, LinkGuard, NetnsGuard};
+use pmd::netns::{unique_name, LinkGuard, NetnsGuard};
 use switch::lab::traffic::ping;
 use test_support::etcd::EtcdServer;
+use test_support::ip;
 use test_support::{require_etcd, wait_until};
 
 fn container_ip(i: usize) -> Ipv4Addr {

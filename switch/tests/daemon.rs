@@ -11,8 +11,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use pmd::netns::{ip, unique_name, LinkGuard, NetnsGuard};
+use pmd::netns::{unique_name, LinkGuard, NetnsGuard};
 use switch::lab::traffic::{ping, tcp_transfer};
+use test_support::ip;
 use test_support::wait_until;
 
 const TEN_MB: u64 = 10 * 1024 * 1024;

@@ -8,6 +8,7 @@
 //! - [`wait`]: waiting on a condition with a deadline, in place of a fixed
 //!   sleep, failing with what was awaited.
 //! - [`etcd`]: a real etcd server on loopback, stopped by PID.
+//! - [`cmd`]: `ip` and other commands that build or inspect a fixture.
 //! - [`offload`]: that a peer keeps its default checksum and segmentation
 //!   offloads.
 //!
@@ -15,11 +16,13 @@
 //! `podbench tcp` create theirs with the same guards, so those are product
 //! code, not fixtures.
 
+pub mod cmd;
 pub mod etcd;
 pub mod offload;
 pub mod require;
 pub mod wait;
 
+pub use cmd::ip;
 pub use offload::{tso_on, tx_checksum_offload_on};
 pub use require::{require, require_command, require_etcd, require_root, require_tun};
 pub use wait::{wait_for, wait_until};

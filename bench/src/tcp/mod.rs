@@ -10,7 +10,7 @@
 //! drop, also when a step fails. Traffic stays inside the namespaces it
 //! creates.
 
-mod child;
+pub mod child;
 pub mod cpu;
 mod iperf;
 mod lan;

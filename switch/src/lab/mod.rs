@@ -3,10 +3,12 @@
 
 pub mod traffic;
 
-use std::path::Path;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use anyhow::Result;
-use pmd::netns::ip;
+use pmd::netns;
 
 use crate::config::{Attach, Config};
 
@@ -31,28 +33,92 @@ fn state_file(cfg: &Config) -> std::path::PathBuf {
     p.into()
 }
 
-/// Creates the config's namespaces that do not exist yet; returns the ones
-/// the lab owns (created now, or by a killed earlier run), to remove on
-/// exit with [`finish`].
+/// Namespaces created or removed at once. Creating one costs the kernel
+/// milliseconds of work outside any global lock (per-namespace sysctls,
+/// loopback), so a few threads overlap it; more would only queue.
+const WORKERS: usize = 8;
+
+/// Runs `f` on every item on a few threads; returns the items `f`
+/// succeeded for, and the errors of the others.
+fn each_parallel<T: Clone + Sync + Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> (Vec<T>, Vec<anyhow::Error>) {
+    let next = AtomicUsize::new(0);
+    let done = Mutex::new((Vec::new(), Vec::new()));
+    std::thread::scope(|s| {
+        for _ in 0..WORKERS.min(items.len()) {
+            s.spawn(|| {
+                while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let r = f(item);
+                    let mut done = done.lock().unwrap_or_else(|p| p.into_inner());
+                    match r {
+                        Ok(()) => done.0.push(item.clone()),
+                        Err(e) => done.1.push(e),
+                    }
+                }
+            });
+        }
+    });
+    done.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Every endpoint namespace of the config with its network's gateway.
+pub fn gateways(cfg: &Config) -> Vec<(String, Ipv4Addr)> {
+    cfg.endpoints
+        .iter()
+        .filter_map(|e| match &e.attach {
+            Attach::Netns(ns) => {
+                let gw = cfg.network(&e.network)?.gateway?;
+                Some((ns.clone(), gw))
+            }
+            Attach::Port(_) => None,
+        })
+        .collect()
+}
+
+/// The lab's traffic check: every container pings its gateway (one echo
+/// request each, all containers at once). Returns one error per container
+/// that got no reply.
+pub fn ping_gateways(cfg: &Config) -> Vec<anyhow::Error> {
+    let (_, errors) = each_parallel(&gateways(cfg), |(ns, gw)| {
+        let r = traffic::ping(ns, *gw, 1)?;
+        anyhow::ensure!(
+            r.received == 1,
+            "netns {ns}: no reply from its gateway {gw}"
+        );
+        Ok(())
+    });
+    errors
+}
+
+/// The config's namespaces that exist (after `lab down`: none).
+pub fn leftovers(cfg: &Config) -> Vec<String> {
+    namespaces(cfg)
+        .into_iter()
+        .filter(|ns| netns::exists(ns))
+        .collect()
+}
+
+/// Creates the config's namespaces that do not exist yet (in parallel,
+/// with loopback up); returns the ones the lab owns (created now, or by a
+/// killed earlier run), to remove on exit with [`finish`].
 pub fn up(cfg: &Config) -> Result<Vec<String>> {
     let state = state_file(cfg);
-    let mut created: Vec<String> = std::fs::read_to_string(&state)
+    let wanted = namespaces(cfg);
+    let mut owned: Vec<String> = std::fs::read_to_string(&state)
         .map(|s| s.lines().map(str::to_string).collect())
         .unwrap_or_default();
-    created.retain(|ns| namespaces(cfg).contains(ns));
-    for ns in namespaces(cfg) {
-        if Path::new("/run/netns").join(&ns).exists() {
-            continue;
-        }
-        if let Err(e) = ip(&["netns", "add", &ns]) {
-            down_names(&created);
-            return Err(e.into());
-        }
-        let _ = ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        created.push(ns);
+    owned.retain(|ns| wanted.contains(ns));
+    let missing: Vec<String> = wanted.into_iter().filter(|ns| !netns::exists(ns)).collect();
+    let (created, errors) = each_parallel(&missing, |ns| Ok(netns::create(ns)?));
+    owned.extend(created);
+    if let Some(e) = errors.into_iter().next() {
+        down_names(&owned);
+        return Err(e);
     }
-    std::fs::write(&state, created.join("\n"))?;
-    Ok(created)
+    std::fs::write(&state, owned.join("\n"))?;
+    Ok(owned)
 }
 
 /// Removes the namespaces a lab owns and its state file.
@@ -63,20 +129,16 @@ pub fn finish(cfg: &Config, owned: &[String]) {
 
 /// Removes the config's namespaces (after a lab that was killed).
 pub fn down(cfg: &Config) -> Vec<String> {
-    let names: Vec<String> = namespaces(cfg)
-        .into_iter()
-        .filter(|ns| Path::new("/run/netns").join(ns).exists())
-        .collect();
+    let names = leftovers(cfg);
     down_names(&names);
     let _ = std::fs::remove_file(state_file(cfg));
     names
 }
 
-/// Deletes the named namespaces.
+/// Deletes the named namespaces, in parallel.
 pub fn down_names(names: &[String]) {
-    for ns in names {
-        if let Err(e) = ip(&["netns", "del", ns]) {
-            tracing::warn!("removing netns {ns}: {e}");
-        }
+    let (_, errors) = each_parallel(names, |ns| Ok(netns::delete(ns)?));
+    for e in errors {
+        tracing::warn!("{e:#}");
     }
 }

@@ -2,14 +2,15 @@
 //! by `podswitch demo` and by the tests. Traffic goes only to addresses
 //! inside namespaces the lab created.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::Command;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use pmd::netns::in_netns;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// Result of a ping run.
 #[derive(Debug, Clone, Copy)]
@@ -20,31 +21,101 @@ pub struct PingReport {
     pub received: u32,
 }
 
-/// Pings `dst` from inside `netns` (`count` requests, 200 ms apart).
+/// Pings `dst` from inside `netns` as `ping -c COUNT -i 0.2 -W 1` does:
+/// `count` echo requests 200 ms apart, replies counted until 1 s after the
+/// last request (so a first reply held up by ARP still counts). Over a raw
+/// ICMP socket opened in the namespace: no `ping` process. Raw, not an
+/// unprivileged ICMP socket, because a new namespace's
+/// `net.ipv4.ping_group_range` admits nobody.
 pub fn ping(netns: &str, dst: Ipv4Addr, count: u32) -> Result<PingReport> {
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", netns, "ping", "-n", "-q", "-i", "0.2", "-W", "1",
-        ])
-        .arg("-c")
-        .arg(count.to_string())
-        .arg(dst.to_string())
-        .output()
-        .context("running ping (package iputils-ping)")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "3 packets transmitted, 3 received, 0% packet loss, time 402ms"
-    let line = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .with_context(|| format!("ping printed no summary: {text}"))?;
-    let nums: Vec<u32> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    in_netns(netns, move || echo(dst, count))
+        .with_context(|| format!("entering netns {netns} to ping"))?
+}
+
+/// Identifiers of concurrent pings in one process, so each counts only the
+/// replies to its own requests.
+static ECHO_ID: AtomicU16 = AtomicU16::new(0);
+
+/// Time between echo requests (ping's -i).
+const INTERVAL: Duration = Duration::from_millis(200);
+/// How long replies are awaited after the last request (ping's -W).
+const LINGER: Duration = Duration::from_secs(1);
+
+fn echo(dst: Ipv4Addr, count: u32) -> Result<PingReport> {
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+        .context("opening a raw ICMP socket (needs CAP_NET_RAW)")?;
+    let id = (std::process::id() as u16).wrapping_add(ECHO_ID.fetch_add(1, Ordering::Relaxed));
+    let to = SockAddr::from(SocketAddrV4::new(dst, 0));
+    let count = count.min(u32::from(u16::MAX));
+    let mut answered = vec![false; count as usize];
+    let mut buf = [0u8; 2048];
+    let mut sent = 0u32;
+    let mut next_send = Instant::now();
+    let mut give_up = next_send + LINGER;
+    while answered.iter().any(|a| !a) {
+        let now = Instant::now();
+        if sent < count && now >= next_send {
+            sock.send_to(&echo_request(id, sent as u16), &to)
+                .with_context(|| format!("sending an echo request to {dst}"))?;
+            sent += 1;
+            next_send = now + INTERVAL;
+            give_up = now + LINGER;
+            continue;
+        }
+        let until = if sent < count { next_send } else { give_up };
+        let left = until.saturating_duration_since(now);
+        if sent == count && left.is_zero() {
+            break;
+        }
+        sock.set_read_timeout(Some(left.max(Duration::from_micros(1))))?;
+        let n = match (&sock).read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) => return Err(e).context("reading ICMP"),
+        };
+        if let Some(seq) = echo_reply_seq(&buf[..n], dst, id) {
+            if let Some(a) = answered.get_mut(usize::from(seq)) {
+                *a = true;
+            }
+        }
+    }
     Ok(PingReport {
-        sent: *nums.first().unwrap_or(&0),
-        received: *nums.get(1).unwrap_or(&0),
+        sent,
+        received: answered.iter().filter(|a| **a).count() as u32,
     })
+}
+
+/// ICMP type of an echo request and an echo reply (RFC 792).
+const ECHO_REQUEST: u8 = 8;
+const ECHO_REPLY: u8 = 0;
+
+/// An ICMP echo request with 56 bytes of data, as ping sends by default.
+fn echo_request(id: u16, seq: u16) -> [u8; 64] {
+    let mut m = [0u8; 64];
+    m[0] = ECHO_REQUEST;
+    m[4..6].copy_from_slice(&id.to_be_bytes());
+    m[6..8].copy_from_slice(&seq.to_be_bytes());
+    for (i, b) in m[8..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let csum = pmd::wire::checksum::checksum(&m);
+    m[2..4].copy_from_slice(&csum.to_be_bytes());
+    m
+}
+
+/// The sequence number when `packet` (an IPv4 datagram, as a raw socket
+/// reads it) is an echo reply from `from` to our request `id`.
+fn echo_reply_seq(packet: &[u8], from: Ipv4Addr, id: u16) -> Option<u16> {
+    let &vihl = packet.first()?;
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || ihl < 20 || packet.len() < ihl + 8 || packet[12..16] != from.octets() {
+        return None;
+    }
+    let icmp = &packet[ihl..];
+    (icmp[0] == ECHO_REPLY
+        && icmp[4..6] == id.to_be_bytes()
+        && pmd::wire::checksum::checksum(icmp) == 0)
+        .then(|| u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
 /// Result of a TCP transfer.
