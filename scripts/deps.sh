@@ -7,7 +7,7 @@ set -euo pipefail
 # builds xdp-tools, whose configure insists on gcc even with clang present).
 pkgs=(clang llvm gcc libelf-dev zlib1g-dev pkg-config m4 make libbpf-dev
       iproute2 iputils-ping iperf3 nftables ethtool util-linux procps
-      etcd-server protobuf-compiler libprotobuf-dev ca-certificates
+      etcd-server protobuf-compiler libprotobuf-dev ca-certificates tcpdump
       docker.io busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do
