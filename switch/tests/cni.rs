@@ -10,7 +10,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -168,8 +168,8 @@ fn cni_endpoints(show: &Value) -> Vec<String> {
         .collect()
 }
 
-/// One line from a server on `port` in the outside namespace that answers
-/// every connection with `text`, until the returned guard is dropped.
+/// An HTTP server on `OUTSIDE:port` in the outside namespace that answers
+/// every request with `text`, until the guard is dropped.
 struct TextServer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -188,7 +188,23 @@ impl TextServer {
                 while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
                     match l.accept() {
                         Ok((mut s, _)) => {
-                            let _ = s.write_all(text.as_bytes());
+                            // Read the request first: closing with unread
+                            // bytes would reset the connection.
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                            let mut req = Vec::new();
+                            let mut buf = [0u8; 1024];
+                            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                                match s.read(&mut buf) {
+                                    Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
+                                    _ => break,
+                                }
+                            }
+                            let _ = write!(
+                                s,
+                                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                                text.len()
+                            );
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(20)),
                     }
@@ -236,6 +252,7 @@ fn add_gives_each_cni_version_a_working_interface_check_passes_and_del_removes_e
 
         // ADD: a result in this version's shape.
         let r = ok(call("ADD", &id, Some(&netns), &conf), "ADD");
+        eprintln!("ADD {version}: {r}");
         assert_eq!(r["cniVersion"], *version, "{r:#}");
         let iface = &r["interfaces"][0];
         assert_eq!(iface["name"], "eth0");
@@ -284,7 +301,11 @@ fn add_gives_each_cni_version_a_working_interface_check_passes_and_del_removes_e
         )
         .unwrap();
         assert!(t.exact, "{version}: fetch through NAT");
-        assert_eq!(peer.ip(), std::net::IpAddr::V4(UPLINK), "the outside sees the uplink address");
+        assert_eq!(
+            peer.ip(),
+            std::net::IpAddr::V4(UPLINK),
+            "the outside sees the uplink address"
+        );
 
         // CHECK passes with the prevResult the runtime keeps.
         let mut checked = conf.clone();
@@ -392,7 +413,10 @@ fn bad_input_gets_the_cni_error_codes_and_status_and_gc_answer() {
     assert_eq!(cni_endpoints(&lab.show()).len(), 2);
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
-    ok(cni(&[("CNI_COMMAND", "GC")], gc.to_string().as_bytes()), "GC");
+    ok(
+        cni(&[("CNI_COMMAND", "GC")], gc.to_string().as_bytes()),
+        "GC",
+    );
     let left = cni_endpoints(&lab.show());
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].starts_with("cni-keep-"), "{left:?}");
@@ -412,5 +436,206 @@ fn bad_input_gets_the_cni_error_codes_and_status_and_gc_answer() {
     assert_eq!(code(&e), (1, 11), "{}", e.stdout);
     let e = cni(&[("CNI_COMMAND", "STATUS")], conf.to_string().as_bytes());
     assert_eq!(code(&e), (1, 50), "{}", e.stdout);
-    ok(call("DEL", "x", Some(&netns), &conf), "DEL without a daemon");
+    ok(
+        call("DEL", "x", Some(&netns), &conf),
+        "DEL without a daemon",
+    );
+}
+
+/// A private podman setup in a temp dir: storage, run root, containers.conf
+/// (CNI backend, runc, cgroupfs, the rlimits this machine allows), the CNI
+/// config dir with a podswitch conflist and a plugin dir holding
+/// `podswitch-cni`, and a busybox-static root filesystem. Removed on drop.
+struct Podman {
+    dir: PathBuf,
+}
+
+impl Podman {
+    fn new(socket: &str, network: &str) -> Podman {
+        let dir = std::env::temp_dir().join(unique_name("pscni-pm"));
+        let sub = |p: &str| dir.join(p);
+        for d in ["rootfs/bin", "rootfs/etc", "net.d", "plugins", "tmp"] {
+            std::fs::create_dir_all(sub(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", sub("rootfs/bin/busybox"))
+            .expect("busybox-static installed (scripts/deps.sh)");
+        for tool in ["sh", "wget", "nc", "echo", "cat", "ip", "sleep"] {
+            std::os::unix::fs::symlink("busybox", sub("rootfs/bin").join(tool)).unwrap();
+        }
+        std::fs::write(sub("rootfs/etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_podswitch-cni"),
+            sub("plugins/podswitch-cni"),
+        )
+        .unwrap();
+        let conflist = json!({
+            "cniVersion": "1.0.0",
+            "name": network,
+            "plugins": [{
+                "type": "podswitch-cni",
+                "network": "front",
+                "socket": socket,
+                "capabilities": {"portMappings": true},
+            }],
+        });
+        std::fs::write(
+            sub(&format!("net.d/{network}.conflist")),
+            conflist.to_string(),
+        )
+        .unwrap();
+        let conf = format!(
+            r#"[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[network]
+network_backend = "cni"
+network_config_dir = "{net}"
+cni_plugin_dirs = ["{plugins}", "/usr/lib/cni"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "{tmp}"
+"#,
+            net = sub("net.d").display(),
+            plugins = sub("plugins").display(),
+            tmp = sub("tmp").display(),
+        );
+        std::fs::write(sub("containers.conf"), conf).unwrap();
+        Podman { dir }
+    }
+
+    /// `podman` with the private conf, storage and run root; every flag
+    /// goes before `--rootfs`, whose path is the first positional argument.
+    fn command(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .args(["--storage-driver", "overlay"]);
+        c
+    }
+
+    fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // Containers a failed test left behind, then podman's mounts.
+        let _ = self.command().args(["rm", "-af", "-t", "0"]).output();
+        let _ = self.command().args(["system", "reset", "-f"]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A child process ended by PID on drop.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn read_all(p: &mut Option<impl Read>) -> String {
+    let mut s = String::new();
+    if let Some(r) = p.as_mut() {
+        let _ = r.read_to_string(&mut s);
+    }
+    s
+}
+
+#[test]
+fn podman_runs_a_busybox_container_on_a_podswitch_network_that_reaches_out_and_is_reached_on_a_published_port(
+) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let _web = TextServer::start(lab.outside.name(), 7100, "hello-from-outside");
+    let pm = Podman::new(&lab.socket, "psfront");
+    let script = format!(
+        "wget -q -O - http://{OUTSIDE}:7100/ && echo && ip -4 addr show eth0 && \
+         echo hello-from-container | nc -l -p 80"
+    );
+    let child = pm
+        .command()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "psfront",
+            "-p",
+            "8090:80",
+            "--rootfs",
+        ])
+        .arg(pm.rootfs())
+        .args(["/bin/sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running podman (scripts/deps.sh installs it)");
+    let mut child = ChildGuard(child);
+
+    // Reached: the published port leads to the container's listener. Until
+    // the container listens, connections fail; podman failing ends the wait.
+    let got = wait_for(
+        "the container answering on 10.99.0.2:8090",
+        Duration::from_secs(90),
+        || {
+            if let Ok(Some(status)) = child.0.try_wait() {
+                let err = read_all(&mut child.0.stderr);
+                let out = read_all(&mut child.0.stdout);
+                panic!("podman exited ({status}) before the container was reached:\n{err}\n{out}");
+            }
+            in_netns(lab.outside.name(), || {
+                let mut s = TcpStream::connect_timeout(
+                    &SocketAddr::from((UPLINK, 8090)),
+                    Duration::from_secs(1),
+                )
+                .ok()?;
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                let mut buf = [0u8; 64];
+                let n = s.read(&mut buf).ok()?;
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                text.contains("hello-from-container").then_some(text)
+            })
+            .unwrap()
+        },
+    );
+    assert!(got.contains("hello-from-container"));
+
+    // The container ends after that one connection; it reached the outside.
+    let status = wait_for("podman to exit", Duration::from_secs(60), || {
+        child.0.try_wait().unwrap()
+    });
+    let out = read_all(&mut child.0.stdout);
+    let err = read_all(&mut child.0.stderr);
+    eprintln!("podman run printed:\n{out}");
+    assert!(status.success(), "podman: {status}\n{err}\n{out}");
+    assert!(
+        out.contains("hello-from-outside"),
+        "the container fetched from the outside through NAT:\n{out}\n{err}"
+    );
+    assert!(
+        out.contains("inet 172.30.0."),
+        "podswitch's address:\n{out}"
+    );
+
+    // podman's DEL took the endpoint and its mapping away.
+    wait_for(
+        "DEL to detach the container",
+        Duration::from_secs(30),
+        || {
+            let show = lab.show();
+            (cni_endpoints(&show).is_empty() && show["mappings"] == json!([])).then_some(())
+        },
+    );
 }

@@ -208,4 +208,22 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code, Code::IncompatibleVersion);
     }
+
+    #[test]
+    fn the_example_configs_parse() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/cni");
+        let single = std::fs::read(format!("{dir}/podswitch.conf")).unwrap();
+        assert_eq!(NetConf::parse(&single).unwrap().network, "front");
+        // A runtime hands each plugin of a list its entry plus the list's
+        // cniVersion and name.
+        let list: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(format!("{dir}/podswitch.conflist")).unwrap())
+                .unwrap();
+        let mut entry = list["plugins"][0].clone();
+        entry["cniVersion"] = list["cniVersion"].clone();
+        entry["name"] = list["name"].clone();
+        let c = NetConf::parse(entry.to_string().as_bytes()).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/run/podswitch.sock"));
+        assert_eq!(list["plugins"][0]["capabilities"]["portMappings"], true);
+    }
 }
