@@ -526,9 +526,8 @@ tmp_dir = "{tmp}"
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        // Containers a failed test left behind, then podman's mounts.
+        // Containers a failed test left behind (their DEL and mounts).
         let _ = self.command().args(["rm", "-af", "-t", "0"]).output();
-        let _ = self.command().args(["system", "reset", "-f"]).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
