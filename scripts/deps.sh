@@ -7,7 +7,7 @@ set -euo pipefail
 # builds xdp-tools, whose configure insists on gcc even with clang present).
 pkgs=(clang llvm gcc libelf-dev zlib1g-dev pkg-config m4 make libbpf-dev
       iproute2 iputils-ping iperf3 nftables ethtool util-linux procps
-      etcd-server protobuf-compiler libprotobuf-dev ca-certificates
+      etcd-server protobuf-compiler libprotobuf-dev ca-certificates tcpdump
       # The CNI tests: podman (CNI backend, with runc: crun refuses hybrid
       # cgroups) and a registry-free busybox root filesystem.
       podman runc conmon containernetworking-plugins busybox-static)

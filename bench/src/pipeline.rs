@@ -19,6 +19,7 @@ use std::time::Instant;
 use crossbeam::channel::{self, Sender};
 use pmd::gro::Gro;
 use pmd::memport::{mem_link, MemPeer, MemPort};
+use pmd::mirror::Direction;
 use pmd::thread::{prepare_tx, Ctx, Pipeline, TxQueues};
 use pmd::wire::{self, checksum};
 use pmd::{Frame, Pool, PoolConfig, Port, PortId, MAX_BURST};
@@ -246,6 +247,9 @@ impl PipelineBench {
     #[inline(never)]
     fn rx(&mut self) {
         self.ports[0].rx_burst(&mut self.pool, &mut self.burst, BURST);
+        // The capture check the PMD loop makes per received burst.
+        let counters = self.ports[0].counters();
+        counters.mirror.tap(Direction::Rx, &self.pool, &self.burst);
     }
 
     #[inline(never)]
@@ -279,6 +283,9 @@ impl PipelineBench {
             port.counters(),
             &mut self.gro,
         );
+        port.counters()
+            .mirror
+            .tap(Direction::Tx, &self.pool, &self.out);
         self.ports[p].tx_burst(&mut self.pool, &mut self.out);
     }
 

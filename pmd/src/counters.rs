@@ -7,6 +7,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::mirror::Mirror;
+
 /// Why a frame was dropped. Every drop in podswitch has one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -145,6 +147,9 @@ pub struct PortCounters {
     pub gro_segments: Counter,
     /// Frames that left unmerged because no large buffer was free.
     pub gro_no_buffer: Counter,
+    /// Where `ctl capture` taps the port (here because every port has
+    /// counters, including ports added at run time).
+    pub mirror: Mirror,
 }
 
 impl PortCounters {

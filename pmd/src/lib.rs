@@ -14,6 +14,7 @@ pub mod gro;
 pub mod gso;
 pub mod memport;
 pub mod meta;
+pub mod mirror;
 pub mod netdev;
 pub mod netlink;
 pub mod netns;

@@ -36,6 +36,7 @@ use crate::counters::{DropReason, PortCounters};
 use crate::frame::Frame;
 use crate::gro::Gro;
 use crate::gso;
+use crate::mirror::Direction;
 use crate::perf::{PerfRecorder, PerfSnapshot, ThreadPerf};
 use crate::pool::Pool;
 use crate::port::{Port, PortId, MAX_BURST};
@@ -189,6 +190,30 @@ impl TxQueues {
             Some(i) => self.counters[i].count_drop(reason),
             None => self.unowned_drops += 1,
         }
+    }
+
+    /// True when this thread polls `port`.
+    pub fn owns(&self, port: PortId) -> bool {
+        self.queue_of(port).is_some()
+    }
+
+    /// The frames queued for `port` in this burst so far (a trace reads
+    /// what one frame added); empty for another thread's port.
+    pub fn queued(&self, port: PortId) -> &[Frame] {
+        self.queue_of(port).map_or(&[], |i| &self.queues[i])
+    }
+
+    /// Drops counted on `port` so far, by reason in [`DropReason::ALL`]
+    /// order (a trace reads what one frame added); `None` for another
+    /// thread's port.
+    pub fn drops_of(&self, port: PortId) -> Option<[u64; DropReason::COUNT]> {
+        let c = &self.counters[self.queue_of(port)?];
+        Some(DropReason::ALL.map(|r| c.drops[r as usize].get()))
+    }
+
+    /// Drops that belong to no port of this thread, so far.
+    pub fn unowned_drops(&self) -> u64 {
+        self.unowned_drops
     }
 
     /// Takes the frames queued for `port`, for tests of a pipeline alone.
@@ -518,6 +543,9 @@ impl Runner {
                     continue;
                 }
                 got += n;
+                self.tx.counters[i]
+                    .mirror
+                    .tap(Direction::Rx, &self.th.pool, &burst);
                 self.perf.received(n);
                 let mut ctx = Ctx {
                     pool: &mut self.th.pool,
@@ -690,6 +718,10 @@ impl Runner {
                 &self.tx.counters[i],
                 &mut self.gro,
             );
+            // After GRO/GSO: the frames as the port gets them.
+            self.tx.counters[i]
+                .mirror
+                .tap(Direction::Tx, &self.th.pool, &frames);
             port.tx_burst(&mut self.th.pool, &mut frames);
             self.tx.queues[i] = frames;
         }

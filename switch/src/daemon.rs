@@ -27,6 +27,9 @@ pub struct Switch {
     pub(crate) dataplane: Dataplane,
     pub(crate) cluster: Option<ClusterSync>,
     pub(crate) live: Live,
+    /// Endpoints that sit behind a `[[port]]`, by name: the port they use
+    /// (an endpoint of its own TAP is a port of the topology by its name).
+    behind_port: HashMap<String, PortId>,
 }
 
 /// What run-time changes need to know about the running switch
@@ -226,10 +229,17 @@ impl Switch {
                 group_of(net),
             ));
         }
+        let mut behind_port = HashMap::new();
         for e in &cfg.endpoints {
             let net_id = net_ids[e.network.as_str()];
             let port_id = match &e.attach {
-                Attach::Port(name) => port_ids.get(name.as_str()).copied(),
+                Attach::Port(name) => {
+                    let id = port_ids.get(name.as_str()).copied();
+                    if let Some(id) = id {
+                        behind_port.insert(e.name.clone(), id);
+                    }
+                    id
+                }
                 Attach::Netns(ns) => {
                     let net = cfg.network(&e.network).context("endpoint network")?;
                     let uplink = net.uplink.as_deref().and_then(|u| uplink_mtu.get(u));
@@ -468,8 +478,24 @@ impl Switch {
         Ok(Switch {
             dataplane,
             cluster,
+            behind_port,
             live,
         })
+    }
+
+    /// The port a `[[port]]` or endpoint name means (for capture and
+    /// trace): an endpoint behind a `[[port]]` means that port.
+    pub fn port_named(&self, name: &str) -> Option<PortId> {
+        let topo = self.dataplane.topology();
+        // A removed port keeps its id with an empty name.
+        match topo
+            .ports
+            .iter()
+            .position(|p| !name.is_empty() && p.name == name)
+        {
+            Some(i) => Some(PortId(i as u16)),
+            None => self.behind_port.get(name).copied(),
+        }
     }
 
     /// The running data plane (counters, FDB).

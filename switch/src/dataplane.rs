@@ -18,7 +18,7 @@ use pmd::thread::{Engine, PmdThread, PollMode, PortChangeError, ThreadReport};
 use pmd::{Pool, Port, PortId};
 
 use crate::inspect::{ConntrackRow, NeighborRow, OverlayView};
-use crate::pipeline::{Control, FdbRow, SwitchPipeline, SwitchSettings};
+use crate::pipeline::{Control, FdbRow, SwitchPipeline, SwitchSettings, TraceArm};
 use crate::stats::{NetCounters, NetSnapshot, UplinkCounters};
 use crate::topology::{NetId, Topology, UplinkId};
 
@@ -218,6 +218,11 @@ impl Dataplane {
         &self.topo
     }
 
+    /// The counters of one port, with its capture mirror.
+    pub fn port_counters(&self, port: PortId) -> Option<&Arc<PortCounters>> {
+        self.port_counters.get(port.0 as usize)
+    }
+
     /// Counters of every port, by `PortId`.
     pub fn port_stats(&self) -> Vec<CounterSnapshot> {
         self.port_counters.iter().map(|c| c.snapshot()).collect()
@@ -310,6 +315,18 @@ impl Dataplane {
         ControlHandle {
             controls: self.controls.clone(),
         }
+    }
+
+    /// Hands a trace to every PMD thread and wakes them; returns how many
+    /// threads got it (each acknowledges on `arm.ack`).
+    pub fn arm_trace(&self, arm: &Arc<TraceArm>) -> usize {
+        let sent = self
+            .controls
+            .iter()
+            .filter(|c| c.send(Control::Trace(arm.clone())).is_ok())
+            .count();
+        self.engine.wake();
+        sent
     }
 
     /// Asks every thread one question (answered between bursts) and

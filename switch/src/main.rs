@@ -16,6 +16,7 @@ use switch::control::client::Ctl;
 use switch::control::protocol::ReloadSummary;
 use switch::control::ControlSocket;
 use switch::daemon::Switch;
+use switch::logging::{self, LogFormat};
 use switch::metrics::MetricsServer;
 use switch::runtime::{ReloadError, Runtime};
 use switch::{demo, lab};
@@ -29,6 +30,9 @@ use switch::{demo, lab};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// How log lines on stderr look: `text`, or `json` for collectors.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -107,10 +111,14 @@ fn serve(cfg: &Config, path: &Path) -> Result<()> {
     let runtime = take_back(runtime)?;
     // Final counters on stderr: what moved and what was dropped, and why.
     runtime.with_switch(|switch, _| {
-        eprint!("{}", switch::report::ports(switch.dataplane()));
-        eprint!("{}", switch::report::nat(switch.dataplane()));
-        eprint!("{}", switch::report::uplinks(switch.dataplane()));
-        eprint!("{}", switch::report::overlay(switch.dataplane()));
+        let dp = switch.dataplane();
+        logging::print_block(&format!(
+            "{}{}{}{}",
+            switch::report::ports(dp),
+            switch::report::nat(dp),
+            switch::report::uplinks(dp),
+            switch::report::overlay(dp)
+        ));
     });
     let reports = runtime.stop();
     let leaked: usize = reports.iter().map(|r| r.leaked).sum();
@@ -151,13 +159,8 @@ fn take_back(mut runtime: Arc<Runtime>) -> Result<Runtime> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let log = logging::init(cli.log_format);
     let result = match cli.cmd {
         Cmd::Check { config } => match load(&config) {
             Ok(cfg) => {
@@ -173,17 +176,23 @@ fn main() -> ExitCode {
             Err(code) => return code,
         },
         Cmd::Run { config } => match load(&config) {
-            Ok(cfg) => serve(&cfg, &config),
+            Ok(cfg) => {
+                log.apply_config(cfg.switch.log);
+                serve(&cfg, &config)
+            }
             Err(code) => return code,
         },
         Cmd::Lab {
             cmd: LabCmd::Up { config },
         } => match load(&config) {
-            Ok(cfg) => lab::up(&cfg).and_then(|created| {
-                let r = serve(&cfg, &config);
-                lab::finish(&cfg, &created);
-                r
-            }),
+            Ok(cfg) => {
+                log.apply_config(cfg.switch.log);
+                lab::up(&cfg).and_then(|created| {
+                    let r = serve(&cfg, &config);
+                    lab::finish(&cfg, &created);
+                    r
+                })
+            }
             Err(code) => return code,
         },
         Cmd::Lab {

@@ -177,6 +177,11 @@ impl NeighborCache {
         self.known.is_empty()
     }
 
+    /// Frames waiting for a resolution (a trace sees one frame join them).
+    pub fn held(&self) -> usize {
+        self.pending.values().map(|p| p.held.len()).sum()
+    }
+
     /// Every held frame, for shutdown.
     pub fn drain_held(&mut self) -> Vec<Frame> {
         self.pending.drain().flat_map(|(_, p)| p.held).collect()

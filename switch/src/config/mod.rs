@@ -128,6 +128,9 @@ pub struct SwitchCfg {
     pub mac_aging_secs: u32,
     /// Entries per network's forwarding database (key `fdb_size`).
     pub fdb_size: u32,
+    /// Log level (key `log`) when `RUST_LOG` is not set; `None` means
+    /// warn.
+    pub log: Option<LogLevel>,
 }
 
 impl Default for SwitchCfg {
@@ -139,7 +142,48 @@ impl Default for SwitchCfg {
             poll: PollCfg::Adaptive,
             mac_aging_secs: 300,
             fdb_size: 65536,
+            log: None,
         }
+    }
+}
+
+/// `log = "off" | "error" | "warn" | "info" | "debug" | "trace"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Nothing.
+    Off,
+    /// Errors only.
+    Error,
+    /// Errors and warnings (the default).
+    Warn,
+    /// Also what the switch did (ports opened, stale programs removed).
+    Info,
+    /// Also details for debugging.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// Every level, as written in the file.
+    pub const NAMES: [&'static str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+    /// The level a word names.
+    pub fn parse(word: &str) -> Option<LogLevel> {
+        Some(match word {
+            "off" => LogLevel::Off,
+            "error" => LogLevel::Error,
+            "warn" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => return None,
+        })
+    }
+
+    /// The value as written in the file (also an `EnvFilter` directive).
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
     }
 }
 

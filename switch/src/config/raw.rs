@@ -43,6 +43,7 @@ pub struct RawSwitch {
     pub poll: Option<S<String>>,
     pub mac_aging: Option<S<u32>>,
     pub fdb_size: Option<S<u32>>,
+    pub log: Option<S<String>>,
 }
 
 /// `[[port]]`.

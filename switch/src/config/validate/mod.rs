@@ -43,8 +43,8 @@ use super::raw::{
     RawRemoteEndpoint, RawSwitch, S,
 };
 use super::{
-    Attach, ClusterCfg, Config, EndpointCfg, NatCfg, NetworkCfg, NetworkMode, PollCfg, PortCfg,
-    PortKind, PortMappingCfg, Protocol, RemoteEndpointCfg, SwitchCfg, SUPPORTED_MODES,
+    Attach, ClusterCfg, Config, EndpointCfg, LogLevel, NatCfg, NetworkCfg, NetworkMode, PollCfg,
+    PortCfg, PortKind, PortMappingCfg, Protocol, RemoteEndpointCfg, SwitchCfg, SUPPORTED_MODES,
 };
 
 /// Linux's IFNAMSIZ (16) less the terminating NUL.

@@ -60,5 +60,18 @@ pub(super) fn check_switch(d: &mut Diag, raw: Option<&RawSwitch>) -> SwitchCfg {
         cfg.mac_aging_secs,
     );
     cfg.fdb_size = at_least(d, raw.fdb_size.as_ref(), "fdb_size", 1, cfg.fdb_size);
+    if let Some(l) = &raw.log {
+        match LogLevel::parse(l.get_ref()) {
+            Some(level) => cfg.log = Some(level),
+            None => d.at(
+                l.span(),
+                format!(
+                    "unknown log level {:?}; expected one of {}",
+                    l.get_ref(),
+                    LogLevel::NAMES.join(", ")
+                ),
+            ),
+        }
+    }
     cfg
 }
