@@ -96,4 +96,10 @@ mod tests {
         assert!(ifindex("no-such-if0").is_none());
         assert!(mtu("a-name-that-is-too-long").is_err());
     }
+
+    #[test]
+    fn loopback_has_127_0_0_1_and_an_unknown_interface_has_no_address() {
+        assert_eq!(ipv4("lo").unwrap(), std::net::Ipv4Addr::LOCALHOST);
+        assert!(ipv4("no-such-if0").is_err());
+    }
 }

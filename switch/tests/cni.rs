@@ -426,6 +426,15 @@ fn bad_input_gets_the_cni_error_codes_and_status_and_gc_answer() {
             .is_none(),
         "GC removed the stale container's interface"
     );
+    // CHECK notices an interface that lost its address.
+    let kept = ok(call("ADD", "check", Some(&netns2), &conf), "ADD check");
+    let mut checked = conf.clone();
+    checked["prevResult"] = kept;
+    ok(call("CHECK", "check", Some(&netns2), &checked), "CHECK");
+    c2.exec("ip", &["addr", "flush", "dev", "eth0"]).unwrap();
+    let e = call("CHECK", "check", Some(&netns2), &checked);
+    assert_eq!(code(&e), (1, 101), "{}", e.stdout);
+    ok(call("DEL", "check", Some(&netns2), &conf), "DEL check");
     ok(call("DEL", "keep", Some(&netns), &conf), "DEL keep");
 
     // With the daemon stopped: ADD is 11 (try again later), STATUS 50,
