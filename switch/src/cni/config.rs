@@ -45,6 +45,9 @@ pub struct PortMapping {
     /// `tcp` (default) or `udp`.
     #[serde(default = "tcp")]
     pub protocol: String,
+    /// Only empty or `0.0.0.0`: podswitch publishes on the uplink's address.
+    #[serde(default, rename = "hostIP")]
+    pub host_ip: String,
 }
 
 fn tcp() -> String {
@@ -142,6 +145,20 @@ impl NetConf {
                 format!("portMappings: protocol {:?} (tcp or udp)", m.protocol),
             ));
         }
+        if let Some(m) = raw
+            .runtime_config
+            .port_mappings
+            .iter()
+            .find(|m| !matches!(m.host_ip.as_str(), "" | "0.0.0.0"))
+        {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "portMappings: hostIP {} is not supported; podswitch publishes on its uplink's address",
+                    m.host_ip
+                ),
+            ));
+        }
         Ok(NetConf {
             version,
             network: raw
@@ -200,6 +217,21 @@ mod tests {
                 .code,
             Code::InvalidConfig
         );
+    }
+
+    #[test]
+    fn a_port_mapping_on_a_specific_host_ip_is_refused() {
+        let conf = |ip: &str| {
+            format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","type":"podswitch-cni","runtimeConfig":
+                   {{"portMappings":[{{"hostPort":80,"containerPort":80,"protocol":"tcp","hostIP":"{ip}"}}]}}}}"#
+            )
+        };
+        assert!(NetConf::parse(conf("").as_bytes()).is_ok());
+        assert!(NetConf::parse(conf("0.0.0.0").as_bytes()).is_ok());
+        let e = NetConf::parse(conf("127.0.0.1").as_bytes()).unwrap_err();
+        assert_eq!(e.code, Code::InvalidConfig);
+        assert!(e.msg.contains("127.0.0.1"), "{e}");
     }
 
     #[test]
