@@ -50,6 +50,27 @@ pub struct PortMapping {
     pub host_ip: String,
 }
 
+impl PortMapping {
+    fn validate(&self) -> Result<(), CniError> {
+        let bad = |msg: String| {
+            Err(CniError::new(
+                Code::InvalidConfig,
+                format!("portMappings: {msg}"),
+            ))
+        };
+        if !matches!(self.protocol.as_str(), "tcp" | "udp") {
+            return bad(format!("protocol {:?} (tcp or udp)", self.protocol));
+        }
+        if !matches!(self.host_ip.as_str(), "" | "0.0.0.0") {
+            return bad(format!(
+                "hostIP {} is not supported; podswitch publishes on its uplink's address",
+                self.host_ip
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn tcp() -> String {
     "tcp".into()
 }
@@ -134,30 +155,8 @@ impl NetConf {
                 ))
             }
         }
-        if let Some(m) = raw
-            .runtime_config
-            .port_mappings
-            .iter()
-            .find(|m| !matches!(m.protocol.as_str(), "tcp" | "udp"))
-        {
-            return Err(CniError::new(
-                Code::InvalidConfig,
-                format!("portMappings: protocol {:?} (tcp or udp)", m.protocol),
-            ));
-        }
-        if let Some(m) = raw
-            .runtime_config
-            .port_mappings
-            .iter()
-            .find(|m| !matches!(m.host_ip.as_str(), "" | "0.0.0.0"))
-        {
-            return Err(CniError::new(
-                Code::InvalidConfig,
-                format!(
-                    "portMappings: hostIP {} is not supported; podswitch publishes on its uplink's address",
-                    m.host_ip
-                ),
-            ));
+        for m in &raw.runtime_config.port_mappings {
+            m.validate()?;
         }
         Ok(NetConf {
             version,
@@ -220,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn a_port_mapping_on_a_specific_host_ip_is_refused() {
+    fn a_port_mapping_on_a_specific_host_ip_or_an_unknown_protocol_is_refused() {
         let conf = |ip: &str| {
             format!(
                 r#"{{"cniVersion":"1.0.0","name":"n","type":"podswitch-cni","runtimeConfig":
@@ -232,6 +231,10 @@ mod tests {
         let e = NetConf::parse(conf("127.0.0.1").as_bytes()).unwrap_err();
         assert_eq!(e.code, Code::InvalidConfig);
         assert!(e.msg.contains("127.0.0.1"), "{e}");
+        let sctp = conf("").replace("\"tcp\"", "\"sctp\"");
+        let e = NetConf::parse(sctp.as_bytes()).unwrap_err();
+        assert_eq!(e.code, Code::InvalidConfig);
+        assert!(e.msg.contains("sctp"), "{e}");
     }
 
     #[test]
