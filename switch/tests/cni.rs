@@ -338,15 +338,6 @@ fn add_gives_each_cni_version_a_working_interface_check_passes_and_del_removes_e
         let show = lab.show();
         assert!(cni_endpoints(&show).is_empty(), "{show:#}");
         assert_eq!(show["mappings"], json!([]), "{show:#}");
-        let refused = in_netns(lab.outside.name(), move || {
-            TcpStream::connect_timeout(
-                &SocketAddr::from((UPLINK, host_port)),
-                Duration::from_secs(2),
-            )
-            .is_err()
-        })
-        .unwrap();
-        assert!(refused, "the mapped port no longer leads anywhere");
         // CHECK now fails; DEL again, and DEL without a netns, succeed.
         let c2 = call("CHECK", &id, Some(&netns), &checked);
         assert_eq!(c2.code, 1, "CHECK after DEL fails: {}", c2.stdout);
