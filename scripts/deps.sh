@@ -8,7 +8,11 @@ set -euo pipefail
 pkgs=(clang llvm gcc libelf-dev zlib1g-dev pkg-config m4 make libbpf-dev
       iproute2 iputils-ping iperf3 nftables ethtool util-linux procps
       etcd-server protobuf-compiler libprotobuf-dev ca-certificates tcpdump
-      docker.io busybox-static)
+      # The CNI tests: podman (CNI backend, with runc: crun refuses hybrid
+      # cgroups) and a registry-free busybox root filesystem.
+      podman runc conmon containernetworking-plugins busybox-static
+      # The Docker network plugin's test: dockerd from Debian.
+      docker.io)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -72,6 +72,18 @@ pub fn mtu(name: &str) -> io::Result<u32> {
     Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
 }
 
+/// The interface's primary IPv4 address (the CNI plugin's CHECK compares
+/// it with the address the endpoint was given).
+pub fn ipv4(name: &str) -> io::Result<std::net::Ipv4Addr> {
+    let mut req = ifreq(name)?;
+    ioctl(name, libc::SIOCGIFADDR, &mut req)?;
+    // SAFETY: SIOCGIFADDR fills the ifru_addr member with a sockaddr_in.
+    let sa = unsafe { req.ifr_ifru.ifru_addr };
+    // sockaddr_in: 2 bytes family, 2 bytes port, then the address.
+    let b = |i: usize| sa.sa_data[i] as u8;
+    Ok(std::net::Ipv4Addr::new(b(2), b(3), b(4), b(5)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +95,11 @@ mod tests {
         assert!(mtu("lo").unwrap() >= 1500);
         assert!(ifindex("no-such-if0").is_none());
         assert!(mtu("a-name-that-is-too-long").is_err());
+    }
+
+    #[test]
+    fn loopback_has_127_0_0_1_and_an_unknown_interface_has_no_address() {
+        assert_eq!(ipv4("lo").unwrap(), std::net::Ipv4Addr::LOCALHOST);
+        assert!(ipv4("no-such-if0").is_err());
     }
 }

@@ -11,6 +11,7 @@ pub mod arp;
 pub mod attach;
 pub mod capture;
 pub mod cluster;
+pub mod cni;
 pub mod config;
 pub mod control;
 pub mod daemon;
