@@ -6,7 +6,7 @@
 //! so the last tables stay and traffic keeps flowing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,6 +25,15 @@ pub struct ClusterSync {
     client: Option<ClusterClient>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+/// What the view thread and run-time changes share: each overlay uplink's
+/// base, and the newest view (applied again when the bases change).
+struct Shared {
+    bases: Vec<UplinkBase>,
+    last: Option<ClusterView>,
+    control: ControlHandle,
 }
 
 /// An uplink's static tables and the overlay networks (name, VNI) on it.
@@ -42,23 +51,8 @@ impl ClusterSync {
         topo: &Topology,
         control: ControlHandle,
     ) -> Result<ClusterSync> {
-        let mut bases = Vec::new();
+        let bases = bases_of(topo);
         let local = local_endpoints(cfg, topo);
-        for (i, up) in topo.uplinks.iter().enumerate() {
-            let Some(tables) = up.vteps.clone() else {
-                continue;
-            };
-            let networks: Vec<(String, u32)> = up
-                .overlay_nets
-                .iter()
-                .map(|(vni, id)| (topo.network(*id).name.clone(), *vni))
-                .collect();
-            bases.push(UplinkBase {
-                id: UplinkId(i as u16),
-                tables,
-                networks,
-            });
-        }
         let host_id = bases
             .first()
             .map(|b| format!("vtep-{}", b.tables.local_vtep()))
@@ -80,6 +74,12 @@ impl ClusterSync {
         let views = client.views().clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let shared = Arc::new(Mutex::new(Shared {
+            bases,
+            last: None,
+            control,
+        }));
+        let shared2 = shared.clone();
         let thread = std::thread::Builder::new()
             .name("cluster".into())
             .spawn(move || {
@@ -91,14 +91,28 @@ impl ClusterSync {
                     while let Ok(newer) = views.try_recv() {
                         view = newer;
                     }
-                    apply(&bases, &view, &control);
+                    let mut sh = shared2.lock().unwrap_or_else(|e| e.into_inner());
+                    apply(&sh.bases, &view, &sh.control);
+                    sh.last = Some(view);
                 }
             })?;
         Ok(ClusterSync {
             client: Some(client),
             stop,
             thread: Some(thread),
+            shared,
         })
+    }
+
+    /// Takes the overlay networks of `topo` as the bases (an overlay
+    /// network added or removed at run time) and applies the newest view
+    /// to them at once.
+    pub fn set_overlay(&self, topo: &Topology) {
+        let mut sh = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        sh.bases = bases_of(topo);
+        if let Some(view) = &sh.last {
+            apply(&sh.bases, view, &sh.control);
+        }
     }
 
     /// Publishes this host's overlay endpoints anew (after endpoints were
@@ -133,6 +147,27 @@ impl Drop for ClusterSync {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Each overlay uplink's static tables and its overlay networks.
+fn bases_of(topo: &Topology) -> Vec<UplinkBase> {
+    let mut bases = Vec::new();
+    for (i, up) in topo.uplinks.iter().enumerate() {
+        let Some(tables) = up.vteps.clone() else {
+            continue;
+        };
+        let networks: Vec<(String, u32)> = up
+            .overlay_nets
+            .iter()
+            .map(|(vni, id)| (topo.network(*id).name.clone(), *vni))
+            .collect();
+        bases.push(UplinkBase {
+            id: UplinkId(i as u16),
+            tables,
+            networks,
+        });
+    }
+    bases
 }
 
 /// This host's endpoints on overlay networks, as the cluster store holds

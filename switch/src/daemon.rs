@@ -636,7 +636,8 @@ pub(crate) fn build_overlay(
         }
         nets.push((vni, id));
     }
-    if !nets.is_empty() {
+    // An uplink whose last overlay network went keeps empty tables.
+    if !nets.is_empty() || up.vteps.is_some() {
         let u = &mut topo.uplinks[uid.0 as usize];
         u.vteps = Some(std::sync::Arc::new(tables));
         u.overlay_nets = nets;

@@ -216,6 +216,9 @@ impl Runtime {
         st.refresh();
         let eff = st.effective.clone();
         st.switch.apply_nat(&eff);
+        if n.mode == NetworkMode::Overlay {
+            st.switch.apply_overlay(&eff)?;
+        }
         tracing::info!("network {} ({}) added", n.name, n.subnet);
         Ok(n)
     }
@@ -238,6 +241,10 @@ impl Runtime {
                 on.join(", ")
             );
         }
+        let overlay = st
+            .effective
+            .network(name)
+            .is_some_and(|n| n.mode == NetworkMode::Overlay);
         st.switch
             .remove_network(name)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -248,6 +255,9 @@ impl Runtime {
         st.refresh();
         let eff = st.effective.clone();
         st.switch.apply_nat(&eff);
+        if overlay {
+            st.switch.apply_overlay(&eff)?;
+        }
         tracing::info!("network {name} removed");
         Ok(true)
     }
@@ -433,7 +443,15 @@ impl Runtime {
         if st.file.nat != new.nat {
             summary.changed.push("[nat]".to_string());
         }
-        let peers_changed = st.file.remote_endpoints != new.remote_endpoints;
+        let overlays = |c: &Config| -> Vec<NetworkCfg> {
+            c.networks
+                .iter()
+                .filter(|n| n.mode == NetworkMode::Overlay)
+                .cloned()
+                .collect()
+        };
+        let peers_changed = st.file.remote_endpoints != new.remote_endpoints
+            || overlays(&st.file) != overlays(&new);
         st.file = new;
         st.refresh();
         st.publish();
@@ -682,7 +700,22 @@ fn new_network(cfg: &Config, req: &NetworkAdd) -> Result<NetworkCfg> {
     }
     let mode = match req.mode.as_deref().unwrap_or("nat") {
         "nat" => NetworkMode::Nat,
-        other => bail!("mode {other:?}: only nat networks are created at run time"),
+        "overlay" => NetworkMode::Overlay,
+        other => bail!("mode {other:?}: nat and overlay networks are created at run time"),
+    };
+    let vni = match (mode, req.vni) {
+        (NetworkMode::Overlay, None) => bail!("an overlay network needs a vni"),
+        (NetworkMode::Overlay, Some(v)) if v == 0 || v > 0x00ff_ffff => {
+            bail!("vni {v}: 1 to 16777215 (24 bits, RFC 7348)")
+        }
+        (NetworkMode::Overlay, Some(v)) => {
+            if let Some(o) = cfg.networks.iter().find(|o| o.vni == Some(v)) {
+                bail!("vni {v} is network {}'s", o.name);
+            }
+            Some(v)
+        }
+        (_, Some(_)) => bail!("vni is for overlay networks"),
+        (_, None) => None,
     };
     let subnet: ipnet::Ipv4Net = req.subnet.parse().map_err(|_| {
         anyhow::anyhow!(
@@ -730,13 +763,16 @@ fn new_network(cfg: &Config, req: &NetworkAdd) -> Result<NetworkCfg> {
             with_ip.join(", ")
         ),
     };
+    if mode == NetworkMode::Overlay && uplink.is_none() {
+        bail!("an overlay network needs an uplink (its address is the VTEP)");
+    }
     Ok(NetworkCfg {
         name: name.to_string(),
         mode,
         subnet,
         gateway: Some(gateway),
         uplink,
-        vni: None,
+        vni,
         mtu: None,
         vxlan_port: 4789,
         gateway_mac: None,

@@ -190,3 +190,82 @@ fn three_hosts_that_know_only_etcd_reach_each_other_and_survive_an_etcd_stop() {
     assert!(reachable(containers[1].name(), container_ip(0), 5));
     daemons.clear();
 }
+
+#[test]
+fn an_overlay_network_added_by_ctl_joins_the_cluster_and_reaches_a_host_that_had_it_from_the_start()
+{
+    if skip_unless_root("cluster") || !require_etcd("cluster") {
+        return;
+    }
+    let etcd = EtcdServer::start();
+    let underlay = underlay();
+    let c0 = NetnsGuard::new("psc-c0").unwrap();
+    let c1 = NetnsGuard::new("psc-c1").unwrap();
+    let (_l0, t0) = host_config(0, &underlay, &etcd, &endpoint(0, c0.name()));
+    let (_l1, t1) = host_config(1, &underlay, &etcd, "");
+    // Host 1 starts with its uplink and the cluster only.
+    let start = t1.find("[[network]]").unwrap();
+    let end = t1.find("[cluster]").unwrap();
+    let t1 = format!("{}{}", &t1[..start], &t1[end..]);
+    let _d0 = Daemon::run(&t0);
+    let d1 = Daemon::run(&t1);
+    let socket = t1
+        .lines()
+        .find_map(|l| l.strip_prefix("control = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let ctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_podswitch"))
+            .args(["ctl", "--socket", &socket])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ctl(&[
+        "network",
+        "add",
+        "ov",
+        "--mode",
+        "overlay",
+        "--vni",
+        "42",
+        "--subnet",
+        "10.200.0.0/24",
+    ]);
+    let ip1 = container_ip(1).to_string();
+    let out = ctl(&[
+        "endpoint",
+        "add",
+        "c1",
+        "--network",
+        "ov",
+        "--netns",
+        c1.name(),
+        "--ip",
+        &ip1,
+    ]);
+    assert!(
+        out.contains("1450"),
+        "an overlay endpoint's MTU is the uplink's less 50: {out}"
+    );
+    assert!(
+        reachable(c1.name(), container_ip(0), 10),
+        "c1 on the run-time overlay reaches c0 through etcd"
+    );
+    assert!(reachable(c0.name(), container_ip(1), 10), "and back");
+    ctl(&["endpoint", "del", "c1"]);
+    ctl(&["network", "del", "ov"]);
+    wait_until(
+        "host 0 forgets c1 once host 1 removed its network",
+        Duration::from_secs(10),
+        || !arp_answered(c0.name(), container_ip(1)),
+    );
+    drop(d1);
+}

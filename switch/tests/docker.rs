@@ -576,6 +576,64 @@ fn podswitch_ipam_gives_docker_its_addresses_and_bad_requests_fail_with_podswitc
     );
     assert_eq!(names(&left, "networks"), ["back"], "{left}");
 
+    refused(
+        &[
+            "network",
+            "create",
+            "-d",
+            driver,
+            "--subnet",
+            "10.210.0.0/24",
+            "-o",
+            "mode=overlay",
+            "ov",
+        ],
+        "an overlay network needs a vni",
+    );
+    // -o mode=overlay with a vni: an overlay network on the uplink (its
+    // address is the VTEP), with the overlay MTU for its containers.
+    docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        driver,
+        "--subnet",
+        "10.210.0.0/24",
+        "-o",
+        "mode=overlay",
+        "-o",
+        "vni=77",
+        "-o",
+        "name=ov",
+        "ov",
+    ]);
+    let nets = show(socket);
+    let ov = nets["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "ov")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (ov["mode"].as_str(), ov["vni"].as_u64()),
+        (Some("overlay"), Some(77)),
+        "{nets}"
+    );
+    let on_ov = docker.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "ov",
+        "psbox:1",
+        "/bin/sleep",
+        "600",
+    ]);
+    let link = docker.ok(&["exec", &on_ov, "ip", "link", "show", "eth0"]);
+    assert!(link.contains("mtu 1450"), "{link}");
+    docker.ok(&["rm", "-f", &on_ov]);
+    docker.ok(&["network", "rm", "ov"]);
+
     docker.ok(&["rm", "-f", &cid]);
     docker.ok(&["network", "rm", "back"]);
     let after = show(socket);

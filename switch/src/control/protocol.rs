@@ -94,10 +94,14 @@ pub struct EndpointAdd {
 pub struct NetworkAdd {
     /// Unique network name.
     pub name: String,
-    /// `nat` (the default).
+    /// `nat` (the default) or `overlay`.
     #[serde(default)]
     #[arg(long)]
     pub mode: Option<String>,
+    /// Overlay only: the VXLAN network identifier.
+    #[serde(default)]
+    #[arg(long)]
+    pub vni: Option<u32>,
     /// Its subnet, e.g. 172.27.0.0/24.
     #[arg(long)]
     pub subnet: String,

@@ -23,7 +23,7 @@ const GENERIC: &str = "com.docker.network.generic";
 /// Where Docker puts a container's published ports.
 const PORTMAP: &str = "com.docker.network.portmap";
 /// The driver options `docker network create -o` takes.
-const OPTIONS: [&str; 3] = ["uplink", "mode", "name"];
+const OPTIONS: [&str; 4] = ["uplink", "mode", "name", "vni"];
 /// How many characters of a Docker id name things, as `docker ps` shows.
 const SHORT_ID: usize = 12;
 
@@ -216,9 +216,17 @@ impl Driver {
             "" => None,
             g => Some(bare_ip("gateway", g)?),
         };
+        let vni = match opts.remove("vni") {
+            Some(v) => Some(
+                v.parse::<u32>()
+                    .map_err(|_| format!("option vni={v:?} is not a number"))?,
+            ),
+            None => None,
+        };
         let added = rt
             .network_add(&NetworkAdd {
                 name,
+                vni,
                 mode: opts.remove("mode"),
                 subnet: data.pool.clone(),
                 gateway,
