@@ -362,12 +362,16 @@ impl Engine {
         id: PortId,
         port: Box<dyn Port>,
     ) -> Result<(), PortChangeError> {
+        self.command(thread, PortCommand::Add(id, port))
+    }
+
+    /// Hands `cmd` to thread `thread` and wakes it.
+    fn command(&self, thread: usize, cmd: PortCommand) -> Result<(), PortChangeError> {
         let tx = self
             .ports
             .get(thread)
             .ok_or(PortChangeError::NoThread(thread))?;
-        tx.send(PortCommand::Add(id, port))
-            .map_err(|_| PortChangeError::Gone(thread))?;
+        tx.send(cmd).map_err(|_| PortChangeError::Gone(thread))?;
         self.wakers[thread].wake().ok();
         Ok(())
     }
@@ -380,14 +384,8 @@ impl Engine {
         thread: usize,
         id: PortId,
     ) -> Result<Option<Box<dyn Port>>, PortChangeError> {
-        let tx = self
-            .ports
-            .get(thread)
-            .ok_or(PortChangeError::NoThread(thread))?;
         let (reply, answer) = crossbeam::channel::bounded(1);
-        tx.send(PortCommand::Remove(id, reply))
-            .map_err(|_| PortChangeError::Gone(thread))?;
-        self.wakers[thread].wake().ok();
+        self.command(thread, PortCommand::Remove(id, reply))?;
         match answer.recv_timeout(Duration::from_secs(5)) {
             Ok(port) => Ok(port),
             Err(crossbeam::channel::RecvTimeoutError::Timeout) => {

@@ -220,23 +220,16 @@ impl Switch {
     }
 
     /// Retires network `name` (its endpoints detached first by the
-    /// caller); its NAT flows go with the next `apply_nat`.
-    pub fn remove_network(&mut self, name: &str) -> Result<(), NetworkChange> {
-        self.removable(name)?;
+    /// caller); its NAT flows go with the next `apply_nat`, its overlay
+    /// tables with the next `apply_overlay`.
+    pub fn remove_network(&mut self, name: &str) {
         let Some(id) = self.live.topo.network_id(name) else {
-            return Ok(());
+            return;
         };
         let mut topo = self.live.topo.clone();
         topo.retire_network(id);
         self.live.topo = topo.clone();
         self.dataplane.set_topology(topo);
-        Ok(())
-    }
-
-    /// Whether network `name` can be removed without a restart (every
-    /// kind can, today; the reload checks it before it touches anything).
-    pub fn removable(&self, _name: &str) -> Result<(), NetworkChange> {
-        Ok(())
     }
 
     /// Applies the NAT configs `cfg` implies (mappings, timeouts) to the
