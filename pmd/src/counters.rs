@@ -52,11 +52,14 @@ pub enum DropReason {
     Overlay,
     /// Over a rate limit (echo requests to a port's address).
     RateLimited,
+    /// An endpoint spoke for another: a source MAC, IPv4 source or ARP
+    /// sender that is not its own (anti-spoofing, `switch::spoof`).
+    Spoofed,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::NoBuffer,
@@ -77,6 +80,7 @@ impl DropReason {
         DropReason::Unresolved,
         DropReason::Overlay,
         DropReason::RateLimited,
+        DropReason::Spoofed,
     ];
 
     /// A short name for stats output.
@@ -100,6 +104,7 @@ impl DropReason {
             DropReason::Unresolved => "unresolved",
             DropReason::Overlay => "overlay",
             DropReason::RateLimited => "rate_limited",
+            DropReason::Spoofed => "spoofed",
         }
     }
 }

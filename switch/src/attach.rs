@@ -68,7 +68,11 @@ impl Switch {
                 let Some(port) = topo.ports.iter().position(|p| p.name == *name) else {
                     bail!("endpoint {}: port {name} is not open", e.name);
                 };
-                topo.add_endpoint_addr(net_id, e.ip, e.mac, pmd::PortId(port as u16));
+                let port = pmd::PortId(port as u16);
+                topo.add_endpoint_addr(net_id, e.ip, e.mac, port);
+                if !e.allow_spoofing {
+                    topo.guard_port(port, e.identity());
+                }
                 self.live.topo = topo.clone();
                 self.dataplane.set_topology(topo);
             }
@@ -108,6 +112,9 @@ impl Switch {
                 };
                 self.live.next_tap += 1;
                 topo.add_endpoint_addr(net_id, e.ip, e.mac, id);
+                if !e.allow_spoofing {
+                    topo.guard_port(id, e.identity());
+                }
                 let thread = self.live.net_thread[net_id.0 as usize];
                 // The port first, then the topology that leads to it: a
                 // frame for it never finds a port that is not there yet.

@@ -34,6 +34,7 @@ pub mod render;
 pub mod report;
 pub mod route;
 pub mod runtime;
+pub mod spoof;
 pub mod stats;
 pub mod topology;
 pub mod trace;

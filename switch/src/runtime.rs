@@ -327,7 +327,8 @@ impl Runtime {
         {
             summary.added.push(format!("network {}", n.name));
         }
-        keep_addresses(&st.file, &mut new);
+        let added: Vec<EndpointCfg> = st.added.iter().map(|(e, _)| e.clone()).collect();
+        keep_addresses(&st.file, &added, &mut new).map_err(ReloadError::Invalid)?;
         let old: HashMap<&str, &EndpointCfg> = st
             .file
             .endpoints
@@ -510,8 +511,22 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), String> {
 
 /// An endpoint whose address IPAM chose keeps the address it runs with
 /// (a new endpoint earlier in the file must not renumber the others);
-/// other IPAM-chosen addresses move out of the way.
-fn keep_addresses(old: &Config, new: &mut Config) {
+/// other IPAM-chosen addresses move out of the way, also of the endpoints
+/// `ctl` attached (`added`), which the file does not know. An address the
+/// file gives that an `added` endpoint holds is an error.
+fn keep_addresses(old: &Config, added: &[EndpointCfg], new: &mut Config) -> Result<(), String> {
+    for e in new.endpoints.iter().filter(|e| e.ip_given || e.mac_given) {
+        let holder = added.iter().find(|a| {
+            a.network == e.network
+                && ((e.ip_given && a.ip == e.ip) || (e.mac_given && a.mac == e.mac))
+        });
+        if let Some(a) = holder {
+            return Err(format!(
+                "endpoint {}: its address is held by endpoint {}, which `ctl` attached",
+                e.name, a.name
+            ));
+        }
+    }
     let running: HashMap<(&str, &str), (Ipv4Addr, MacAddr)> = old
         .endpoints
         .iter()
@@ -525,9 +540,8 @@ fn keep_addresses(old: &Config, new: &mut Config) {
         let Some(&(ip, mac)) = running.get(&(e.name.as_str(), e.network.as_str())) else {
             continue;
         };
-        let derived_mac = e.mac == MacAddr::from_ipv4(e.ip);
         e.ip = ip;
-        if derived_mac {
+        if !e.mac_given {
             e.mac = mac;
         }
         pinned[i] = true;
@@ -537,29 +551,41 @@ fn keep_addresses(old: &Config, new: &mut Config) {
         .collect();
     for i in movable {
         let (net, ip) = (new.endpoints[i].network.clone(), new.endpoints[i].ip);
+        let mac = new.endpoints[i].mac;
         let clash = new
             .endpoints
             .iter()
             .enumerate()
-            .any(|(j, o)| j != i && o.network == net && o.ip == ip);
+            .any(|(j, o)| j != i && o.network == net && (o.ip == ip || o.mac == mac))
+            || added
+                .iter()
+                .any(|a| a.network == net && (a.ip == ip || a.mac == mac));
         let Some(n) = new.network(&net).filter(|_| clash) else {
             continue;
         };
-        let mut ipam = config::ipam::Ipam::new(n.subnet);
-        if let Some(gw) = n.gateway {
-            ipam.reserve(gw);
+        let mut ipam = config::ipam::Ipam::for_network(n);
+        for (j, o) in new.endpoints.iter().enumerate() {
+            if o.network == net {
+                ipam.reserve(o.ip);
+                if j != i {
+                    ipam.reserve_mac(o.mac);
+                }
+            }
         }
-        for o in new.endpoints.iter().filter(|o| o.network == net) {
-            ipam.reserve(o.ip);
+        for a in added.iter().filter(|a| a.network == net) {
+            ipam.reserve(a.ip);
+            ipam.reserve_mac(a.mac);
         }
         if let Some(free) = ipam.allocate() {
+            let mac = ipam.allocate_mac(free);
             let e = &mut new.endpoints[i];
-            if e.mac == MacAddr::from_ipv4(e.ip) {
-                e.mac = MacAddr::from_ipv4(free);
+            if !e.mac_given {
+                e.mac = mac.unwrap_or(e.mac);
             }
             e.ip = free;
         }
     }
+    Ok(())
 }
 
 fn check_ifname(name: &str) -> Result<()> {
@@ -605,13 +631,11 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd, attach: Attach) -> Result<Endpo
     if !matches!(net.mode, NetworkMode::Nat | NetworkMode::Overlay) {
         bail!("network {}: mode {} takes no endpoints", net.name, net.mode);
     }
-    let mut ipam = config::ipam::Ipam::new(net.subnet);
-    if let Some(gw) = net.gateway {
-        ipam.reserve(gw);
-    }
+    let mut ipam = config::ipam::Ipam::for_network(net);
     let mut holders: HashMap<Ipv4Addr, String> = HashMap::new();
     for e in cfg.endpoints.iter().filter(|e| e.network == net.name) {
         ipam.reserve(e.ip);
+        ipam.reserve_mac(e.mac);
         holders.insert(e.ip, format!("endpoint {}", e.name));
     }
     for r in cfg
@@ -637,6 +661,9 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd, attach: Attach) -> Result<Endpo
             if let Some(h) = holders.get(&ip) {
                 bail!("address {ip} is in use in network {} by {h}", net.name);
             }
+            if ipam.is_reserved(ip) {
+                bail!("address {ip} is reserved in network {}", net.name);
+            }
             ip
         }
         None => ipam.allocate().with_context(|| {
@@ -656,7 +683,9 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd, attach: Attach) -> Result<Endpo
             }
             mac
         }
-        None => MacAddr::from_ipv4(ip),
+        None => ipam.allocate_mac(ip).with_context(|| {
+            format!("the mac_pool of network {} has no free MAC left", net.name)
+        })?,
     };
     let same_mac = cfg
         .endpoints
@@ -680,6 +709,8 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd, attach: Attach) -> Result<Endpo
         ip,
         mac,
         ip_given: req.ip.is_some(),
+        mac_given: req.mac.is_some(),
+        allow_spoofing: req.allow_spoofing,
     })
 }
 
@@ -771,6 +802,8 @@ fn new_network(cfg: &Config, req: &NetworkAdd) -> Result<NetworkCfg> {
         mtu: None,
         vxlan_port: 4789,
         gateway_mac: None,
+        reserved: Vec::new(),
+        mac_pool: None,
     })
 }
 
@@ -845,7 +878,7 @@ mod tests {
         let mut new = cfg(&["cache", "web", "db"]);
         // IPAM alone would give cache web's address and shift the others.
         assert_eq!(addr(&new, "cache"), addr(&old, "web"));
-        keep_addresses(&old, &mut new);
+        keep_addresses(&old, &[], &mut new).unwrap();
         assert_eq!(addr(&new, "web"), addr(&old, "web"));
         assert_eq!(addr(&new, "db"), addr(&old, "db"));
         let (ip, mac) = addr(&new, "cache");

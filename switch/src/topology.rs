@@ -9,6 +9,7 @@ use pmd::wire::MacAddr;
 use pmd::PortId;
 
 use crate::gateway::Gateway;
+use crate::spoof::{Guard, Identity};
 
 /// Index of a network in the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,6 +91,9 @@ pub struct PortInfo {
     pub network: Option<NetId>,
     /// Set when the port is an uplink.
     pub uplink: Option<UplinkId>,
+    /// Anti-spoofing: who the port's endpoints are; `None` for a port
+    /// that may send anything (owned by `spoof`).
+    pub spoof: Option<Guard>,
 }
 
 /// Every table the pipeline reads.
@@ -157,6 +161,7 @@ impl Topology {
             name: name.to_string(),
             network: None,
             uplink: Some(uid),
+            spoof: None,
         });
         self.uplinks.push(Uplink {
             name: name.to_string(),
@@ -206,6 +211,7 @@ impl Topology {
             name: name.to_string(),
             network,
             uplink: None,
+            spoof: None,
         });
         if let Some(n) = network {
             self.networks[n.0 as usize].members.push(id);
@@ -229,6 +235,7 @@ impl Topology {
             name: name.to_string(),
             network,
             uplink: None,
+            spoof: None,
         };
         if let Some(n) = network {
             self.networks[n.0 as usize].members.push(id);
@@ -249,13 +256,39 @@ impl Topology {
                 name: String::new(),
                 network: None,
                 uplink: None,
+                spoof: None,
             };
         }
     }
 
-    /// Forgets endpoint address `ip` of `network`.
+    /// Forgets endpoint address `ip` of `network`, and lets nobody behind
+    /// its port speak for it any more.
     pub fn remove_endpoint_addr(&mut self, network: NetId, ip: Ipv4Addr) {
-        self.networks[network.0 as usize].endpoints.remove(&ip);
+        let gone = self.networks[network.0 as usize].endpoints.remove(&ip);
+        if let Some((_, port)) = gone {
+            if let Some(info) = self.ports.get_mut(port.0 as usize) {
+                if info.spoof.as_mut().is_some_and(|g| g.remove(ip)) {
+                    info.spoof = None;
+                }
+            }
+        }
+    }
+
+    /// Guards `port`: it may send as `id` (and as whoever it already
+    /// could), nothing else.
+    pub fn guard_port(&mut self, port: PortId, id: Identity) {
+        if let Some(info) = self.ports.get_mut(port.0 as usize) {
+            match info.spoof.as_mut() {
+                Some(g) => g.add(id),
+                None => info.spoof = Some(Guard::new(id)),
+            }
+        }
+    }
+
+    /// Anti-spoofing of `port`, if it is guarded.
+    #[inline]
+    pub fn guard_of(&self, port: PortId) -> Option<&Guard> {
+        self.ports.get(port.0 as usize)?.spoof.as_ref()
     }
 
     #[inline]

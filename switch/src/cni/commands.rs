@@ -45,6 +45,7 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<Value, CniError> {
         ip: None,
         mac: None,
         ifname: Some(env.ifname().to_string()),
+        allow_spoofing: false,
     })?;
     for m in &conf.port_mappings {
         let spec = MappingSpec {

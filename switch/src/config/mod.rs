@@ -275,6 +275,12 @@ pub struct NetworkCfg {
     /// The MAC the gateway answers with (default: `02:50:` + the gateway
     /// IP), e.g. a NIC's own MAC that clients already send to.
     pub gateway_mac: Option<MacAddr>,
+    /// Addresses IPAM never hands out (key `reserved`, ranges inclusive),
+    /// like Docker's `--aux-address`.
+    pub reserved: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// MACs IPAM hands to endpoints without `mac` (key `mac_pool`,
+    /// inclusive), instead of the MAC derived from the address.
+    pub mac_pool: Option<(MacAddr, MacAddr)>,
 }
 
 impl NetworkCfg {
@@ -357,10 +363,27 @@ pub struct EndpointCfg {
     pub attach: Attach,
     /// Given in the file, or the next free address of the subnet.
     pub ip: Ipv4Addr,
-    /// Given in the file, or `MacAddr::from_ipv4(ip)`.
+    /// Given in the file, or the next free MAC of the network's
+    /// `mac_pool`, or `MacAddr::from_ipv4(ip)`.
     pub mac: MacAddr,
     /// Whether `ip` came from the file (false: IPAM chose it).
     pub ip_given: bool,
+    /// Whether `mac` came from the file (false: IPAM chose it).
+    pub mac_given: bool,
+    /// Whether the endpoint may send with another source MAC or IP than
+    /// its own (a container that routes); anti-spoofing drops such frames
+    /// otherwise.
+    pub allow_spoofing: bool,
+}
+
+impl EndpointCfg {
+    /// Who anti-spoofing lets this endpoint speak as.
+    pub fn identity(&self) -> crate::spoof::Identity {
+        crate::spoof::Identity {
+            mac: self.mac,
+            ip: self.ip,
+        }
+    }
 }
 
 /// Where an endpoint's frames come from.

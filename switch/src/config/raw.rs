@@ -81,6 +81,8 @@ pub struct RawNetwork {
     pub mtu: Option<S<u32>>,
     pub vxlan_port: Option<S<u16>>,
     pub gateway_mac: Option<S<String>>,
+    pub reserved: Option<Vec<S<String>>>,
+    pub mac_pool: Option<S<String>>,
 }
 
 /// `[[endpoint]]`.
@@ -93,6 +95,7 @@ pub struct RawEndpoint {
     pub port: Option<S<String>>,
     pub ip: Option<S<String>>,
     pub mac: Option<S<String>>,
+    pub allow_spoofing: Option<S<bool>>,
 }
 
 /// `[[port_mapping]]`.

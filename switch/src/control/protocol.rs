@@ -85,6 +85,11 @@ pub struct EndpointAdd {
     #[serde(default)]
     #[arg(long)]
     pub ifname: Option<String>,
+    /// Let it send with source MACs and IPs not its own (a container that
+    /// routes); anti-spoofing drops such frames otherwise.
+    #[serde(default)]
+    #[arg(long)]
+    pub allow_spoofing: bool,
 }
 
 /// `ctl network add` (also its command line): a `nat` network on an

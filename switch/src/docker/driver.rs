@@ -282,6 +282,7 @@ impl Driver {
                 ip: Some(ip),
                 mac: given_mac.then(|| iface.mac_address.clone()),
                 ifname: Some(tap.clone()),
+                allow_spoofing: false,
             })
             .map_err(|e| format!("{e:#}"))?;
         self.endpoints.insert(

@@ -4,7 +4,7 @@
 //! plan to take one from), addresses the first free host or the one asked
 //! for. State lives as long as `podswitch run`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -27,7 +27,8 @@ pub struct Pools {
 #[derive(Debug)]
 struct Pool {
     subnet: Ipv4Net,
-    used: BTreeSet<Ipv4Addr>,
+    /// What is handed out, the gateway included.
+    ipam: Ipam,
 }
 
 #[derive(Deserialize)]
@@ -120,7 +121,7 @@ impl Pools {
             id.clone(),
             Pool {
                 subnet,
-                used: BTreeSet::new(),
+                ipam: Ipam::new(subnet),
             },
         );
         Ok(json!({"PoolID": id, "Pool": id, "Data": {}}))
@@ -131,35 +132,31 @@ impl Pools {
             .pools
             .get_mut(&r.pool_id)
             .ok_or_else(|| format!("unknown pool {:?}", r.pool_id))?;
-        let mut ipam = Ipam::new(pool.subnet);
-        for ip in &pool.used {
-            ipam.reserve(*ip);
-        }
         let gateway = r
             .options
             .as_ref()
             .and_then(|o| o.get("RequestAddressType"))
             .is_some_and(|t| t == GATEWAY_REQUEST);
         let ip = if r.address.is_empty() {
-            ipam.allocate()
+            pool.ipam
+                .allocate()
                 .ok_or_else(|| format!("pool {} has no free address left", pool.subnet))?
         } else {
             let ip: Ipv4Addr = r
                 .address
                 .parse()
                 .map_err(|_| format!("address {:?} is not an IPv4 address", r.address))?;
-            if !ipam.is_host(ip) {
+            if !pool.ipam.is_host(ip) {
                 return Err(format!(
                     "address {ip} is not a host address of {}",
                     pool.subnet
                 ));
             }
-            if pool.used.contains(&ip) {
+            if !pool.ipam.reserve(ip) {
                 return Err(format!("address {ip} is in use"));
             }
             ip
         };
-        pool.used.insert(ip);
         tracing::debug!("ipam: {ip} from {} (gateway: {gateway})", pool.subnet);
         Ok(json!({
             "Address": format!("{ip}/{}", pool.subnet.prefix_len()),
@@ -172,7 +169,7 @@ impl Pools {
             // Docker sends the bare address; accept a prefix too.
             let bare = r.address.split('/').next().unwrap_or("");
             if let Ok(ip) = bare.parse::<Ipv4Addr>() {
-                pool.used.remove(&ip);
+                pool.ipam.release(ip);
             }
         }
         Ok(json!({}))

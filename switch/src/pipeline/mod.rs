@@ -261,6 +261,14 @@ impl SwitchPipeline {
             ctx.drop_frame(frame, DropReason::BadSourceMac);
             return;
         }
+        // Before learning: a forged source MAC must not move its owner's
+        // FDB entry.
+        if let Some(guard) = self.topo.guard_of(in_port) {
+            if !guard.allows(&meta, ctx.pool.data(&frame)) {
+                ctx.drop_frame(frame, DropReason::Spoofed);
+                return;
+            }
+        }
         self.learn(net, meta.src_mac, in_port, ctx.now_ns);
 
         if meta.ethertype == wire::ETHERTYPE_IPV4 {

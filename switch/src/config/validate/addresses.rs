@@ -19,10 +19,7 @@ impl Addresses {
             macs: HashMap::new(),
         };
         for cfg in networks.iter().filter_map(|n| n.cfg.as_ref()) {
-            let mut ipam = Ipam::new(cfg.subnet);
-            if let Some(g) = cfg.gateway {
-                ipam.reserve(g);
-            }
+            let ipam = Ipam::for_network(cfg);
             // A duplicate network name keeps its first definition.
             a.ipam.entry(cfg.name.clone()).or_insert(ipam);
         }
@@ -82,6 +79,16 @@ pub(super) fn check_member_ip(
         d.at(
             v.span(),
             format!("ip {ip} is the gateway of network {:?}", cfg.name),
+        );
+        return None;
+    }
+    if Ipam::for_network(cfg).is_reserved(ip) {
+        d.at(
+            v.span(),
+            format!(
+                "ip {ip} is in the reserved addresses of network {:?}",
+                cfg.name
+            ),
         );
         return None;
     }

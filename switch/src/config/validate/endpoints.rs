@@ -113,6 +113,17 @@ pub(super) fn check_endpoints<'r>(
             }
         });
         given_ips.push(ip);
+        // MACs the file gives are out of the MAC pool before it hands out
+        // any (a bad one is reported in the second pass).
+        let given_mac = e
+            .mac
+            .as_ref()
+            .and_then(|m| m.get_ref().parse::<MacAddr>().ok());
+        if let (Some(net), Some(m)) = (net, given_mac) {
+            if let Some(ipam) = addrs.ipam.get_mut(net.name) {
+                ipam.reserve_mac(m);
+            }
+        }
     }
     for (rr, r) in raw_remotes.iter().zip(remotes) {
         let Some(r) = r else { continue };
@@ -156,9 +167,26 @@ pub(super) fn check_endpoints<'r>(
             },
             _ => None,
         };
-        let mac = match (&e.mac, ip) {
-            (Some(m), _) => unicast_mac(d, m),
-            (None, ip) => ip.map(MacAddr::from_ipv4),
+        let mac = match (&e.mac, ip, net) {
+            (Some(m), _, _) => unicast_mac(d, m),
+            (None, Some(ip), Some(cfg)) => {
+                let mac = addrs
+                    .ipam
+                    .get_mut(&cfg.name)
+                    .and_then(|ipam| ipam.allocate_mac(ip));
+                if mac.is_none() {
+                    d.at(
+                        re.span(),
+                        format!(
+                            "the mac_pool of network {:?} has no free MAC left for endpoint \
+                             {name:?}; give it a mac or widen the pool",
+                            cfg.name
+                        ),
+                    );
+                }
+                mac
+            }
+            (None, ..) => None,
         };
         if let (Some(cfg), Some(m)) = (net, mac) {
             let span = e.mac.as_ref().map_or_else(|| re.span(), |m| m.span());
@@ -185,6 +213,8 @@ pub(super) fn check_endpoints<'r>(
                     ip,
                     mac,
                     ip_given: e.ip.is_some(),
+                    mac_given: e.mac.is_some(),
+                    allow_spoofing: e.allow_spoofing.as_ref().is_some_and(|v| *v.get_ref()),
                 }),
                 _ => None,
             },

@@ -224,6 +224,8 @@ pub(super) fn check_networks<'r>(
                 mtu,
                 vxlan_port,
                 gateway_mac: n.gateway_mac.as_ref().and_then(|m| unicast_mac(d, m)),
+                reserved: reserved_ranges(d, n.reserved.as_deref(), subnet, gateway),
+                mac_pool: n.mac_pool.as_ref().and_then(|v| mac_range(d, v)),
             }),
         });
     }
@@ -252,4 +254,77 @@ pub(super) fn dangling_network(d: &mut Diag, v: &S<String>, networks: &[Network]
             known_list(networks.iter().map(|n| n.name))
         ),
     );
+}
+
+/// `reserved = ["10.0.0.2-10.0.0.9", "10.0.0.20"]`: host addresses of the
+/// subnet, each range low to high, none the gateway.
+fn reserved_ranges(
+    d: &mut Diag,
+    raw: Option<&[S<String>]>,
+    subnet: Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+    let mut out = Vec::new();
+    for v in raw.unwrap_or_default() {
+        let text = v.get_ref().as_str();
+        let (a, b) = text.split_once('-').unwrap_or((text, text));
+        let (Ok(lo), Ok(hi)) = (a.trim().parse::<Ipv4Addr>(), b.trim().parse::<Ipv4Addr>()) else {
+            d.at(
+                v.span(),
+                format!("reserved {text:?} is not an address or range (10.0.0.2-10.0.0.9)"),
+            );
+            continue;
+        };
+        if lo > hi {
+            d.at(
+                v.span(),
+                format!("reserved range {text:?} goes from high to low"),
+            );
+            continue;
+        }
+        if let Some(why) = not_a_host(lo, subnet).or_else(|| not_a_host(hi, subnet)) {
+            d.at(v.span(), format!("reserved {text:?}: an address {why}"));
+            continue;
+        }
+        if gateway.is_some_and(|g| (lo..=hi).contains(&g)) {
+            d.at(
+                v.span(),
+                format!("reserved {text:?} holds the gateway, which is never handed out anyway"),
+            );
+            continue;
+        }
+        out.push((lo, hi));
+    }
+    out
+}
+
+/// `mac_pool = "00:15:5d:00:00:00-00:15:5d:00:ff:ff"`: unicast MACs, low
+/// to high (HNS's MacPools).
+fn mac_range(d: &mut Diag, v: &S<String>) -> Option<(MacAddr, MacAddr)> {
+    let text = v.get_ref().as_str();
+    let parsed = text.split_once('-').and_then(|(a, b)| {
+        Some((
+            a.trim().parse::<MacAddr>().ok()?,
+            b.trim().parse::<MacAddr>().ok()?,
+        ))
+    });
+    let Some((lo, hi)) = parsed else {
+        d.at(
+            v.span(),
+            format!("mac_pool {text:?} is not a MAC range (00:15:5d:00:00:00-00:15:5d:00:ff:ff)"),
+        );
+        return None;
+    };
+    if lo.0 > hi.0 {
+        d.at(v.span(), format!("mac_pool {text:?} goes from high to low"));
+        return None;
+    }
+    if (lo.0[0]..=hi.0[0]).any(|b| b & 1 == 1) || lo == MacAddr::ZERO {
+        d.at(
+            v.span(),
+            format!("mac_pool {text:?} holds multicast or zero MACs; endpoints need unicast ones"),
+        );
+        return None;
+    }
+    Some((lo, hi))
 }
