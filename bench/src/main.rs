@@ -26,6 +26,10 @@ enum Cmd {
         /// Packets to send (rounded up to whole bursts).
         #[arg(long, default_value_t = 10_000_000)]
         packets: u64,
+        /// Guard port 0 with anti-spoofing, as an endpoint's TAP is (the
+        /// sender's own MAC and IP: every frame passes the check).
+        #[arg(long)]
+        guard: bool,
     },
     /// NAT translate of established UDP flows (outbound, SNAT) with N flows
     /// in the table: one hot flow, or (--random) 4,096 flows spread over
@@ -129,8 +133,12 @@ enum VxlanMode {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Pipeline { macs, packets } => {
-            let mut b = PipelineBench::new(macs);
+        Cmd::Pipeline {
+            macs,
+            packets,
+            guard,
+        } => {
+            let mut b = PipelineBench::with_guard(macs, guard);
             let r = pipeline::run(&mut b, packets);
             ensure!(
                 r.forwarded == r.packets,

@@ -21,7 +21,7 @@ use pmd::gro::Gro;
 use pmd::memport::{mem_link, MemPeer, MemPort};
 use pmd::mirror::Direction;
 use pmd::thread::{prepare_tx, Ctx, Pipeline, TxQueues};
-use pmd::wire::{self, checksum};
+use pmd::wire::{self, checksum, MacAddr};
 use pmd::{Frame, Pool, PoolConfig, Port, PortId, MAX_BURST};
 use switch::pipeline::{Control, SwitchPipeline, SwitchSettings};
 use switch::stats::NetCounters;
@@ -93,6 +93,12 @@ impl PipelineBench {
     /// destination MACs behind port 1 (and the source behind port 0), so
     /// every measured frame is unicast from port 0 to port 1.
     pub fn new(macs: usize) -> PipelineBench {
+        PipelineBench::with_guard(macs, false)
+    }
+
+    /// As [`PipelineBench::new`], with port 0 guarded by anti-spoofing
+    /// (`switch::spoof`) when `guard` is set.
+    pub fn with_guard(macs: usize, guard: bool) -> PipelineBench {
         assert!((1..=65_536).contains(&macs), "macs must be 1..=65536");
         let mut topo = Topology::default();
         let net = topo.add_network(
@@ -102,6 +108,15 @@ impl PipelineBench {
         );
         let id0 = topo.add_port("p0", Some(net));
         let id1 = topo.add_port("p1", Some(net));
+        if guard {
+            topo.guard_port(
+                id0,
+                switch::spoof::Identity {
+                    mac: MacAddr(SRC_MAC),
+                    ip: Ipv4Addr::from(SRC_IP),
+                },
+            );
+        }
         let (port0, peer0) = mem_link("p0", id0, 256);
         let (port1, peer1) = mem_link("p1", id1, 256);
         let port1 = port1.with_offload();

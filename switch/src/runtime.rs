@@ -892,4 +892,75 @@ mod tests {
             "with a MAC from its new address"
         );
     }
+
+    fn add_req(name: &str, ip: Option<&str>) -> EndpointAdd {
+        EndpointAdd {
+            name: name.into(),
+            network: "front".into(),
+            netns: format!("ns-{name}"),
+            ip: ip.map(|i| i.parse().unwrap()),
+            mac: None,
+            ifname: None,
+            allow_spoofing: false,
+        }
+    }
+
+    fn attach(c: &mut Config, req: &EndpointAdd) -> Result<EndpointCfg> {
+        let e = new_endpoint(c, req, Attach::Netns(req.netns.clone()))?;
+        c.endpoints.push(e.clone());
+        Ok(e)
+    }
+
+    #[test]
+    fn a_deleted_endpoints_address_goes_back_to_the_pool_and_none_is_handed_out_twice() {
+        let mut c = cfg(&["web"]);
+        c.networks[0].reserved =
+            vec![("172.30.0.3".parse().unwrap(), "172.30.0.4".parse().unwrap())];
+        let x = attach(&mut c, &add_req("x", None)).unwrap();
+        assert_eq!(
+            x.ip.to_string(),
+            "172.30.0.5",
+            "past web (.2) and the reserved .3-.4"
+        );
+        let y = attach(&mut c, &add_req("y", None)).unwrap();
+        assert_eq!(y.ip.to_string(), "172.30.0.6");
+        for (ip, why) in [
+            ("172.30.0.2", "in use"),
+            ("172.30.0.4", "reserved"),
+            ("172.30.0.1", "gateway"),
+        ] {
+            let err = new_endpoint(&c, &add_req("z", Some(ip)), Attach::Netns("z".into()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{ip}: {err}");
+        }
+        c.endpoints.retain(|e| e.name != "x");
+        let z = attach(&mut c, &add_req("z", None)).unwrap();
+        assert_eq!((z.ip, z.mac), (x.ip, x.mac), "x's address is free again");
+    }
+
+    #[test]
+    fn reload_moves_a_new_file_endpoint_out_of_the_way_of_one_ctl_attached() {
+        let old = cfg(&["web"]);
+        let mut running = old.clone();
+        let added = attach(&mut running, &add_req("x", None)).unwrap();
+        let mut new = cfg(&["web", "db"]);
+        assert_eq!(
+            addr(&new, "db").0,
+            added.ip,
+            "IPAM alone would give db x's address"
+        );
+        keep_addresses(&old, std::slice::from_ref(&added), &mut new).unwrap();
+        let (ip, mac) = addr(&new, "db");
+        assert!(ip != added.ip && mac != added.mac, "db moved: {ip} {mac}");
+
+        let mut text = String::from("[[network]]\nname = \"front\"\nsubnet = \"172.30.0.0/24\"\n");
+        text.push_str(&format!(
+            "[[endpoint]]\nname = \"db\"\nnetwork = \"front\"\nnetns = \"db\"\nip = \"{}\"\n",
+            added.ip
+        ));
+        let mut given = config::parse(&text, "t.toml").unwrap();
+        let err = keep_addresses(&old, &[added], &mut given).unwrap_err();
+        assert!(err.contains("which `ctl` attached"), "{err}");
+    }
 }

@@ -137,3 +137,51 @@ port = 80
     let cfg = config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.port_mappings.len(), 2, "each uplink has its own table");
 }
+
+#[test]
+fn ipam_skips_reserved_ranges_and_hands_out_the_mac_pool_around_given_macs() {
+    let text = r#"
+[[network]]
+name = "n"
+subnet = "10.0.0.0/24"
+reserved = ["10.0.0.2-10.0.0.4", "10.0.0.6"]
+mac_pool = "00:15:5d:00:00:00-00:15:5d:00:ff:ff"
+[[endpoint]]
+name = "a"
+network = "n"
+netns = "a"
+[[endpoint]]
+name = "b"
+network = "n"
+netns = "b"
+[[endpoint]]
+name = "c"
+network = "n"
+netns = "c"
+mac = "00:15:5d:00:00:01"
+allow_spoofing = true
+"#;
+    let cfg = config::parse(text, "t.toml").unwrap();
+    assert_eq!(ips(&cfg), ["10.0.0.5", "10.0.0.7", "10.0.0.8"]);
+    let macs: Vec<String> = cfg.endpoints.iter().map(|e| e.mac.to_string()).collect();
+    assert_eq!(
+        macs,
+        [
+            "00:15:5d:00:00:00",
+            "00:15:5d:00:00:02",
+            "00:15:5d:00:00:01"
+        ],
+        "the pool skips the MAC c gives"
+    );
+    let n = cfg.network("n").unwrap();
+    assert_eq!(
+        n.mac_pool.map(|(a, _)| a.to_string()).as_deref(),
+        Some("00:15:5d:00:00:00")
+    );
+    let spoof: Vec<bool> = cfg.endpoints.iter().map(|e| e.allow_spoofing).collect();
+    assert_eq!(
+        spoof,
+        [false, false, true],
+        "anti-spoofing is on by default"
+    );
+}
