@@ -15,7 +15,7 @@ use pmd::wire::MacAddr;
 use pmd::{Pool, PoolConfig, Port, PortId};
 
 use crate::cluster::ClusterSync;
-use crate::config::{Attach, Config, NetworkMode, PollCfg, PortKind, Protocol};
+use crate::config::{Attach, Config, EndpointMode, NetworkMode, PollCfg, PortKind, Protocol};
 use crate::dataplane::{Dataplane, ThreadSpec, UplinkNat};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::SwitchSettings;
@@ -272,6 +272,12 @@ impl Switch {
                 if !e.allow_spoofing {
                     topo.guard_port(port, e.identity());
                 }
+            }
+        }
+
+        for m in &cfg.endpoint_modes {
+            if let EndpointMode::None(ns) = &m.mode {
+                endpoint::loopback_only(&m.name, ns)?;
             }
         }
 

@@ -17,6 +17,14 @@ use pmd::tap::TapPort;
 use pmd::wire::MacAddr;
 use pmd::PortId;
 
+/// Docker's `none`: endpoint `name`'s namespace `ns` keeps loopback only,
+/// up. Nothing else is made in it.
+pub fn loopback_only(name: &str, ns: &str) -> Result<()> {
+    Rtnl::open_at(&netns_path(ns))
+        .and_then(|mut r| r.loopback_up())
+        .with_context(|| format!("endpoint {name} (network none): loopback up in netns {ns}"))
+}
+
 /// Everything needed to set up one endpoint's interface.
 #[derive(Debug, Clone)]
 pub struct EndpointPlan {

@@ -75,6 +75,17 @@ enum LabCmd {
         /// The lab config.
         config: PathBuf,
     },
+    /// Run a command where an endpoint lives: its namespace, the one it
+    /// shares (`container:NAME`), or podswitch's (`host`).
+    Exec {
+        /// The lab config.
+        config: PathBuf,
+        /// The endpoint.
+        endpoint: String,
+        /// The command and its arguments (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
@@ -210,6 +221,20 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             }
+            Err(code) => return code,
+        },
+        Cmd::Lab {
+            cmd:
+                LabCmd::Exec {
+                    config,
+                    endpoint,
+                    command,
+                },
+        } => match load(&config) {
+            Ok(cfg) => match lab::exec(&cfg, &endpoint, &command) {
+                Ok(status) => return ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
+                Err(e) => Err(e),
+            },
             Err(code) => return code,
         },
         Cmd::Demo => demo::run(),

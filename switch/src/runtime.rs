@@ -439,6 +439,18 @@ impl Runtime {
         if st.file.nat != new.nat {
             summary.changed.push("[nat]".to_string());
         }
+        diff_lines(
+            &mut summary,
+            "endpoint",
+            &st.file.endpoint_modes,
+            &new.endpoint_modes,
+            |m| m.name.clone(),
+        );
+        for m in &new.endpoint_modes {
+            if let crate::config::EndpointMode::None(ns) = &m.mode {
+                crate::endpoint::loopback_only(&m.name, ns).map_err(ReloadError::Apply)?;
+            }
+        }
         let overlays = |c: &Config| -> Vec<NetworkCfg> {
             c.networks
                 .iter()
@@ -617,7 +629,8 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd, attach: Attach) -> Result<Endpo
     if name.is_empty() || name.len() > 64 {
         bail!("endpoint name {:?}: 1 to 64 characters", req.name);
     }
-    if cfg.endpoint(name).is_some() || cfg.port(name).is_some() {
+    let moded = cfg.endpoint_modes.iter().any(|m| m.name == name);
+    if cfg.endpoint(name).is_some() || cfg.port(name).is_some() || moded {
         bail!("endpoint {name} exists already (names are unique among endpoints and ports)");
     }
     let Some(net) = cfg.network(&req.network) else {

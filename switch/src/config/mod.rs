@@ -58,6 +58,9 @@ pub struct Config {
     pub ports: Vec<PortCfg>,
     pub networks: Vec<NetworkCfg>,
     pub endpoints: Vec<EndpointCfg>,
+    /// Endpoints in Docker's modes none, host and container:NAME: nothing
+    /// to switch, so apart from `endpoints`.
+    pub endpoint_modes: Vec<EndpointModeCfg>,
     pub port_mappings: Vec<PortMappingCfg>,
     pub remote_endpoints: Vec<RemoteEndpointCfg>,
     pub cluster: Option<ClusterCfg>,
@@ -383,6 +386,68 @@ impl EndpointCfg {
             mac: self.mac,
             ip: self.ip,
         }
+    }
+}
+
+/// `[[endpoint]]` with `network = "none" | "host" | "container:NAME"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointModeCfg {
+    pub name: String,
+    pub mode: EndpointMode,
+}
+
+/// Docker's endpoint modes: how an endpoint that the switch does not
+/// switch has its network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointMode {
+    /// `none`: its own namespace (`netns`) with loopback only, up.
+    None(String),
+    /// `host`: podswitch's own namespace.
+    Host,
+    /// `container:NAME`: the namespace, and interface, of endpoint NAME.
+    Container(String),
+}
+
+impl EndpointMode {
+    /// Reads a `network` value that names a mode rather than a network.
+    pub fn word(network: &str) -> Option<&str> {
+        match network {
+            "none" | "host" => Some(network),
+            _ => network.strip_prefix("container:"),
+        }
+    }
+}
+
+/// Where an endpoint's processes run, whatever its mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointNetns {
+    /// A namespace: an `ip netns` name or an absolute path.
+    Netns(String),
+    /// podswitch's own namespace.
+    Host,
+}
+
+impl Config {
+    /// The namespace endpoint `name` lives in: its own (`netns`), or for
+    /// container:NAME the one NAME lives in (followed down the chain;
+    /// the checker refuses cycles), or podswitch's (`host`). `None` for an
+    /// unknown endpoint or one behind a `[[port]]` or a runtime's TAP.
+    pub fn netns_of(&self, name: &str) -> Option<EndpointNetns> {
+        let mut name = name;
+        for _ in 0..=self.endpoint_modes.len() {
+            if let Some(e) = self.endpoint(name) {
+                return match &e.attach {
+                    Attach::Netns(ns) => Some(EndpointNetns::Netns(ns.clone())),
+                    Attach::Port(_) | Attach::HostTap(_) => None,
+                };
+            }
+            match &self.endpoint_modes.iter().find(|m| m.name == name)?.mode {
+                EndpointMode::None(ns) => return Some(EndpointNetns::Netns(ns.clone())),
+                EndpointMode::Host => return Some(EndpointNetns::Host),
+                EndpointMode::Container(other) => name = other,
+            }
+        }
+        None
     }
 }
 

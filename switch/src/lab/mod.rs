@@ -7,22 +7,53 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use pmd::netns;
 
-use crate::config::{Attach, Config};
+use crate::config::{Attach, Config, EndpointMode, EndpointNetns};
 
-/// Namespace names (not paths) the config's endpoints live in, in order.
+/// Namespace names (not paths) the config's endpoints live in, in order:
+/// those of switched endpoints, then those of `none` endpoints (`host` and
+/// `container:NAME` have none of their own).
 pub fn namespaces(cfg: &Config) -> Vec<String> {
+    let switched = cfg.endpoints.iter().filter_map(|e| match &e.attach {
+        Attach::Netns(ns) => Some(ns),
+        Attach::Port(_) | Attach::HostTap(_) => None,
+    });
+    let none = cfg.endpoint_modes.iter().filter_map(|m| match &m.mode {
+        EndpointMode::None(ns) => Some(ns),
+        EndpointMode::Host | EndpointMode::Container(_) => None,
+    });
     let mut v: Vec<String> = Vec::new();
-    for e in &cfg.endpoints {
-        if let Attach::Netns(ns) = &e.attach {
-            if !ns.starts_with('/') && !v.contains(ns) {
-                v.push(ns.clone());
-            }
+    for ns in switched.chain(none) {
+        if !ns.starts_with('/') && !v.contains(ns) {
+            v.push(ns.clone());
         }
     }
     v
+}
+
+/// Runs `argv` where endpoint `name` lives (`lab exec`): in its
+/// namespace, in the namespace of the endpoint it shares
+/// (`container:NAME`), or in podswitch's own (`host`). Returns its exit
+/// status.
+pub fn exec(cfg: &Config, name: &str, argv: &[String]) -> Result<std::process::ExitStatus> {
+    let Some((cmd, args)) = argv.split_first() else {
+        anyhow::bail!("lab exec: no command given");
+    };
+    let run = {
+        let (cmd, args) = (cmd.clone(), args.to_vec());
+        move || std::process::Command::new(&cmd).args(&args).status()
+    };
+    let status = match cfg.netns_of(name) {
+        Some(EndpointNetns::Host) => run(),
+        Some(EndpointNetns::Netns(ns)) => netns::in_netns(&ns, run)?,
+        None if cfg.endpoint(name).is_some() => {
+            anyhow::bail!("endpoint {name} sits behind a [[port]] or a runtime's TAP: no namespace")
+        }
+        None => anyhow::bail!("no endpoint {name} in the config"),
+    };
+    status.with_context(|| format!("running {cmd} for endpoint {name}"))
 }
 
 /// Where a lab records the namespaces it created, next to the control

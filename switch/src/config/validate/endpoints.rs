@@ -17,6 +17,11 @@ pub(super) fn check_endpoints<'r>(
     addrs: &mut Addresses,
 ) -> Vec<Endpoint<'r>> {
     unique_names(d, raw.iter().map(|e| &e.get_ref().name), "endpoint");
+    // Endpoints in Docker's modes none/host/container:NAME are `modes`'.
+    let raw: Vec<&S<RawEndpoint>> = raw
+        .iter()
+        .filter(|e| EndpointMode::word(e.get_ref().network.get_ref()).is_none())
+        .collect();
 
     // Which network uses which port as its uplink.
     let uplinks: HashMap<&str, &str> = networks
@@ -30,7 +35,7 @@ pub(super) fn check_endpoints<'r>(
     // or a remote endpoint names.
     let mut given_ips = Vec::with_capacity(raw.len());
     let mut attaches = Vec::with_capacity(raw.len());
-    for re in raw {
+    for re in &raw {
         let e = re.get_ref();
         let name = e.name.get_ref();
         let net = find_network(networks, e.network.get_ref());

@@ -10,6 +10,7 @@ mod addresses;
 mod cluster;
 mod endpoints;
 mod mappings;
+mod modes;
 mod nat;
 mod networks;
 mod ports;
@@ -21,6 +22,7 @@ use addresses::*;
 use cluster::*;
 use endpoints::*;
 use mappings::*;
+use modes::*;
 use nat::*;
 use networks::*;
 use ports::*;
@@ -43,8 +45,9 @@ use super::raw::{
     RawRemoteEndpoint, RawSwitch, S,
 };
 use super::{
-    Attach, ClusterCfg, Config, EndpointCfg, LogLevel, NatCfg, NetworkCfg, NetworkMode, PollCfg,
-    PortCfg, PortKind, PortMappingCfg, Protocol, RemoteEndpointCfg, SwitchCfg, SUPPORTED_MODES,
+    Attach, ClusterCfg, Config, EndpointCfg, EndpointMode, EndpointModeCfg, LogLevel, NatCfg,
+    NetworkCfg, NetworkMode, PollCfg, PortCfg, PortKind, PortMappingCfg, Protocol,
+    RemoteEndpointCfg, SwitchCfg, SUPPORTED_MODES,
 };
 
 /// Linux's IFNAMSIZ (16) less the terminating NUL.
@@ -74,6 +77,7 @@ pub(crate) fn validate(raw: RawFile, file: &str, text: &str) -> Result<Config, C
         &ports,
         &mut addrs,
     );
+    let endpoint_modes = check_endpoint_modes(&mut d, &raw.endpoint, &raw.network, &endpoints);
     let port_mappings = check_port_mappings(&mut d, &raw.port_mapping, &endpoints, &networks);
     let cluster = raw
         .cluster
@@ -98,6 +102,7 @@ pub(crate) fn validate(raw: RawFile, file: &str, text: &str) -> Result<Config, C
             .into_iter()
             .map(|e| e.cfg.expect("an endpoint without errors is resolved"))
             .collect(),
+        endpoint_modes,
         port_mappings,
         remote_endpoints: remote_endpoints
             .into_iter()
