@@ -111,10 +111,10 @@ impl PipelineBench {
         if guard {
             topo.guard_port(
                 id0,
-                switch::spoof::Identity {
-                    mac: MacAddr(SRC_MAC),
+                Some(switch::spoof::Guard {
+                    mac: Some(MacAddr(SRC_MAC)),
                     ip: Ipv4Addr::from(SRC_IP),
-                },
+                }),
             );
         }
         let (port0, peer0) = mem_link("p0", id0, 256);

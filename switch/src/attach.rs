@@ -70,9 +70,7 @@ impl Switch {
                 };
                 let port = pmd::PortId(port as u16);
                 topo.add_endpoint_addr(net_id, e.ip, e.mac, port);
-                if !e.allow_spoofing {
-                    topo.guard_port(port, e.identity());
-                }
+                topo.guard_port(port, e.guard());
                 self.live.topo = topo.clone();
                 self.dataplane.set_topology(topo);
             }
@@ -112,9 +110,7 @@ impl Switch {
                 };
                 self.live.next_tap += 1;
                 topo.add_endpoint_addr(net_id, e.ip, e.mac, id);
-                if !e.allow_spoofing {
-                    topo.guard_port(id, e.identity());
-                }
+                topo.guard_port(id, e.guard());
                 let thread = self.live.net_thread[net_id.0 as usize];
                 // The port first, then the topology that leads to it: a
                 // frame for it never finds a port that is not there yet.

@@ -269,9 +269,7 @@ impl Switch {
             };
             if let Some(port) = port_id {
                 topo.add_endpoint_addr(net_id, e.ip, e.mac, port);
-                if !e.allow_spoofing {
-                    topo.guard_port(port, e.identity());
-                }
+                topo.guard_port(port, e.guard());
             }
         }
 

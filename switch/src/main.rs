@@ -185,7 +185,7 @@ fn main() -> ExitCode {
                     "{}: ok ({} networks, {} endpoints, {} ports)",
                     config.display(),
                     cfg.networks.len(),
-                    cfg.endpoints.len(),
+                    cfg.endpoints.len() + cfg.endpoint_modes.len(),
                     cfg.ports.len()
                 );
                 Ok(())

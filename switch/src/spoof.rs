@@ -17,6 +17,11 @@
 //!   IPv6 source is dropped: it could only be someone else's.
 //! - Other EtherTypes: only the source MAC is checked.
 //!
+//! - An endpoint behind a `[[port]]` without `mac` in the file: the
+//!   switch does not own the far end's interface and cannot know its MAC,
+//!   so only the addresses are checked (and that an ARP sender MAC is the
+//!   frame's own). Give `mac` to guard the MAC too.
+//!
 //! A port without a [`Guard`] (uplinks, a `[[port]]` without endpoints,
 //! endpoints with `allow_spoofing = true`) costs the pipeline one load and
 //! one branch.
@@ -35,71 +40,38 @@ mod field {
     pub const IPV6_SRC: std::ops::Range<usize> = 8..24;
 }
 
-/// One address pair an endpoint may send from.
+/// What a guarded port may send as: its endpoint's address, and its MAC
+/// where the switch knows it. A port carries one endpoint at most (a TAP is
+/// one endpoint's; `check` refuses two behind one `[[port]]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
-    /// Its MAC.
-    pub mac: MacAddr,
-    /// Its IPv4 address.
+pub struct Guard {
+    /// The endpoint's MAC: always for a TAP (the switch sets it), for an
+    /// endpoint behind a `[[port]]` only when the file gives `mac` (the
+    /// switch does not own the far end's interface, so a derived MAC is no
+    /// fact about it).
+    pub mac: Option<MacAddr>,
+    /// The endpoint's IPv4 address.
     pub ip: Ipv4Addr,
 }
 
-/// What a guarded port may send as: the identity of its endpoint (a TAP),
-/// or of each endpoint behind it (a `[[port]]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Guard {
-    ids: Vec<Identity>,
-}
-
 impl Guard {
-    /// A guard that lets `id` speak.
-    pub fn new(id: Identity) -> Guard {
-        Guard { ids: vec![id] }
-    }
-
-    /// Lets `id` speak too (another endpoint behind the same port).
-    pub fn add(&mut self, id: Identity) {
-        if !self.ids.contains(&id) {
-            self.ids.push(id);
-        }
-    }
-
-    /// Stops `ip` speaking (its endpoint left); true when none is left.
-    pub fn remove(&mut self, ip: Ipv4Addr) -> bool {
-        self.ids.retain(|i| i.ip != ip);
-        self.ids.is_empty()
-    }
-
-    /// The identities it lets speak.
-    pub fn identities(&self) -> &[Identity] {
-        &self.ids
-    }
-
     /// Whether `frame`, parsed into `meta`, speaks only for this port's
-    /// endpoint(s).
+    /// endpoint.
     #[inline]
     pub fn allows(&self, meta: &PacketMeta, frame: &[u8]) -> bool {
-        let Some(id) = self.ids.iter().find(|i| i.mac == meta.src_mac) else {
+        if self.mac.is_some_and(|m| m != meta.src_mac) {
             return false;
-        };
+        }
         match meta.ethertype {
-            wire::ETHERTYPE_IPV4 => {
-                let src = Ipv4Addr::from(meta.ip_src);
-                src == id.ip || self.other_ip_of(meta.src_mac, src)
-            }
+            wire::ETHERTYPE_IPV4 => meta.ip_src == self.ip.octets(),
             wire::ETHERTYPE_ARP => self.allows_arp(meta, frame),
             wire::ETHERTYPE_IPV6 => allows_ipv6(meta, frame),
             _ => true,
         }
     }
 
-    /// Several endpoints behind one `[[port]]` may share a MAC only in a
-    /// config nobody writes; look them all up rather than the first.
-    #[cold]
-    fn other_ip_of(&self, mac: MacAddr, ip: Ipv4Addr) -> bool {
-        self.ids.iter().any(|i| i.mac == mac && i.ip == ip)
-    }
-
+    /// The ARP sender is the frame's own source MAC (so, where known, the
+    /// endpoint's) and the endpoint's address, or 0.0.0.0 for a probe.
     #[cold]
     fn allows_arp(&self, meta: &PacketMeta, frame: &[u8]) -> bool {
         let l3 = meta.l3_off as usize;
@@ -109,11 +81,8 @@ impl Guard {
         ) else {
             return false;
         };
-        let sha = MacAddr(sha.try_into().unwrap_or_default());
         let spa = Ipv4Addr::new(spa[0], spa[1], spa[2], spa[3]);
-        self.ids
-            .iter()
-            .any(|i| i.mac == sha && (i.ip == spa || spa.is_unspecified()))
+        sha == meta.src_mac.0 && (spa == self.ip || spa.is_unspecified())
     }
 }
 
@@ -138,10 +107,10 @@ mod tests {
     const OTHER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
 
     fn guard() -> Guard {
-        Guard::new(Identity {
-            mac: OWN_MAC,
+        Guard {
+            mac: Some(OWN_MAC),
             ip: OWN_IP,
-        })
+        }
     }
 
     fn eth(src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
@@ -222,18 +191,22 @@ mod tests {
     }
 
     #[test]
-    fn a_port_with_two_endpoints_lets_each_speak_only_as_itself() {
-        let mut g = guard();
-        g.add(Identity {
-            mac: OTHER_MAC,
-            ip: OTHER_IP,
-        });
-        let check = |g: &Guard, f: Vec<u8>| g.allows(&meta::parse(&f).unwrap(), &f);
-        assert!(check(&g, udp(OTHER_MAC, OTHER_IP)));
-        assert!(check(&g, udp(OWN_MAC, OWN_IP)));
-        assert!(!check(&g, udp(OTHER_MAC, OWN_IP)));
-        assert!(!g.remove(OWN_IP), "the other endpoint is still there");
-        assert!(!check(&g, udp(OWN_MAC, OWN_IP)));
-        assert!(g.remove(OTHER_IP), "no endpoint is left");
+    fn without_a_known_mac_the_address_is_still_guarded_and_arp_must_match_its_frame() {
+        let g = Guard {
+            mac: None,
+            ip: OWN_IP,
+        };
+        let check = |f: Vec<u8>| g.allows(&meta::parse(&f).unwrap(), &f);
+        assert!(
+            check(udp(OTHER_MAC, OWN_IP)),
+            "any MAC: the switch does not know it"
+        );
+        assert!(!check(udp(OTHER_MAC, OTHER_IP)));
+        assert!(check(arp(OTHER_MAC, OTHER_MAC, OWN_IP)));
+        assert!(
+            !check(arp(OWN_MAC, OTHER_MAC, OWN_IP)),
+            "a sender MAC not the frame's"
+        );
+        assert!(!check(arp(OTHER_MAC, OTHER_MAC, OTHER_IP)));
     }
 }

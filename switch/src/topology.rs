@@ -9,7 +9,7 @@ use pmd::wire::MacAddr;
 use pmd::PortId;
 
 use crate::gateway::Gateway;
-use crate::spoof::{Guard, Identity};
+use crate::spoof::Guard;
 
 /// Index of a network in the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -267,21 +267,18 @@ impl Topology {
         let gone = self.networks[network.0 as usize].endpoints.remove(&ip);
         if let Some((_, port)) = gone {
             if let Some(info) = self.ports.get_mut(port.0 as usize) {
-                if info.spoof.as_mut().is_some_and(|g| g.remove(ip)) {
+                if info.spoof.is_some_and(|g| g.ip == ip) {
                     info.spoof = None;
                 }
             }
         }
     }
 
-    /// Guards `port`: it may send as `id` (and as whoever it already
-    /// could), nothing else.
-    pub fn guard_port(&mut self, port: PortId, id: Identity) {
+    /// Guards `port`: it may send as `guard` says, nothing else; `None`
+    /// lets it send anything.
+    pub fn guard_port(&mut self, port: PortId, guard: Option<Guard>) {
         if let Some(info) = self.ports.get_mut(port.0 as usize) {
-            match info.spoof.as_mut() {
-                Some(g) => g.add(id),
-                None => info.spoof = Some(Guard::new(id)),
-            }
+            info.spoof = guard;
         }
     }
 

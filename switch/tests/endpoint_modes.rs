@@ -11,7 +11,6 @@ use std::process::{Command, Output};
 
 use common::*;
 use pmd::netns::NetnsGuard;
-use pmd::wire::MacAddr;
 
 struct Lab {
     daemon: Option<Daemon>,
@@ -46,54 +45,29 @@ impl Lab {
         );
         // Made here, not by `lab up`: podswitch runs under `ip netns exec`,
         // whose private mount namespace would hide the namespaces it made.
-        let (web, db) = (
+        let (web, router) = (
             NetnsGuard::new("psm-w").unwrap(),
-            NetnsGuard::new("psm-d").unwrap(),
+            NetnsGuard::new("psm-r").unwrap(),
         );
-        let text = format!(
-            r#"
-[switch]
-control = "{}"
-
-[[network]]
-name = "front"
-subnet = "172.29.0.0/24"
-
-[[endpoint]]
-name = "web"
-network = "front"
-netns = "{web}"
-ip = "172.29.0.10"
-
-[[endpoint]]
-name = "db"
-network = "front"
-netns = "{db}"
-ip = "172.29.0.11"
-
-[[endpoint]]
-name = "iso"
-network = "none"
-netns = "{}"
-
-[[endpoint]]
-name = "h"
-network = "host"
-
-[[endpoint]]
-name = "sidecar"
-network = "container:web"
-
-[[endpoint]]
-name = "sidecar2"
-network = "container:sidecar"
-"#,
-            control_path(),
-            iso.name(),
-            web = web.name(),
-            db = db.name(),
-        );
-        let guards = vec![iso, web, db];
+        // configs/endpoint-modes.toml, with the test's own namespaces and
+        // control socket.
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../configs/endpoint-modes.toml"
+        ))
+        .unwrap();
+        for ns in ["modes-web", "modes-router", "modes-batch"] {
+            assert!(
+                example.contains(&format!("\"{ns}\"")),
+                "the example names {ns}"
+            );
+        }
+        let text = format!("[switch]\ncontrol = \"{}\"\n", control_path())
+            + &example
+                .replace("\"modes-web\"", &format!("\"{}\"", web.name()))
+                .replace("\"modes-router\"", &format!("\"{}\"", router.name()))
+                .replace("\"modes-batch\"", &format!("\"{}\"", iso.name()));
+        let guards = vec![iso, web, router];
         let daemon = Daemon::start_in(Some(host.name()), &["lab", "up"], &text);
         Lab {
             daemon: Some(daemon),
@@ -158,12 +132,12 @@ fn a_none_endpoint_has_only_loopback_and_it_is_up() {
         return;
     }
     let lab = Lab::new();
-    assert_eq!(lab.links("iso"), ["lo"]);
-    let lo = lab.exec("iso", &["ip", "-o", "link", "show", "lo"]);
+    assert_eq!(lab.links("batch"), ["lo"]);
+    let lo = lab.exec("batch", &["ip", "-o", "link", "show", "lo"]);
     assert!(link_up(&String::from_utf8_lossy(&lo.stdout)), "{lo:?}");
-    let ping = lab.exec("iso", &["ping", "-c", "1", "-W", "2", "127.0.0.1"]);
+    let ping = lab.exec("batch", &["ping", "-c", "1", "-W", "2", "127.0.0.1"]);
     assert!(ping.status.success(), "loopback answers: {ping:?}");
-    let out = lab.exec("iso", &["ping", "-c", "1", "-W", "1", "172.29.0.10"]);
+    let out = lab.exec("batch", &["ping", "-c", "1", "-W", "1", "172.29.0.10"]);
     assert!(!out.status.success(), "nothing else is reachable: {out:?}");
 }
 
@@ -173,7 +147,7 @@ fn a_host_endpoint_sees_the_hosts_interfaces() {
         return;
     }
     let lab = Lab::new();
-    let links = lab.links("h");
+    let links = lab.links("monitor");
     assert!(links.contains(&"hostlink0".to_string()), "{links:?}");
     assert!(!links.contains(&"eth0".to_string()), "{links:?}");
 }
@@ -184,12 +158,22 @@ fn a_container_endpoint_sees_its_containers_eth0_and_reaches_what_it_reaches() {
         return;
     }
     let lab = Lab::new();
-    let web_mac = MacAddr::from_ipv4("172.29.0.10".parse().unwrap()).to_string();
+    let web_mac = "00:15:5d:1d:00:00";
     for e in ["web", "sidecar", "sidecar2"] {
         assert_eq!(lab.links(e), ["lo", "eth0"], "{e}");
         let eth0 = lab.exec(e, &["ip", "-o", "link", "show", "eth0"]);
         let eth0 = String::from_utf8_lossy(&eth0.stdout);
-        assert!(eth0.contains(&web_mac), "{e} has web's eth0: {eth0}");
+        assert!(
+            eth0.contains(web_mac),
+            "{e} has web's eth0, with the pool's first MAC: {eth0}"
+        );
+        let addr = lab.exec(e, &["ip", "-o", "-4", "addr", "show", "eth0"]);
+        let addr = String::from_utf8_lossy(&addr.stdout);
+        assert!(
+            addr.contains("172.29.0.10/24"),
+            "{e}: past the reserved range: {addr}"
+        );
+        // router (172.29.0.11) and the gateway.
         for dst in ["172.29.0.11", "172.29.0.1"] {
             let ping = lab.exec(e, &["ping", "-c", "1", "-W", "2", dst]);
             assert!(ping.status.success(), "{e} reaches {dst}: {ping:?}");

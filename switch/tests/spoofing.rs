@@ -103,10 +103,10 @@ allow_spoofing = true
         lab
     }
 
-    /// `ctl --json ARGS`, parsed.
-    fn json(&self, args: &[&str]) -> Value {
+    /// `ctl ARGS` that must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_podswitch"))
-            .args(["ctl", "--socket", &self.socket, "--json"])
+            .args(["ctl", "--socket", &self.socket])
             .args(args)
             .output()
             .unwrap();
@@ -115,7 +115,14 @@ allow_spoofing = true
             "ctl {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `ctl --json ARGS`, parsed.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&full)).unwrap()
     }
 
     /// The `spoofed` drops of port `name` in `ctl stats`.
@@ -314,4 +321,74 @@ fn with_allow_spoofing_the_same_frames_pass_and_poison_the_neighbours_cache() {
 
 fn lab_stop(mut lab: Lab) -> String {
     lab.daemon.take().unwrap().stop_clean()
+}
+
+#[test]
+fn endpoints_attached_by_ctl_are_guarded_unless_allow_spoofing_and_a_reload_keeps_it() {
+    if skip_unless_root("spoofing_ctl") {
+        return;
+    }
+    let lab = Lab::new();
+    let guarded = NetnsGuard::new("pss-g").unwrap();
+    let routing = NetnsGuard::new("pss-x").unwrap();
+    let add = |name: &str, ns: &NetnsGuard, ip: &str, extra: &[&str]| {
+        let mut args = vec![
+            "endpoint",
+            "add",
+            name,
+            "--network",
+            "front",
+            "--netns",
+            ns.name(),
+            "--ip",
+            ip,
+        ];
+        args.extend_from_slice(extra);
+        lab.ok(&args);
+    };
+    add("g", &guarded, "172.31.0.20", &[]);
+    add("x", &routing, "172.31.0.21", &["--allow-spoofing"]);
+    let (g, x) = (Ipv4Addr::new(172, 31, 0, 20), Ipv4Addr::new(172, 31, 0, 21));
+
+    let mut at_w = Capture::eth0(lab.w.name());
+    let forge = || {
+        send_raw_frames(guarded.name(), vec![udp_to_w(mac(g), V, b"forged-by-g")]);
+        send_raw_frames(routing.name(), vec![udp_to_w(mac(x), V, b"forged-by-x")]);
+    };
+    forge();
+    wait_until(
+        "g's forged frame is counted",
+        Duration::from_secs(10),
+        || lab.spoofed("g") == 1,
+    );
+    wait_until(
+        "x's forged frame reaches w",
+        Duration::from_secs(10),
+        || at_w.frames().iter().any(|f| holds(f, b"forged-by-x")),
+    );
+    assert!(!at_w.frames().iter().any(|f| holds(f, b"forged-by-g")));
+    assert_eq!(lab.spoofed("x"), 0);
+
+    // A reload of the unchanged file keeps both endpoints as they were.
+    lab.ok(&["reload"]);
+    forge();
+    wait_until(
+        "g's second forged frame is counted",
+        Duration::from_secs(10),
+        || lab.spoofed("g") == 2,
+    );
+    wait_until(
+        "x's second forged frame reaches w",
+        Duration::from_secs(10),
+        || {
+            at_w.frames()
+                .iter()
+                .filter(|f| holds(f, b"forged-by-x"))
+                .count()
+                == 2
+        },
+    );
+    assert_eq!(lab.spoofed("x"), 0);
+    lab.ok(&["endpoint", "del", "g"]);
+    lab.ok(&["endpoint", "del", "x"]);
 }

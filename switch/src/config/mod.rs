@@ -380,12 +380,15 @@ pub struct EndpointCfg {
 }
 
 impl EndpointCfg {
-    /// Who anti-spoofing lets this endpoint speak as.
-    pub fn identity(&self) -> crate::spoof::Identity {
-        crate::spoof::Identity {
-            mac: self.mac,
+    /// Who anti-spoofing lets this endpoint speak as; `None` with
+    /// `allow_spoofing`. The MAC is known for a TAP the switch makes, and
+    /// behind a `[[port]]` only when the file gives it.
+    pub fn guard(&self) -> Option<crate::spoof::Guard> {
+        let mac_known = self.mac_given || !matches!(self.attach, Attach::Port(_));
+        (!self.allow_spoofing).then_some(crate::spoof::Guard {
+            mac: mac_known.then_some(self.mac),
             ip: self.ip,
-        }
+        })
     }
 }
 
