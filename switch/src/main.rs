@@ -54,12 +54,29 @@ enum Cmd {
         #[command(subcommand)]
         cmd: LabCmd,
     },
+    /// HNS JSON (Windows container networking).
+    Hns {
+        #[command(subcommand)]
+        cmd: HnsCmd,
+    },
     /// Build a small built-in lab, run traffic through it, show what
     /// happened, and remove everything.
     Demo,
     /// Ask a running switch (its control socket): show, stats, fdb,
     /// conntrack, neighbors, endpoint, mapping, reload, trace, capture.
     Ctl(Ctl),
+}
+
+#[derive(Subcommand)]
+enum HnsCmd {
+    /// Print the TOML that HNS network and endpoint objects map onto (the
+    /// uplinks they name must be [[port]]s of the file it goes into);
+    /// errors are printed as FILE:LINE:COL: message.
+    Import {
+        /// HNS JSON files: an object or an array of them each.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -211,6 +228,18 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Err(code) => return code,
+        },
+        Cmd::Hns {
+            cmd: HnsCmd::Import { files },
+        } => match config::import_hns(&files) {
+            Ok(toml) => {
+                print!("{toml}");
+                Ok(())
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                return ExitCode::from(2);
+            }
         },
         Cmd::Demo => demo::run(),
         Cmd::Ctl(ctl) => return ctl.run(),

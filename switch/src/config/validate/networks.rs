@@ -224,6 +224,8 @@ pub(super) fn check_networks<'r>(
                 mtu,
                 vxlan_port,
                 gateway_mac: n.gateway_mac.as_ref().and_then(|m| unicast_mac(d, m)),
+                mac_pool: n.mac_pool.as_ref().and_then(|v| mac_pool(d, v)),
+                dns: dns(d, n.dns.as_ref()),
             }),
         });
     }
