@@ -87,8 +87,18 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
 }
 
 /// `podswitch hns import`: the TOML tables HNS JSON `files` map onto, or
-/// every error in them.
-pub fn import_hns(files: &[PathBuf]) -> Result<String, ConfigErrors> {
+/// every error in them. With `config` (its text and file name), adapter
+/// names resolve to its `[[port]]`s by name or iface, as an include does;
+/// without, they are written as the ports' names.
+pub fn import_hns(files: &[PathBuf], config: Option<(&str, &str)>) -> Result<String, ConfigErrors> {
+    let ports = match config {
+        Some((text, file)) => {
+            toml::from_str::<raw::RawFile>(text)
+                .map_err(|e| ConfigErrors(vec![error::from_toml(file, text, &e)]))?
+                .port
+        }
+        None => Vec::new(),
+    };
     let mut sources: Vec<error::Source> = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).map_err(|e| {
@@ -109,7 +119,7 @@ pub fn import_hns(files: &[PathBuf]) -> Result<String, ConfigErrors> {
     let mut d = error::Diag::with_includes("", "", &sources);
     let mut objs = hns::HnsObjects::default();
     for src in &sources {
-        hns::read(&mut d, src, &[], &mut objs);
+        hns::read(&mut d, src, &ports, &mut objs);
     }
     if !d.is_empty() {
         return Err(d.finish());
