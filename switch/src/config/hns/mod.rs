@@ -453,7 +453,7 @@ fn endpoint(d: &mut Diag, at: At, v: &Value, ids: &[(String, String)], out: &mut
             }
             Policy::Acl(r) => {
                 local_only(d, r.span());
-                raw.acl.get_or_insert_with(Vec::new).push(r);
+                raw.acl.get_or_insert_with(Vec::new).push(*r);
             }
             Policy::Vsid(_) | Policy::NetAdapterName(_) => {}
         }

@@ -32,7 +32,7 @@ pub(super) enum Policy {
     /// Endpoint: v1 `ROUTE`, v2 `SDNRoute`.
     Route(S<RawRoute>),
     /// Endpoint: `ACL`.
-    Acl(S<RawAclRule>),
+    Acl(Box<S<RawAclRule>>),
 }
 
 /// Reads one policy of `place` ("subnet", "network", "endpoint"); an
@@ -255,7 +255,7 @@ fn acl(d: &mut Diag, o: &mut Obj, v2: bool) -> Option<Policy> {
     let priority = o
         .uint(d, "Priority", 65535)
         .map(|p| S::new(p.span(), *p.get_ref() as u16));
-    Some(Policy::Acl(S::new(
+    Some(Policy::Acl(Box::new(S::new(
         span,
         RawAclRule {
             action: action?,
@@ -267,5 +267,5 @@ fn acl(d: &mut Diag, o: &mut Obj, v2: bool) -> Option<Policy> {
             remote_ports,
             priority,
         },
-    )))
+    ))))
 }
