@@ -269,8 +269,33 @@ impl SwitchPipeline {
                 let v = nat.inbound(ctx.pool.data_mut(&mut frame), meta, csum, ctx.now_ns);
                 self.apply_verdict(ctx, up, frame, meta, v);
             }
+            wire::ETHERTYPE_IPV4 => match self.excepted_reply(up, meta) {
+                Some(net) => {
+                    let dst = Ipv4Addr::from(meta.ip_dst);
+                    self.route_to_endpoint(ctx, net, dst, frame, meta);
+                }
+                None => ctx.drop_frame(frame, DropReason::NotForUs),
+            },
             _ => ctx.drop_frame(frame, DropReason::NotForUs),
         }
+    }
+
+    /// The network of the endpoint a frame from the uplink is addressed to,
+    /// when it comes from one of that endpoint's `nat_exceptions`: the
+    /// other way of traffic that left untranslated.
+    fn excepted_reply(&self, up: UplinkId, meta: &PacketMeta) -> Option<NetId> {
+        let (dst, src) = (Ipv4Addr::from(meta.ip_dst), Ipv4Addr::from(meta.ip_src));
+        self.nat_nets[up.0 as usize].iter().copied().find(|&net| {
+            let Some(&(_, port)) = self.topo.network(net).endpoints.get(&dst) else {
+                return false;
+            };
+            let policy = self
+                .topo
+                .ports
+                .get(port.0 as usize)
+                .and_then(|p| p.policy.as_ref());
+            policy.is_some_and(|p| p.nat_exceptions.iter().any(|n| n.contains(&src)))
+        })
     }
 
     /// Records a next hop and sends the frames that waited for it.
