@@ -282,3 +282,32 @@ fn a_remote_endpoint_without_a_pa_policy_is_refused() {
     let errs = refused_at(OVERLAY_PORTS, json, "{\n  \"Name\": \"r\"");
     assert!(errs.contains("PA policy"), "{errs}");
 }
+
+#[test]
+fn an_endpoint_gateway_other_than_its_networks_is_refused() {
+    let json = format!(
+        r#"[{NAT_NET},
+  {{"Name": "web", "VirtualNetworkName": "nat", "GatewayAddress": "172.16.0.254"}}]"#
+    );
+    let errs = refused_at(NAT_PORTS, &json, "\"172.16.0.254\"");
+    assert!(
+        errs.contains("is not the gateway of network \"nat\""),
+        "{errs}"
+    );
+}
+
+#[test]
+fn outbound_nat_on_an_overlay_endpoint_is_refused() {
+    let json = r#"[{
+  "Name": "ov", "Type": "Overlay", "NetworkAdapterName": "Ethernet",
+  "Subnets": [{"AddressPrefix": "10.244.0.0/16", "Policies": [{"Type": "VSID", "VSID": 4096}]}]
+}, {
+  "Name": "pod", "VirtualNetworkName": "ov",
+  "Policies": [{"Type": "OutBoundNAT", "ExceptionList": ["10.244.0.0/16"]}]
+}]"#;
+    let errs = refused_at(OVERLAY_PORTS, json, "\"10.244.0.0/16\"]");
+    assert!(
+        errs.contains("nat_exceptions are for endpoints of nat networks"),
+        "{errs}"
+    );
+}

@@ -14,6 +14,8 @@ mod policy;
 
 pub use import::to_toml;
 
+use std::net::Ipv4Addr;
+
 use jsonc_parser::ast::Value;
 use jsonc_parser::{CollectOptions, ParseOptions};
 
@@ -51,7 +53,6 @@ const INFORMATIONAL: &[&str] = &[
     "LayeredOn",
     "Flags",
     "PrefixLength",
-    "GatewayAddress",
     "HostComputeNamespace",
     "Namespace",
 ];
@@ -349,6 +350,7 @@ fn endpoint(d: &mut Diag, at: At, v: &Value, ids: &[(String, String)], out: &mut
                 None => n,
             }
         });
+    let gateway = o.string(d, "GatewayAddress");
     let mut ip = o.string(d, "IPAddress");
     for c in o.array(d, "IpConfigurations") {
         let Some(mut co) = Obj::new(d, at, c, "an HNS IP configuration") else {
@@ -467,6 +469,9 @@ fn endpoint(d: &mut Diag, at: At, v: &Value, ids: &[(String, String)], out: &mut
         );
         return;
     };
+    if let Some(gw) = gateway.filter(|g| !g.get_ref().is_empty()) {
+        gateway_agrees(d, &gw, &network, out);
+    }
     if remote {
         let (Some(ip), Some(vtep)) = (ip, vtep) else {
             d.at(
@@ -494,6 +499,37 @@ fn endpoint(d: &mut Diag, at: At, v: &Value, ids: &[(String, String)], out: &mut
         return;
     }
     out.endpoints.push(S::new(span, raw));
+}
+
+/// An endpoint's `GatewayAddress` repeats its network's; podswitch has
+/// one gateway per network, so a different one is refused (checked against
+/// a network of the JSON; a TOML network's gateway is the file's).
+fn gateway_agrees(d: &mut Diag, gw: &S<String>, network: &S<String>, out: &HnsObjects) {
+    let net = out
+        .networks
+        .iter()
+        .find(|n| n.get_ref().name.get_ref() == network.get_ref());
+    let Some(theirs) = net.and_then(|n| n.get_ref().gateway.as_ref()) else {
+        return;
+    };
+    let same = match (
+        gw.get_ref().parse::<Ipv4Addr>(),
+        theirs.get_ref().parse::<Ipv4Addr>(),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => true, // a bad address is reported where it is checked
+    };
+    if !same {
+        d.at(
+            gw.span(),
+            format!(
+                "GatewayAddress {} is not the gateway of network {:?} ({}); podswitch networks have one gateway",
+                gw.get_ref(),
+                network.get_ref(),
+                theirs.get_ref()
+            ),
+        );
+    }
 }
 
 /// v2 marks a remote endpoint with bit 0 of Flags
