@@ -47,6 +47,8 @@ pub(super) fn check_policy(
     })
 }
 
+const PROTOCOL: &str = "a protocol (tcp, udp, icmp or a number)";
+
 fn acl_rule(d: &mut Diag, r: &S<RawAclRule>) -> Option<AclRule> {
     let raw = r.get_ref();
     let action = match raw.action.get_ref().to_ascii_lowercase().as_str() {
@@ -77,16 +79,20 @@ fn acl_rule(d: &mut Diag, r: &S<RawAclRule>) -> Option<AclRule> {
             None
         }
     };
-    let protocols = list(d, raw.protocols.as_ref(), "protocols", |s| {
-        match s.to_ascii_lowercase().as_str() {
+    let protocols = list(
+        d,
+        raw.protocols.as_ref(),
+        "protocols",
+        PROTOCOL,
+        |s| match s.to_ascii_lowercase().as_str() {
             "tcp" => Some(6),
             "udp" => Some(17),
             "icmp" => Some(1),
             n => n.parse::<u8>().ok(),
-        }
-    });
+        },
+    );
     let nets = |d: &mut Diag, v: Option<&S<String>>, key| {
-        list(d, v, key, |s| {
+        list(d, v, key, "an IPv4 address or CIDR", |s| {
             if s.contains('/') {
                 s.parse::<Ipv4Net>().ok().map(|n| n.trunc())
             } else {
@@ -97,7 +103,7 @@ fn acl_rule(d: &mut Diag, r: &S<RawAclRule>) -> Option<AclRule> {
     let local_addresses = nets(d, raw.local_addresses.as_ref(), "local_addresses");
     let remote_addresses = nets(d, raw.remote_addresses.as_ref(), "remote_addresses");
     let ports = |d: &mut Diag, v: Option<&S<String>>, key| {
-        list(d, v, key, |s| {
+        list(d, v, key, "a port or a LOW-HIGH range", |s| {
             let (lo, hi) = s.split_once('-').unwrap_or((s, s));
             let (lo, hi) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
             (lo <= hi).then_some((lo, hi))
@@ -123,6 +129,7 @@ fn list<T>(
     d: &mut Diag,
     v: Option<&S<String>>,
     key: &str,
+    what: &str,
     item: impl Fn(&str) -> Option<T>,
 ) -> Option<Vec<T>> {
     let Some(v) = v else { return Some(Vec::new()) };
@@ -138,7 +145,7 @@ fn list<T>(
             None => {
                 d.at(
                     v.span(),
-                    format!("acl {key}: {s:?} in {:?} is not valid", v.get_ref()),
+                    format!("acl {key} {:?}: {s:?} is not {what}", v.get_ref()),
                 );
                 return None;
             }
