@@ -447,6 +447,10 @@ impl Runtime {
         };
         let peers_changed = st.file.remote_endpoints != new.remote_endpoints
             || overlays(&st.file) != overlays(&new);
+        if st.file.switch.log != new.switch.log {
+            summary.changed.push("[switch] log".to_string());
+            crate::logging::apply_config(new.switch.log);
+        }
         st.file = new;
         st.refresh();
         st.publish();
@@ -456,11 +460,11 @@ impl Runtime {
             st.switch.apply_overlay(&eff).map_err(ReloadError::Apply)?;
         }
         tracing::info!(
-            "reloaded {}: {} added, {} removed, {} changed",
+            "reloaded {}: added {:?}, removed {:?}, changed {:?}",
             path.display(),
-            summary.added.len(),
-            summary.removed.len(),
-            summary.changed.len()
+            summary.added,
+            summary.removed,
+            summary.changed
         );
         Ok(summary)
     }
@@ -493,7 +497,10 @@ fn diff_lines<T: PartialEq>(
 /// settings and the cluster (they decide threads, pools, uplinks and NAT
 /// placement), and static peers while a cluster store owns the tables.
 fn needs_restart(old: &Config, new: &Config) -> Result<(), String> {
-    if old.switch != new.switch {
+    // The log level is the one [switch] key a reload applies.
+    let mut switch = old.switch.clone();
+    switch.log = new.switch.log;
+    if switch != new.switch {
         return Err("[switch] changed".into());
     }
     if old.ports != new.ports {
