@@ -55,11 +55,13 @@ pub enum DropReason {
     /// An endpoint spoke for another: a source MAC, IPv4 source or ARP
     /// sender that is not its own (anti-spoofing, `switch::spoof`).
     Spoofed,
+    /// Blocked by an ACL rule of the endpoint (HNS `ACL` policy).
+    Acl,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::NoBuffer,
@@ -81,6 +83,7 @@ impl DropReason {
         DropReason::Overlay,
         DropReason::RateLimited,
         DropReason::Spoofed,
+        DropReason::Acl,
     ];
 
     /// A short name for stats output.
@@ -105,6 +108,7 @@ impl DropReason {
             DropReason::Overlay => "overlay",
             DropReason::RateLimited => "rate_limited",
             DropReason::Spoofed => "spoofed",
+            DropReason::Acl => "acl",
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::config::{Attach, Config, EndpointCfg};
 use crate::daemon::{nat_configs, tap_name, Switch};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::Control;
+use crate::resolv::ResolvConf;
 use crate::topology::UplinkId;
 
 /// Why a network could not be added or removed at run time.
@@ -71,6 +72,7 @@ impl Switch {
                 let port = pmd::PortId(port as u16);
                 topo.add_endpoint_addr(net_id, e.ip, e.mac, port);
                 topo.guard_port(port, e.guard());
+                topo.set_port_policy(net_id, port, &e.policy);
                 self.live.topo = topo.clone();
                 self.dataplane.set_topology(topo);
             }
@@ -89,6 +91,7 @@ impl Switch {
                             prefix: attached.prefix,
                             gateway: attached.gateway,
                             mtu,
+                            routes: endpoint::routes_of(e, net),
                         };
                         endpoint::preflight(&plan)?;
                         Some(plan)
@@ -111,6 +114,7 @@ impl Switch {
                 self.live.next_tap += 1;
                 topo.add_endpoint_addr(net_id, e.ip, e.mac, id);
                 topo.guard_port(id, e.guard());
+                topo.set_port_policy(net_id, id, &e.policy);
                 let thread = self.live.net_thread[net_id.0 as usize];
                 // The port first, then the topology that leads to it: a
                 // frame for it never finds a port that is not there yet.
@@ -118,6 +122,11 @@ impl Switch {
                     .add_port(thread, id, Box::new(tap) as Box<dyn Port>)
                     .with_context(|| format!("endpoint {}: starting to poll its TAP", e.name))?;
                 self.live.taps.insert(e.name.clone(), (id, thread));
+                if let Attach::Netns(ns) = &e.attach {
+                    if let Some(r) = ResolvConf::write(ns, &net.dns)? {
+                        self.live.resolv.insert(e.name.clone(), r);
+                    }
+                }
                 self.live.topo = topo.clone();
                 self.dataplane.set_topology(topo);
             }
@@ -134,6 +143,7 @@ impl Switch {
         };
         let mut topo = self.live.topo.clone();
         let tap = self.live.taps.remove(&e.name);
+        self.live.resolv.remove(&e.name);
         match tap {
             Some((id, _)) => topo.remove_port(id),
             None => topo.remove_endpoint_addr(net_id, e.ip),

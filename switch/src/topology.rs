@@ -35,6 +35,9 @@ pub struct Network {
     pub vxlan: Option<(u32, u16)>,
     /// Removed at run time: nameless, empty, kept so that `NetId`s stay.
     pub removed: bool,
+    /// A port of this network has an ACL: frames are checked against it
+    /// (one test per frame when no port has one).
+    pub acl: bool,
 }
 
 /// Index of an uplink in the topology.
@@ -94,6 +97,18 @@ pub struct PortInfo {
     /// Anti-spoofing: who the port's endpoints are; `None` for a port
     /// that may send anything (owned by `spoof`).
     pub spoof: Option<Guard>,
+    /// The endpoint's HNS policies the data path enforces, if it has any.
+    pub policy: Option<std::sync::Arc<PortPolicy>>,
+}
+
+/// An endpoint's policies, compiled for the data path.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PortPolicy {
+    /// Its ACL rules (`acl`).
+    pub acl: Option<crate::acl::Acl>,
+    /// Destinations reached through the uplink without NAT
+    /// (`nat_exceptions`).
+    pub nat_exceptions: Vec<Ipv4Net>,
 }
 
 /// Every table the pipeline reads.
@@ -123,6 +138,7 @@ impl Topology {
             endpoints: HashMap::new(),
             vxlan: None,
             removed: false,
+            acl: false,
         });
         id
     }
@@ -162,6 +178,7 @@ impl Topology {
             network: None,
             uplink: Some(uid),
             spoof: None,
+            policy: None,
         });
         self.uplinks.push(Uplink {
             name: name.to_string(),
@@ -212,6 +229,7 @@ impl Topology {
             network,
             uplink: None,
             spoof: None,
+            policy: None,
         });
         if let Some(n) = network {
             self.networks[n.0 as usize].members.push(id);
@@ -236,6 +254,7 @@ impl Topology {
             network,
             uplink: None,
             spoof: None,
+            policy: None,
         };
         if let Some(n) = network {
             self.networks[n.0 as usize].members.push(id);
@@ -257,7 +276,30 @@ impl Topology {
                 network: None,
                 uplink: None,
                 spoof: None,
+                policy: None,
             };
+        }
+    }
+
+    /// Gives endpoint port `port` of `network` its policies (none when
+    /// `policy` is empty).
+    pub fn set_port_policy(
+        &mut self,
+        network: NetId,
+        port: PortId,
+        policy: &crate::config::EndpointPolicy,
+    ) {
+        let compiled = PortPolicy {
+            acl: crate::acl::Acl::compile(&policy.acl),
+            nat_exceptions: policy.nat_exceptions.clone(),
+        };
+        let has_acl = compiled.acl.is_some();
+        let Some(info) = self.ports.get_mut(port.0 as usize) else {
+            return;
+        };
+        info.policy = (compiled != PortPolicy::default()).then(|| std::sync::Arc::new(compiled));
+        if has_acl {
+            self.networks[network.0 as usize].acl = true;
         }
     }
 

@@ -113,3 +113,16 @@ fn the_nat_networks_example_shares_one_uplink_and_one_mapping_table() {
         ]
     );
 }
+
+#[test]
+fn the_hns_example_takes_its_network_and_endpoint_from_its_json() {
+    let cfg = example("hns.toml");
+    let nat = cfg.network("nat").unwrap();
+    assert_eq!(nat.mode, NetworkMode::Nat);
+    assert_eq!(nat.uplink.as_deref(), Some("Ethernet"));
+    let web = cfg.endpoint("web").unwrap();
+    assert_eq!(web.mac, "00:15:5d:1f:00:02".parse::<MacAddr>().unwrap());
+    assert_eq!(web.policy.nat_exceptions.len(), 1);
+    assert_eq!(web.policy.acl.len(), 1);
+    assert_eq!(cfg.port_mappings[0].host_port, 8080);
+}

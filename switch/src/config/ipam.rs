@@ -177,6 +177,12 @@ impl Ipam {
         };
         let mut m = p.cursor;
         while m <= p.last {
+            // A pool across a multicast first octet (01:..) skips it: an
+            // endpoint's MAC is unicast.
+            if (m >> 40) & 1 == 1 {
+                m = ((m >> 40) + 1) << 40;
+                continue;
+            }
             if p.taken.insert(m) {
                 p.cursor = m + 1;
                 return Some(u64_mac(m));
@@ -269,6 +275,7 @@ mod tests {
             gateway_mac: None,
             reserved: reserved.iter().map(|(a, b)| (ip(a), ip(b))).collect(),
             mac_pool: mac_pool.map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap())),
+            dns: Vec::new(),
         }
     }
 
@@ -337,5 +344,22 @@ mod tests {
         assert_eq!(ipam.allocate_mac(ip("10.0.0.2")), None);
         assert!(ipam.in_mac_pool("00:15:5d:00:01:00".parse().unwrap()));
         assert!(!ipam.in_mac_pool("00:15:5d:00:02:00".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_mac_pool_across_a_multicast_first_octet_skips_it() {
+        let n = network(
+            "10.0.0.0/24",
+            &[],
+            Some(("00:ff:ff:ff:ff:ff", "02:00:00:00:00:00")),
+        );
+        let mut ipam = Ipam::for_network(&n);
+        let a = ipam.allocate_mac(ip("10.0.0.2")).unwrap();
+        let b = ipam.allocate_mac(ip("10.0.0.3")).unwrap();
+        assert_eq!(
+            (a.to_string().as_str(), b.to_string().as_str()),
+            ("00:ff:ff:ff:ff:ff", "02:00:00:00:00:00")
+        );
+        assert_eq!(ipam.allocate_mac(ip("10.0.0.4")), None);
     }
 }

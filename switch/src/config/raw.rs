@@ -18,6 +18,8 @@ pub type S<T> = Spanned<T>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
+    /// HNS JSON files whose networks and endpoints join this file's.
+    pub include: Option<S<Vec<S<String>>>>,
     pub switch: Option<S<RawSwitch>>,
     #[serde(default)]
     pub port: Vec<S<RawPort>>,
@@ -41,6 +43,7 @@ pub struct RawSwitch {
     pub control: Option<S<String>>,
     pub metrics: Option<S<String>>,
     pub docker_plugin: Option<S<String>>,
+    pub state: Option<S<String>>,
     pub poll: Option<S<String>>,
     pub mac_aging: Option<S<u32>>,
     pub fdb_size: Option<S<u32>>,
@@ -83,6 +86,7 @@ pub struct RawNetwork {
     pub gateway_mac: Option<S<String>>,
     pub reserved: Option<Vec<S<String>>>,
     pub mac_pool: Option<S<String>>,
+    pub dns: Option<Vec<S<String>>>,
 }
 
 /// `[[endpoint]]`.
@@ -96,6 +100,33 @@ pub struct RawEndpoint {
     pub ip: Option<S<String>>,
     pub mac: Option<S<String>>,
     pub allow_spoofing: Option<S<bool>>,
+    pub acl: Option<Vec<S<RawAclRule>>>,
+    pub nat_exceptions: Option<Vec<S<String>>>,
+    pub routes: Option<Vec<S<RawRoute>>>,
+}
+
+/// `acl = [{ action = "block", direction = "in", ... }]` on an
+/// `[[endpoint]]`. Addresses and ports are HNS's comma-separated strings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAclRule {
+    pub action: S<String>,
+    pub direction: S<String>,
+    pub protocols: Option<S<String>>,
+    pub local_addresses: Option<S<String>>,
+    pub remote_addresses: Option<S<String>>,
+    pub local_ports: Option<S<String>>,
+    pub remote_ports: Option<S<String>>,
+    pub priority: Option<S<u16>>,
+}
+
+/// `routes = [{ destination = "CIDR", next_hop = "IP" }]` on an
+/// `[[endpoint]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub destination: S<String>,
+    pub next_hop: Option<S<String>>,
 }
 
 /// `[[port_mapping]]`.

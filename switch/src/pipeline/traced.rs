@@ -606,6 +606,7 @@ fn why(r: DropReason) -> &'static str {
         DropReason::Overlay => "the overlay refused the VXLAN frame",
         DropReason::RateLimited => "over the echo rate limit",
         DropReason::Spoofed => "a source MAC, IP or ARP sender that is not the endpoint's own",
+        DropReason::Acl => "blocked by the endpoint's ACL",
     }
 }
 

@@ -208,10 +208,11 @@ pub(super) fn check_endpoints<'r>(
                 );
             }
         }
+        let policy = check_policy(d, e, net);
         out.push(Endpoint {
             raw: e,
-            cfg: match (net, attach, ip, mac) {
-                (Some(cfg), Some(attach), Some(ip), Some(mac)) => Some(EndpointCfg {
+            cfg: match (net, attach, ip, mac, policy) {
+                (Some(cfg), Some(attach), Some(ip), Some(mac), Some(policy)) => Some(EndpointCfg {
                     name: name.clone(),
                     network: cfg.name.clone(),
                     attach,
@@ -220,6 +221,7 @@ pub(super) fn check_endpoints<'r>(
                     ip_given: e.ip.is_some(),
                     mac_given: e.mac.is_some(),
                     allow_spoofing: e.allow_spoofing.as_ref().is_some_and(|v| *v.get_ref()),
+                    policy,
                 }),
                 _ => None,
             },

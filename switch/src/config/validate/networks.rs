@@ -225,7 +225,8 @@ pub(super) fn check_networks<'r>(
                 vxlan_port,
                 gateway_mac: n.gateway_mac.as_ref().and_then(|m| unicast_mac(d, m)),
                 reserved: reserved_ranges(d, n.reserved.as_deref(), subnet, gateway),
-                mac_pool: n.mac_pool.as_ref().and_then(|v| mac_range(d, v)),
+                mac_pool: n.mac_pool.as_ref().and_then(|v| mac_pool(d, v)),
+                dns: dns(d, n.dns.as_ref()),
             }),
         });
     }
@@ -296,35 +297,4 @@ fn reserved_ranges(
         out.push((lo, hi));
     }
     out
-}
-
-/// `mac_pool = "00:15:5d:00:00:00-00:15:5d:00:ff:ff"`: unicast MACs, low
-/// to high (HNS's MacPools).
-fn mac_range(d: &mut Diag, v: &S<String>) -> Option<(MacAddr, MacAddr)> {
-    let text = v.get_ref().as_str();
-    let parsed = text.split_once('-').and_then(|(a, b)| {
-        Some((
-            a.trim().parse::<MacAddr>().ok()?,
-            b.trim().parse::<MacAddr>().ok()?,
-        ))
-    });
-    let Some((lo, hi)) = parsed else {
-        d.at(
-            v.span(),
-            format!("mac_pool {text:?} is not a MAC range (00:15:5d:00:00:00-00:15:5d:00:ff:ff)"),
-        );
-        return None;
-    };
-    if lo.0 > hi.0 {
-        d.at(v.span(), format!("mac_pool {text:?} goes from high to low"));
-        return None;
-    }
-    if (lo.0[0]..=hi.0[0]).any(|b| b & 1 == 1) || lo == MacAddr::ZERO {
-        d.at(
-            v.span(),
-            format!("mac_pool {text:?} holds multicast or zero MACs; endpoints need unicast ones"),
-        );
-        return None;
-    }
-    Some((lo, hi))
 }
