@@ -57,15 +57,33 @@ pub enum PacketFilter {
     /// is a container); it is put in promiscuous mode.
     All,
     /// Only ARP for `ip` and IPv4 to `ip` (an uplink shared with the host),
-    /// with the switch answering as `mac`.
+    /// with the switch answering as `mac`, and the frames of the L2
+    /// networks bridged onto the interface (`bridged`).
     Owned {
-        /// The switch's address on the interface.
-        ip: Ipv4Addr,
+        /// The switch's address on the interface; `None` when only L2
+        /// networks' endpoints have addresses there.
+        ip: Option<Ipv4Addr>,
         /// The switch's MAC there, added to the interface's unicast filter.
-        mac: MacAddr,
+        mac: Option<MacAddr>,
         /// UDP ports the switch terminates VXLAN on (its overlay networks').
         vxlan_ports: Vec<u16>,
+        /// What belongs to the L2 network on the interface's segment.
+        bridged: Bridged,
     },
+}
+
+/// The frames of an L2 network on a shared interface (transparent,
+/// l2bridge, l2tunnel). The kernel sees them too but does not act on them:
+/// those to `macs` are `PACKET_OTHERHOST` to it, as are those to the
+/// switch's MAC; ARP for `ips` asks for no address of the host's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bridged {
+    /// Destination MACs taken whole (transparent endpoints' own MACs),
+    /// each added to the interface's unicast filter.
+    pub macs: Vec<MacAddr>,
+    /// Addresses whose ARP (by target) and IPv4 (by destination) are taken:
+    /// the endpoints'.
+    pub ips: Vec<Ipv4Addr>,
 }
 
 /// Errors opening an AF_PACKET port.
@@ -167,6 +185,8 @@ struct Cbpf {
     insns: Vec<libc::sock_filter>,
     /// (instruction, true-branch target, false-branch target) for jumps.
     fixups: Vec<(usize, Label, Label)>,
+    /// (instruction, target) for unconditional far jumps.
+    far: Vec<(usize, Label)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +206,7 @@ impl Cbpf {
         Cbpf {
             insns: Vec::new(),
             fixups: Vec::new(),
+            far: Vec::new(),
         }
     }
 
@@ -208,20 +229,39 @@ impl Cbpf {
         self.jump(libc::BPF_JEQ, 0, to, to);
     }
 
+    /// Always jumps to `to`, however far (`BPF_JA` takes a 32-bit offset
+    /// where conditional jumps take 8 bits): lists of addresses end each
+    /// match with one, so no conditional jump spans a list.
+    fn goto_far(&mut self, to: Label) {
+        self.far.push((self.insns.len(), to));
+        self.stmt(libc::BPF_JMP | libc::BPF_JA, 0);
+    }
+
+    /// Jumps `n` instructions past the next one.
+    fn skip(&mut self, n: u32) {
+        self.stmt(libc::BPF_JMP | libc::BPF_JA, n);
+    }
+
     /// Appends `accept: ret whole; drop: ret 0` and resolves the jumps.
     fn finish(mut self) -> Vec<libc::sock_filter> {
         let accept = self.insns.len();
         self.stmt(libc::BPF_RET | libc::BPF_K, u32::MAX);
         self.stmt(libc::BPF_RET | libc::BPF_K, 0);
+        let off = |at: usize, l: Label| match l {
+            Label::Next => 0,
+            Label::Ahead(n) => usize::from(n),
+            Label::Accept => accept - at - 1,
+            Label::Drop => accept - at,
+        };
         for (at, jt, jf) in self.fixups {
-            let off = |l: Label| match l {
-                Label::Next => 0,
-                Label::Ahead(n) => n,
-                Label::Accept => (accept - at - 1) as u8,
-                Label::Drop => (accept - at) as u8,
-            };
-            self.insns[at].jt = off(jt);
-            self.insns[at].jf = off(jf);
+            // Conditional jumps to the end come after the address lists
+            // (which end in far jumps), so they stay within 8 bits.
+            debug_assert!(off(at, jt) <= 255 && off(at, jf) <= 255);
+            self.insns[at].jt = off(at, jt) as u8;
+            self.insns[at].jf = off(at, jf) as u8;
+        }
+        for (at, to) in self.far {
+            self.insns[at].k = off(at, to) as u32;
         }
         self.insns
     }
@@ -240,8 +280,14 @@ impl Cbpf {
 ///
 /// Hand-written: a dozen instructions, where an eBPF toolchain would be a
 /// build dependency for nothing.
+///
+/// Before that, on the segments socket, the frames of an L2 network
+/// (`bridged`): to one of its MACs, or ARP or IPv4 for one of its
+/// addresses. Each list entry ends in a far jump, so the program grows by
+/// 5 instructions a MAC and 4 an address (the kernel takes 4,096).
 fn owned_filter(
-    ip: Ipv4Addr,
+    ip: Option<Ipv4Addr>,
+    bridged: &Bridged,
     vxlan_ports: &[u16],
     max_frame: u32,
     share: Share,
@@ -249,21 +295,68 @@ fn owned_filter(
     use libc::{BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JGT, BPF_LD, BPF_LDX, BPF_LEN};
     use libc::{BPF_MSH, BPF_W};
     use Label::{Accept, Ahead, Drop, Next};
-    let ip = u32::from(ip);
     let (super_frame, other) = match share {
         Share::Segments => (Drop, Accept),
         Share::Tunnel => (Accept, Drop),
     };
     let mut p = Cbpf::new();
-    p.stmt(BPF_LD | BPF_H | BPF_ABS, 12); // EtherType
-    if share == Share::Segments {
-        p.jump(BPF_JEQ, libc::ETH_P_ARP as u32, Next, Ahead(2));
-        p.stmt(BPF_LD | BPF_W | BPF_ABS, 14 + 24); // ARP target address
-        p.jump(BPF_JEQ, ip, Accept, Drop);
+    let segments = share == Share::Segments;
+    if segments {
+        for mac in &bridged.macs {
+            let m = mac.0;
+            p.stmt(BPF_LD | BPF_W | BPF_ABS, 0); // destination MAC
+            p.jump(
+                BPF_JEQ,
+                u32::from_be_bytes([m[0], m[1], m[2], m[3]]),
+                Next,
+                Ahead(3),
+            );
+            p.stmt(BPF_LD | BPF_H | BPF_ABS, 4);
+            p.jump(
+                BPF_JEQ,
+                u32::from(u16::from_be_bytes([m[4], m[5]])),
+                Next,
+                Ahead(1),
+            );
+            p.goto_far(Accept);
+        }
     }
-    p.jump(BPF_JEQ, libc::ETH_P_IP as u32, Next, Drop);
+    p.stmt(BPF_LD | BPF_H | BPF_ABS, 12); // EtherType
+    if segments {
+        let arp_ips: Vec<u32> = bridged
+            .ips
+            .iter()
+            .chain(&ip)
+            .map(|a| u32::from(*a))
+            .collect();
+        p.jump(BPF_JEQ, libc::ETH_P_ARP as u32, Ahead(1), Next);
+        // Past the ARP block: its load, two per address, its drop.
+        p.skip(2 + 2 * arp_ips.len() as u32);
+        p.stmt(BPF_LD | BPF_W | BPF_ABS, 14 + 24); // ARP target address
+        for a in arp_ips {
+            p.jump(BPF_JEQ, a, Next, Ahead(1));
+            p.goto_far(Accept);
+        }
+        p.goto_far(Drop);
+    }
+    if segments && !bridged.ips.is_empty() {
+        p.jump(BPF_JEQ, libc::ETH_P_IP as u32, Ahead(1), Next);
+        p.goto_far(Drop);
+    } else {
+        p.jump(BPF_JEQ, libc::ETH_P_IP as u32, Next, Drop);
+    }
     p.stmt(BPF_LD | BPF_W | BPF_ABS, 14 + 16); // destination
-    p.jump(BPF_JEQ, ip, Next, Drop);
+    if segments {
+        for a in &bridged.ips {
+            p.jump(BPF_JEQ, u32::from(*a), Next, Ahead(1));
+            p.goto_far(Accept);
+        }
+    }
+    let Some(ip) = ip else {
+        p.goto(Drop);
+        return p.finish();
+    };
+    p.jump(BPF_JEQ, u32::from(ip), Next, Drop);
     if vxlan_ports.is_empty() {
         p.goto(other);
         return p.finish();
@@ -502,14 +595,17 @@ impl PacketPort {
                 (fd, hdr_len, None)
             }
             PacketFilter::Owned {
-                ip, vxlan_ports, ..
+                ip,
+                vxlan_ports,
+                bridged,
+                ..
             } => {
-                let prog = owned_filter(*ip, vxlan_ports, max_frame, Share::Segments);
+                let prog = owned_filter(*ip, bridged, vxlan_ports, max_frame, Share::Segments);
                 let (fd, hdr_len) = bound_socket(iface, ifindex, true, &prog)?;
                 let tunnel = if vxlan_ports.is_empty() {
                     None
                 } else {
-                    let prog = owned_filter(*ip, vxlan_ports, max_frame, Share::Tunnel);
+                    let prog = owned_filter(*ip, bridged, vxlan_ports, max_frame, Share::Tunnel);
                     Some(bound_socket(iface, ifindex, false, &prog)?.0)
                 };
                 (fd, hdr_len, tunnel)
@@ -518,26 +614,38 @@ impl PacketPort {
         // SAFETY: packet_mreq is plain data; all-zero is a valid value.
         let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
         mreq.mr_ifindex = ifindex as i32;
-        match &filter {
-            PacketFilter::All => mreq.mr_type = libc::PACKET_MR_PROMISC as u16,
-            PacketFilter::Owned { mac, .. } => {
+        let memberships: Vec<libc::packet_mreq> = match &filter {
+            PacketFilter::All => {
+                mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+                vec![mreq]
+            }
+            PacketFilter::Owned { mac, bridged, .. } => {
                 mreq.mr_type = libc::PACKET_MR_UNICAST as u16;
                 mreq.mr_alen = 6;
-                mreq.mr_address[..6].copy_from_slice(&mac.0);
+                mac.iter()
+                    .chain(&bridged.macs)
+                    .map(|m| {
+                        let mut r = mreq;
+                        r.mr_address[..6].copy_from_slice(&m.0);
+                        r
+                    })
+                    .collect()
             }
+        };
+        for m in &memberships {
+            // The kernel undoes the membership when the socket closes.
+            set_opt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                m,
+            )
+            .map_err(|source| PacketError::Setup {
+                iface: iface.to_string(),
+                step: "adding the switch's MACs to the interface",
+                source,
+            })?;
         }
-        // The kernel undoes the membership when the socket closes.
-        set_opt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_ADD_MEMBERSHIP,
-            &mreq,
-        )
-        .map_err(|source| PacketError::Setup {
-            iface: iface.to_string(),
-            step: "adding the switch's MAC to the interface",
-            source,
-        })?;
         Ok(PacketPort {
             iface: iface.to_string(),
             id,
@@ -841,6 +949,8 @@ mod tests {
                 x = (v & 0xf) * 4;
             } else if c == BPF_JMP | BPF_JEQ | BPF_K {
                 pc += if a == i.k { i.jt } else { i.jf } as usize;
+            } else if c == BPF_JMP | BPF_JA {
+                pc += k;
             } else if c == BPF_JMP | BPF_JGT | BPF_K {
                 pc += if a > i.k { i.jt } else { i.jf } as usize;
             } else if c == BPF_RET | BPF_K {
@@ -873,7 +983,7 @@ mod tests {
 
     #[test]
     fn the_filter_takes_arp_and_ipv4_for_the_switch_and_nothing_else() {
-        let prog = owned_filter(IP, &[], 1514, Share::Segments);
+        let prog = owned_filter(Some(IP), &Bridged::default(), &[], 1514, Share::Segments);
         let ours = [10, 99, 0, 2];
         let host = [10, 99, 0, 3];
         assert_eq!(run(&prog, &frame(0x0806, 38, ours)), u32::MAX);
@@ -888,9 +998,73 @@ mod tests {
     }
 
     #[test]
+    fn an_l2_networks_frames_are_taken_by_mac_and_address_and_the_hosts_are_left() {
+        let ep_mac = MacAddr([0x02, 0, 10, 99, 0, 21]);
+        let bridged = Bridged {
+            macs: vec![ep_mac],
+            ips: vec![Ipv4Addr::new(10, 99, 0, 21), Ipv4Addr::new(10, 99, 0, 22)],
+        };
+        let to_mac = |m: MacAddr| {
+            let mut f = frame(0x86dd, 30, [0; 4]);
+            f[..6].copy_from_slice(&m.0);
+            f
+        };
+        for ip in [None, Some(IP)] {
+            let prog = owned_filter(ip, &bridged, &[], 1514, Share::Segments);
+            assert_eq!(
+                run(&prog, &to_mac(ep_mac)),
+                u32::MAX,
+                "to an endpoint's MAC"
+            );
+            // Same first four bytes, another MAC.
+            assert_eq!(run(&prog, &to_mac(MacAddr([0x02, 0, 10, 99, 0, 23]))), 0);
+            for a in [[10, 99, 0, 21], [10, 99, 0, 22]] {
+                assert_eq!(run(&prog, &frame(0x0806, 38, a)), u32::MAX, "ARP for {a:?}");
+                assert_eq!(run(&prog, &frame(0x0800, 30, a)), u32::MAX, "IPv4 to {a:?}");
+            }
+            // The host's own address on the segment stays the host's.
+            assert_eq!(run(&prog, &frame(0x0806, 38, [10, 99, 0, 3])), 0);
+            assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 0, 3])), 0);
+            let ours = u32::from(ip.is_some()) * u32::MAX;
+            assert_eq!(run(&prog, &frame(0x0806, 38, [10, 99, 0, 2])), ours);
+            assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 0, 2])), ours);
+        }
+        // A list far longer than an 8-bit jump still ends where it should.
+        let many = Bridged {
+            macs: (0..200)
+                .map(|i| MacAddr([2, 0, 10, 99, 1, i as u8]))
+                .collect(),
+            ips: (0..200)
+                .map(|i| Ipv4Addr::new(10, 99, 1, i as u8))
+                .collect(),
+        };
+        let prog = owned_filter(Some(IP), &many, &[], 1514, Share::Segments);
+        assert_eq!(
+            run(&prog, &to_mac(MacAddr([2, 0, 10, 99, 1, 199]))),
+            u32::MAX
+        );
+        assert_eq!(run(&prog, &frame(0x0806, 38, [10, 99, 1, 199])), u32::MAX);
+        assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 1, 199])), u32::MAX);
+        assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 0, 2])), u32::MAX);
+        assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 2, 1])), 0);
+    }
+
+    #[test]
     fn vxlan_super_frames_go_to_the_tunnel_socket_and_everything_else_stays() {
-        let seg = owned_filter(IP, &[4789, 8472], 1514, Share::Segments);
-        let tun = owned_filter(IP, &[4789, 8472], 1514, Share::Tunnel);
+        let seg = owned_filter(
+            Some(IP),
+            &Bridged::default(),
+            &[4789, 8472],
+            1514,
+            Share::Segments,
+        );
+        let tun = owned_filter(
+            Some(IP),
+            &Bridged::default(),
+            &[4789, 8472],
+            1514,
+            Share::Tunnel,
+        );
         for (f, super_frame) in [
             (udp(4789, 20_000), true),
             (udp(8472, 1515), true),
