@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
-use pmd::afpacket::{PacketFilter, PacketPort};
+use pmd::afpacket::{Bridged, PacketFilter, PacketPort};
 use pmd::afxdp::{self, AfXdpPort, L4Ports, XdpFilter};
 use pmd::netdev;
 use pmd::tap::TapPort;
@@ -19,7 +19,7 @@ use crate::config::{Attach, Config, NetworkMode, PollCfg, PortKind, Protocol};
 use crate::dataplane::{Dataplane, ThreadSpec, UplinkNat};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::SwitchSettings;
-use crate::topology::{NetId, Topology};
+use crate::topology::{L2Mode, NetId, Topology};
 use nat::{InternalNet, NatConfig, PortMapping, Proto, Timeouts};
 
 /// A running switch.
@@ -64,10 +64,23 @@ enum PortPlan {
     Uplink {
         iface: String,
         kind: PortKind,
-        ip: std::net::Ipv4Addr,
+        /// The switch's address there (none on an L2 network's uplink
+        /// without `ip`).
+        ip: Option<std::net::Ipv4Addr>,
         /// The switch's own MAC there.
-        mac: MacAddr,
+        mac: Option<MacAddr>,
+        /// The frames of the L2 network on its segment.
+        bridged: Bridged,
     },
+}
+
+/// The data path's name for an L2 network mode.
+fn l2_mode(mode: NetworkMode) -> L2Mode {
+    match mode {
+        NetworkMode::L2Bridge => L2Mode::Bridge,
+        NetworkMode::L2Tunnel => L2Mode::Tunnel,
+        _ => L2Mode::Transparent,
+    }
 }
 
 /// The cores PMD threads run on: the configured ones, or the last core.
@@ -119,7 +132,10 @@ impl Switch {
         let mut topo = Topology::default();
         let mut net_ids: HashMap<&str, NetId> = HashMap::new();
         for n in &cfg.networks {
-            let id = topo.add_network(&n.name, n.subnet, n.gateway);
+            // An L2 network's gateway is the physical network's router:
+            // the switch does not answer for it.
+            let owned_gateway = n.gateway.filter(|_| !n.mode.is_l2());
+            let id = topo.add_network(&n.name, n.subnet, owned_gateway);
             if let Some(mac) = n.gateway_mac {
                 topo.set_gateway_mac(id, mac);
             }
@@ -165,19 +181,48 @@ impl Switch {
                 .filter(|n| n.uplink.as_deref() == Some(p.name.as_str()))
                 .map(|n| n.name.as_str())
                 .collect();
+            let l2 = cfg
+                .networks
+                .iter()
+                .find(|n| n.mode.is_l2() && n.uplink.as_deref() == Some(p.name.as_str()));
             // A port with an address and no network yet is an uplink too:
             // `ctl network add` (a runtime's CreateNetwork) puts nat
-            // networks on it later.
-            if let Some(ip) = p.ip {
-                let mac = uplink_mac(p, ip.addr())?;
+            // networks on it later. One that only L2 networks use needs no
+            // address: the switch owns none there.
+            if p.ip.is_some() || l2.is_some() {
+                let ip = p.ip.map(|n| n.addr());
+                let mac = match (ip, p.mac) {
+                    (None, None) => None,
+                    (a, _) => Some(uplink_mac(p, a.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED))?),
+                };
                 let mtu = netdev::mtu(&p.iface).unwrap_or(1500);
                 uplink_mtu.insert(&p.name, mtu);
-                let uid = topo.add_uplink(&p.name, ip.addr(), ip.trunc(), p.gateway, mac);
+                let (addr, subnet) = match p.ip {
+                    Some(n) => (n.addr(), n.trunc()),
+                    None => (std::net::Ipv4Addr::UNSPECIFIED, ipnet::Ipv4Net::default()),
+                };
+                let uid = topo.add_uplink(
+                    &p.name,
+                    addr,
+                    subnet,
+                    p.gateway,
+                    mac.unwrap_or(MacAddr::ZERO),
+                );
                 topo.uplinks[uid.0 as usize].static_neighbors = p.neighbors.clone();
                 topo.uplinks[uid.0 as usize].mtu = mtu;
                 topo.uplinks[uid.0 as usize].udp_gso = p.kind == PortKind::Packet;
                 for n in &uplinked {
                     topo.set_uplink(net_ids[n], uid);
+                }
+                let mut bridged = Bridged::default();
+                if let Some(n) = l2 {
+                    topo.set_l2(net_ids[n.name.as_str()], uid, l2_mode(n.mode));
+                    for e in cfg.endpoints_of(&n.name) {
+                        if n.mode == NetworkMode::Transparent {
+                            bridged.macs.push(e.mac);
+                        }
+                        bridged.ips.push(e.ip);
+                    }
                 }
                 build_overlay(cfg, &mut topo, uid, &net_ids)?;
                 let id = topo.uplink(uid).port;
@@ -186,8 +231,9 @@ impl Switch {
                     PortPlan::Uplink {
                         iface: p.iface.clone(),
                         kind: p.kind,
-                        ip: ip.addr(),
+                        ip,
                         mac,
+                        bridged,
                     },
                     match uplinked.first() {
                         Some(first) => group_of(net_ids[first]),
@@ -369,7 +415,7 @@ impl Switch {
                 } => {
                     let filter = XdpFilter::Switch {
                         macs: Vec::new(),
-                        ips: vec![*ip],
+                        ips: ip.iter().copied().collect(),
                         shared_ips: Vec::new(),
                         l4: L4Ports::default(),
                     };
@@ -390,6 +436,7 @@ impl Switch {
                     kind: PortKind::Packet,
                     ip,
                     mac,
+                    bridged,
                 } => {
                     let mut vxlan_ports: Vec<u16> = cfg
                         .networks
@@ -409,6 +456,7 @@ impl Switch {
                         ip: *ip,
                         mac: *mac,
                         vxlan_ports,
+                        bridged: bridged.clone(),
                     };
                     Box::new(
                         PacketPort::open(iface, *id, filter)

@@ -17,10 +17,11 @@ use crate::fdb::{Fdb, FdbEntry, Learned};
 use crate::gateway::GatewayVerdict;
 use crate::neighbor::NeighborCache;
 use crate::stats::{NetCounters, UplinkCounters};
-use crate::topology::{NetId, Topology};
+use crate::topology::{L2Mode, NetId, Topology};
 use nat::{Nat, NatConfig};
 use pmd::Pool;
 
+mod bridged;
 mod dump;
 mod overlaid;
 mod routed;
@@ -262,6 +263,13 @@ impl SwitchPipeline {
             return;
         }
         self.learn(net, meta.src_mac, in_port, ctx.now_ns);
+
+        if let Some(mode) = self.topo.network(net).l2 {
+            if mode != L2Mode::Transparent {
+                self.host_mac_out(ctx, net, mode, frame, &meta);
+                return;
+            }
+        }
 
         if meta.ethertype == wire::ETHERTYPE_IPV4 {
             if let Some((up, from)) = self.nat_slot[net.0 as usize] {
