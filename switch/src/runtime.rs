@@ -505,6 +505,27 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), String> {
     if old.cluster.is_some() && old.remote_endpoints != new.remote_endpoints {
         return Err("[[remote_endpoint]] changed while [cluster] owns the overlay tables".into());
     }
+    // An L2 network's endpoints are in its uplink's socket filter, built
+    // at start.
+    let l2 = |c: &Config| -> Vec<(NetworkCfg, Vec<EndpointCfg>)> {
+        c.networks
+            .iter()
+            .filter(|n| n.mode.is_l2())
+            .map(|n| (n.clone(), c.endpoints_of(&n.name).cloned().collect()))
+            .collect()
+    };
+    let (was, now) = (l2(old), l2(new));
+    if was != now {
+        let name = was
+            .iter()
+            .chain(&now)
+            .find(|x| !was.contains(x) || !now.contains(x))
+            .map_or("", |(n, _)| n.name.as_str());
+        return Err(format!(
+            "network {name} (transparent, l2bridge or l2tunnel) or its endpoints changed; \
+             these are set up at start only"
+        ));
+    }
     Ok(())
 }
 
@@ -602,6 +623,14 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd, attach: Attach) -> Result<Endpo
             known.join(", ")
         );
     };
+    if net.mode.is_l2() {
+        bail!(
+            "network {}: endpoints of a {} network are attached at start only (the uplink's \
+             socket filter takes their MACs and addresses); add it to the file and restart",
+            net.name,
+            net.mode
+        );
+    }
     if !matches!(net.mode, NetworkMode::Nat | NetworkMode::Overlay) {
         bail!("network {}: mode {} takes no endpoints", net.name, net.mode);
     }
@@ -696,6 +725,10 @@ fn new_network(cfg: &Config, req: &NetworkAdd) -> Result<NetworkCfg> {
     let mode = match req.mode.as_deref().unwrap_or("nat") {
         "nat" => NetworkMode::Nat,
         "overlay" => NetworkMode::Overlay,
+        other if NetworkMode::from_name(other).is_some_and(NetworkMode::is_l2) => bail!(
+            "mode {other:?}: transparent, l2bridge and l2tunnel networks are set up at start \
+             only (from the file); nat and overlay networks are created at run time"
+        ),
         other => bail!("mode {other:?}: nat and overlay networks are created at run time"),
     };
     let vni = match (mode, req.vni) {
