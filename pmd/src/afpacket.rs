@@ -13,7 +13,9 @@
 //!
 //! The host keeps its NIC:
 //! - a classic BPF socket filter passes the switch only ARP for its address
-//!   and IPv4 to its address ([`PacketFilter::Owned`]), and
+//!   and IPv4 to its address ([`PacketFilter::Owned`]), plus the frames of
+//!   an L2 network bridged onto the segment ([`Bridged`]: to its endpoints'
+//!   MACs, ARP and IPv4 for their addresses), and
 //!   `PACKET_IGNORE_OUTGOING` keeps the host's own transmissions out, so
 //!   other host traffic costs one filter run;
 //! - the kernel still sees the switch's frames (AF_PACKET taps, it does not

@@ -72,6 +72,11 @@ impl L2Lab {
     /// `[[port]]`; `hairpin` makes the physical switch send frames back out
     /// of the port they came in on.
     fn new(mode: &str, port_extra: &str, hairpin: bool) -> L2Lab {
+        L2Lab::with(mode, port_extra, hairpin, "")
+    }
+
+    /// As `new`, with `more` (networks, endpoints) added to the config.
+    fn with(mode: &str, port_extra: &str, hairpin: bool, more: &str) -> L2Lab {
         let host = NetnsGuard::new("psl-h").unwrap();
         let phys = NetnsGuard::new("psl-s").unwrap();
         let router = NetnsGuard::new("psl-r").unwrap();
@@ -152,6 +157,8 @@ network = "lan"
 netns = "{}"
 ip = "10.77.0.22"
 mac = "02:00:0a:4d:00:16"
+
+{more}
 "#,
             control_path(),
             ep1.name(),
@@ -419,5 +426,58 @@ fn l2tunnel_sends_even_same_host_traffic_out_of_the_uplink_and_back() {
         "the 10 MB from ep1 to ep2 crossed the wire ({same_host_on_wire} bytes)"
     );
     assert_eq!(neighbor(&lab.peer, EP1), mac_str(HOST_MAC));
+    lab.stop();
+}
+
+#[test]
+fn a_nat_network_and_a_transparent_one_share_an_uplink() {
+    if skip_unless_root("l2modes shared uplink") {
+        return;
+    }
+    let c1 = NetnsGuard::new("psl-c").unwrap();
+    let nat = format!(
+        r#"
+[[network]]
+name = "front"
+mode = "nat"
+subnet = "172.30.0.0/24"
+uplink = "up0"
+
+[[endpoint]]
+name = "c1"
+network = "front"
+netns = "{}"
+ip = "172.30.0.10"
+"#,
+        c1.name()
+    );
+    let mut lab = L2Lab::with("transparent", r#"ip = "10.77.0.2/24""#, false, &nat);
+    let mut wire = Capture::eth0(lab.phys.name());
+    let same_host_on_wire = lab.reaches_everything(&mut wire);
+    stayed_in_the_host(wire.frames(), same_host_on_wire);
+    assert_eq!(
+        ping(c1.name(), PEER, 3).unwrap().received,
+        3,
+        "c1 pings out through NAT"
+    );
+    let (t, seen) = switch::lab::traffic::tcp_fetch(
+        lab.peer.name(),
+        PEER,
+        9100,
+        c1.name(),
+        std::net::SocketAddr::from((PEER, 9100)),
+        10 * MB,
+    )
+    .unwrap();
+    assert!(
+        t.exact && t.bytes == 10 * MB,
+        "c1 fetches from the peer: {t:?}"
+    );
+    assert_eq!(
+        seen.ip(),
+        std::net::IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)),
+        "the peer saw the NAT address"
+    );
+    assert_eq!(neighbor(&lab.peer, EP1), mac_str(EP1_MAC));
     lab.stop();
 }
