@@ -143,9 +143,11 @@ impl CaptureStream {
     }
 
     /// Writes a pcap header, then every captured frame, until the count is
-    /// reached or `out` fails (the client went away); disarms on return.
-    /// Returns the frames written.
-    pub fn write_to(self, mut out: &mut dyn Write) -> Result<u64> {
+    /// reached, `out` fails, or `gone` says the client hung up (looked at
+    /// while no frame matches, so a capture of a quiet port does not stay
+    /// armed after its client left); disarms on return. Returns the frames
+    /// written.
+    pub fn write_to(self, mut out: &mut dyn Write, gone: &dyn Fn() -> bool) -> Result<u64> {
         let header = PcapHeader {
             snaplen: SNAPLEN,
             datalink: DataLink::ETHERNET,
@@ -161,6 +163,7 @@ impl CaptureStream {
         while self.count.is_none_or(|c| written < c) {
             let c = match self.rx.recv_timeout(POLL) {
                 Ok(c) => c,
+                Err(RecvTimeoutError::Timeout) if gone() => break,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };

@@ -30,6 +30,7 @@ pub mod lab;
 pub mod logging;
 pub mod metrics;
 pub mod neighbor;
+pub mod persist;
 pub mod pipeline;
 pub mod render;
 pub mod report;

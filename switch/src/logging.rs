@@ -25,6 +25,7 @@ pub enum LogFormat {
 }
 
 /// Lets the config's level take over once the config is loaded.
+#[derive(Clone)]
 pub struct LogLevelHandle {
     handle: reload::Handle<EnvFilter, Registry>,
     from_env: bool,
@@ -32,6 +33,9 @@ pub struct LogLevelHandle {
 
 /// The format `init` chose, for text the daemon writes to stderr itself.
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// The level handle `init` made, for a reload's new `[switch] log`.
+static LEVEL: OnceLock<LogLevelHandle> = OnceLock::new();
 
 /// Starts logging to stderr in `format`, at `RUST_LOG`'s level or warn.
 pub fn init(format: LogFormat) -> LogLevelHandle {
@@ -56,20 +60,31 @@ pub fn init(format: LogFormat) -> LogLevelHandle {
     if let Err(e) = result {
         eprintln!("podswitch: logging not started: {e}");
     }
-    LogLevelHandle { handle, from_env }
+    let level = LogLevelHandle { handle, from_env };
+    let _ = LEVEL.set(level.clone());
+    level
+}
+
+/// Applies a reloaded config's `[switch] log` (see
+/// [`LogLevelHandle::apply_config`]); nothing when logging was not started
+/// by [`init`] (a library user's own subscriber).
+pub fn apply_config(level: Option<LogLevel>) {
+    if let Some(h) = LEVEL.get() {
+        h.apply_config(level);
+    }
 }
 
 impl LogLevelHandle {
-    /// Applies the config's `[switch] log` unless `RUST_LOG` was set (the
-    /// environment wins: an operator debugging one run need not edit the
-    /// file).
+    /// Applies the config's `[switch] log`, warn when it has none, unless
+    /// `RUST_LOG` was set (the environment wins: an operator debugging one
+    /// run need not edit the file).
     pub fn apply_config(&self, level: Option<LogLevel>) {
-        let Some(level) = level else { return };
         if self.from_env {
             return;
         }
-        if let Err(e) = self.handle.reload(EnvFilter::new(level.as_str())) {
-            tracing::warn!("log level {} not applied: {e}", level.as_str());
+        let level = level.map_or("warn", LogLevel::as_str);
+        if let Err(e) = self.handle.reload(EnvFilter::new(level)) {
+            tracing::warn!("log level {level} not applied: {e}");
         }
     }
 }

@@ -94,6 +94,17 @@ fn serve(cfg: &Config, path: &Path) -> Result<()> {
     switch::control::claim(&cfg.switch.control)?;
     let switch = Switch::start(cfg)?;
     let runtime = Arc::new(Runtime::new(switch, cfg.clone(), path));
+    let restored = runtime.restore(&cfg.switch.state);
+    if restored != Default::default() {
+        tracing::warn!(
+            "restored from {}: {} networks, {} endpoints, {} mappings; left out: {:?}",
+            cfg.switch.state.display(),
+            restored.networks,
+            restored.endpoints,
+            restored.mappings,
+            restored.skipped
+        );
+    }
     let control = ControlSocket::bind(&cfg.switch.control, &runtime)?;
     let metrics = match cfg.switch.metrics {
         Some(addr) => Some(MetricsServer::start(addr, &runtime)?),

@@ -21,6 +21,42 @@ use crate::config::{
 };
 use crate::control::protocol::{EndpointAdd, EndpointInfo, MappingSpec, NetworkAdd, ReloadSummary};
 use crate::daemon::Switch;
+use crate::persist::{self, Saved};
+
+/// What `Runtime::restore` attached again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Networks created again.
+    pub networks: usize,
+    /// Endpoints attached again.
+    pub endpoints: usize,
+    /// Mappings published again.
+    pub mappings: usize,
+    /// What was left out (each also logged with its reason).
+    pub skipped: Vec<String>,
+}
+
+/// The request that creates `n` again.
+fn network_request(n: &NetworkCfg) -> NetworkAdd {
+    NetworkAdd {
+        name: n.name.clone(),
+        mode: Some(n.mode.as_str().to_string()),
+        vni: n.vni,
+        subnet: n.subnet.to_string(),
+        gateway: n.gateway,
+        uplink: n.uplink.clone(),
+    }
+}
+
+/// The request that publishes `m` again.
+fn mapping_request(m: &PortMappingCfg) -> MappingSpec {
+    MappingSpec {
+        endpoint: m.endpoint.clone(),
+        protocol: m.protocol.as_str().to_string(),
+        host_port: m.host_port,
+        port: m.port,
+    }
+}
 
 /// The daemon's state behind the control socket.
 pub struct Runtime {
@@ -41,6 +77,9 @@ struct State {
     /// `file` plus what `ctl` added: the config in force.
     effective: Config,
     path: PathBuf,
+    /// Where what `ctl` added is kept for the next start (`persist`);
+    /// `None` while a restore replays it, and for a runtime in a test.
+    state_file: Option<PathBuf>,
 }
 
 /// Why a reload was refused; the running config stays.
@@ -67,6 +106,43 @@ impl State {
         }
     }
 
+    /// What `ctl` added, as the requests that add it again.
+    fn saved(&self) -> Saved {
+        let endpoints = self
+            .added
+            .iter()
+            .filter_map(|(e, ifname)| {
+                // A TAP handed to Docker went into a namespace podswitch
+                // never learnt; only Docker could attach it again.
+                let Attach::Netns(netns) = &e.attach else {
+                    return None;
+                };
+                Some(EndpointAdd {
+                    name: e.name.clone(),
+                    network: e.network.clone(),
+                    netns: netns.clone(),
+                    ip: Some(e.ip),
+                    mac: Some(e.mac.to_string()),
+                    ifname: Some(ifname.clone()),
+                })
+            })
+            .collect();
+        Saved {
+            networks: self.networks.iter().map(network_request).collect(),
+            endpoints,
+            mappings: self.mappings.iter().map(mapping_request).collect(),
+        }
+    }
+
+    /// Writes what `ctl` added to the state file. A failure is logged, not
+    /// returned: the change itself is in force.
+    fn persist(&self) {
+        let Some(path) = &self.state_file else { return };
+        if let Err(e) = persist::save(path, &self.saved()) {
+            tracing::warn!("run-time changes will not survive a restart: {e:#}");
+        }
+    }
+
     fn refresh(&mut self) {
         let mut eff = self.file.clone();
         eff.networks.extend(self.networks.iter().cloned());
@@ -89,8 +165,54 @@ impl Runtime {
                 mappings: Vec::new(),
                 networks: Vec::new(),
                 path: path.to_path_buf(),
+                state_file: None,
             }),
         }
+    }
+
+    /// Attaches again what `ctl` had added before podswitch last stopped,
+    /// as saved in `state` (see `persist`), and keeps saving there from now
+    /// on. What no longer fits (a namespace that went away with its
+    /// container, a network the file lost) is left out with a warning.
+    pub fn restore(&self, state: &Path) -> RestoreReport {
+        let mut report = RestoreReport::default();
+        let saved = match persist::load(state) {
+            Ok(s) => s.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("{e:#}; starting without run-time changes");
+                Saved::default()
+            }
+        };
+        let skip = |report: &mut RestoreReport, what: String, e: anyhow::Error| {
+            tracing::warn!("not restored: {what}: {e:#}");
+            report.skipped.push(what);
+        };
+        for n in &saved.networks {
+            match self.network_add(n) {
+                Ok(_) => report.networks += 1,
+                Err(e) => skip(&mut report, format!("network {}", n.name), e),
+            }
+        }
+        for e in &saved.endpoints {
+            match self.endpoint_add(e) {
+                Ok(_) => report.endpoints += 1,
+                Err(err) => skip(&mut report, format!("endpoint {}", e.name), err),
+            }
+        }
+        for m in &saved.mappings {
+            match self.mapping_add(m) {
+                Ok(()) => report.mappings += 1,
+                Err(e) => skip(
+                    &mut report,
+                    format!("mapping {} {}:{}", m.endpoint, m.protocol, m.host_port),
+                    e,
+                ),
+            }
+        }
+        let mut st = self.lock();
+        st.state_file = Some(state.to_path_buf());
+        st.persist();
+        report
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -136,6 +258,7 @@ impl Runtime {
         st.added.push((e.clone(), ifname.clone()));
         st.refresh();
         st.publish();
+        st.persist();
         tracing::info!("endpoint {} attached ({} as {ifname})", e.name, e.ip);
         Ok(EndpointInfo {
             name: e.name,
@@ -164,6 +287,7 @@ impl Runtime {
         st.file.port_mappings.retain(|m| m.endpoint != name);
         st.refresh();
         st.publish();
+        st.persist();
         let eff = st.effective.clone();
         st.switch.apply_nat(&eff);
         tracing::info!("endpoint {name} detached");
@@ -176,6 +300,7 @@ impl Runtime {
         let cfg = new_mapping(&st.effective, m)?;
         st.mappings.push(cfg);
         st.refresh();
+        st.persist();
         let eff = st.effective.clone();
         st.switch.apply_nat(&eff);
         Ok(())
@@ -199,6 +324,7 @@ impl Runtime {
             return Ok(false);
         }
         st.refresh();
+        st.persist();
         let eff = st.effective.clone();
         st.switch.apply_nat(&eff);
         Ok(true)
@@ -214,6 +340,7 @@ impl Runtime {
             .map_err(|e| anyhow::anyhow!("network {}: {e}", n.name))?;
         st.networks.push(n.clone());
         st.refresh();
+        st.persist();
         let eff = st.effective.clone();
         st.switch.apply_nat(&eff);
         if n.mode == NetworkMode::Overlay {
@@ -251,6 +378,7 @@ impl Runtime {
         st.mappings.retain(|m| m.network != name);
         st.file.port_mappings.retain(|m| m.network != name);
         st.refresh();
+        st.persist();
         let eff = st.effective.clone();
         st.switch.apply_nat(&eff);
         if overlay {
@@ -447,20 +575,25 @@ impl Runtime {
         };
         let peers_changed = st.file.remote_endpoints != new.remote_endpoints
             || overlays(&st.file) != overlays(&new);
+        if st.file.switch.log != new.switch.log {
+            summary.changed.push("[switch] log".to_string());
+            crate::logging::apply_config(new.switch.log);
+        }
         st.file = new;
         st.refresh();
         st.publish();
+        st.persist();
         let eff = st.effective.clone();
         st.switch.apply_nat(&eff);
         if peers_changed {
             st.switch.apply_overlay(&eff).map_err(ReloadError::Apply)?;
         }
         tracing::info!(
-            "reloaded {}: {} added, {} removed, {} changed",
+            "reloaded {}: added {:?}, removed {:?}, changed {:?}",
             path.display(),
-            summary.added.len(),
-            summary.removed.len(),
-            summary.changed.len()
+            summary.added,
+            summary.removed,
+            summary.changed
         );
         Ok(summary)
     }
@@ -493,7 +626,10 @@ fn diff_lines<T: PartialEq>(
 /// settings and the cluster (they decide threads, pools, uplinks and NAT
 /// placement), and static peers while a cluster store owns the tables.
 fn needs_restart(old: &Config, new: &Config) -> Result<(), String> {
-    if old.switch != new.switch {
+    // The log level is the one [switch] key a reload applies.
+    let mut switch = old.switch.clone();
+    switch.log = new.switch.log;
+    if switch != new.switch {
         return Err("[switch] changed".into());
     }
     if old.ports != new.ports {

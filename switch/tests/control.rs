@@ -604,6 +604,41 @@ fn ctl_attaches_and_detaches_an_endpoint_and_a_mapping_and_reloads() {
 }
 
 impl Lab {
+    /// Serves one connection on port 80 in `ns` (it answers with the
+    /// namespace's name) and connects to the uplink's `host_port` from the
+    /// outside, retrying until the mapping answers: the answer, and whom
+    /// the container saw connect.
+    fn fetch_through_mapping(&self, ns: &NetnsGuard, host_port: u16) -> (String, SocketAddr) {
+        let listener = {
+            let ns = ns.name().to_string();
+            std::thread::spawn(move || {
+                in_netns(&ns.clone(), move || {
+                    let l = std::net::TcpListener::bind(("0.0.0.0", 80)).unwrap();
+                    let (mut s, peer) = l.accept().unwrap();
+                    s.write_all(ns.as_bytes()).unwrap();
+                    peer
+                })
+                .unwrap()
+            })
+        };
+        let answer = in_netns(self.outside.name(), move || {
+            wait_for(
+                &format!("the mapping {host_port} answers"),
+                Duration::from_secs(10),
+                || {
+                    let to = SocketAddr::from((Ipv4Addr::new(10, 99, 0, 2), host_port));
+                    let mut s = TcpStream::connect_timeout(&to, Duration::from_millis(300)).ok()?;
+                    let mut text = String::new();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    s.read_to_string(&mut text).ok()?;
+                    Some(text)
+                },
+            )
+        })
+        .unwrap();
+        (answer, listener.join().unwrap())
+    }
+
     /// `ctl ARGS` that must fail; its stderr.
     fn refused(&self, args: &[&str]) -> String {
         let out = self.ctl(args);
@@ -685,31 +720,8 @@ fn ctl_endpoint_add_names_each_problem_and_an_endpoint_it_attaches_is_reached_th
     assert!(lab
         .ok(&["mapping", "add", "c3", "tcp", "8088:80"])
         .contains("added"));
-    let listener = {
-        let ns = c3.name().to_string();
-        std::thread::spawn(move || {
-            in_netns(&ns, || {
-                let l = std::net::TcpListener::bind(("0.0.0.0", 80)).unwrap();
-                let (mut s, peer) = l.accept().unwrap();
-                s.write_all(b"c3").unwrap();
-                peer
-            })
-            .unwrap()
-        })
-    };
-    let answer = in_netns(lab.outside.name(), || {
-        wait_for("the mapping 8088 answers", Duration::from_secs(10), || {
-            let to = SocketAddr::from((Ipv4Addr::new(10, 99, 0, 2), 8088));
-            let mut s = TcpStream::connect_timeout(&to, Duration::from_millis(300)).ok()?;
-            let mut text = String::new();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s.read_to_string(&mut text).ok()?;
-            Some(text)
-        })
-    })
-    .unwrap();
-    assert_eq!(answer, "c3");
-    let peer = listener.join().unwrap();
+    let (answer, peer) = lab.fetch_through_mapping(&c3, 8088);
+    assert_eq!(answer, c3.name());
     assert_eq!(
         peer.ip(),
         std::net::IpAddr::V4(OUTSIDE),
@@ -806,4 +818,88 @@ fn ctl_network_add_on_an_uplink_without_networks_gives_containers_nat_and_del_re
     assert!(!ok(&["show"]).contains("front"));
     let err = daemon.stop_clean();
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_killed_podswitch_attaches_what_ctl_added_again_when_it_restarts() {
+    if skip_unless_root("a_killed_podswitch_attaches_what_ctl_added_again") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let c3 = NetnsGuard::new("psc-c").unwrap();
+    let gone = NetnsGuard::new("psc-g").unwrap();
+    lab.ok(&["network", "add", "back", "--subnet", "172.31.0.0/24"]);
+    let added = lab.ok(&[
+        "endpoint",
+        "add",
+        "c3",
+        "--network",
+        "back",
+        "--netns",
+        c3.name(),
+    ]);
+    lab.ok(&[
+        "endpoint",
+        "add",
+        "c4",
+        "--network",
+        "front",
+        "--netns",
+        gone.name(),
+    ]);
+    lab.ok(&["mapping", "add", "c3", "tcp", "8089:80"]);
+    let mac = mac_of(&c3);
+    let eth0 = |ns: &NetnsGuard| ip_in(ns.name(), &["-br", "-4", "addr", "show", "dev", "eth0"]);
+    let before = eth0(&c3);
+    assert!(
+        added.contains("172.31.0.2/24") && before.contains("172.31.0.2/24"),
+        "{added}\n{before}"
+    );
+
+    // A crash: no chance to save anything more. The TAPs close with it.
+    let mut first = lab.daemon.take().unwrap();
+    let text = std::fs::read_to_string(&first.config.path).unwrap();
+    first.stop(libc::SIGKILL);
+    wait_until(
+        "c3's eth0 closed with podswitch",
+        Duration::from_secs(10),
+        || eth0(&c3).trim().is_empty(),
+    );
+    // c4's container went away meanwhile.
+    drop(gone);
+
+    let second = Daemon::start_in(Some(lab.host.name()), &["run"], &text);
+    second.wait_for_log("not restored: endpoint c4");
+    lab.daemon = Some(second);
+    assert_eq!(eth0(&c3), before, "c3 has its address again");
+    assert_eq!(mac_of(&c3), mac, "and its MAC");
+    assert_eq!(
+        ping(c3.name(), Ipv4Addr::new(172, 31, 0, 1), 2)
+            .unwrap()
+            .received,
+        2,
+        "c3 reaches its gateway"
+    );
+    let (answer, peer) = lab.fetch_through_mapping(&c3, 8089);
+    assert_eq!(answer, c3.name(), "the mapping is back");
+    assert_eq!(peer.ip(), std::net::IpAddr::V4(OUTSIDE));
+    let show = lab.ok(&["show"]);
+    assert!(show.contains("back") && show.contains("8089"), "{show}");
+    assert!(!show.contains("c4"), "{show}");
+
+    // Taking it all away again leaves no state behind.
+    let state = state_path(&text).unwrap();
+    assert!(
+        state.exists(),
+        "{} holds the run-time changes",
+        state.display()
+    );
+    lab.ok(&["endpoint", "del", "c3"]);
+    lab.ok(&["network", "del", "back"]);
+    assert!(
+        !state.exists(),
+        "{} is gone with the last change",
+        state.display()
+    );
+    drop(first);
 }

@@ -156,7 +156,7 @@ fn capture_during(
     .unwrap();
     let writer = std::thread::spawn(move || {
         let mut out = Vec::new();
-        let n = stream.write_to(&mut out).unwrap();
+        let n = stream.write_to(&mut out, &|| false).unwrap();
         (n, out)
     });
     traffic();
@@ -443,6 +443,41 @@ fn a_trace_that_sees_no_matching_frame_ends_with_an_error_and_disarms() {
     assert!(err.to_string().contains("\"nope\""), "{err}");
 }
 
+#[test]
+fn a_capture_whose_client_hung_up_frees_its_port_even_when_no_frame_matches() {
+    if skip_unless_root("namespaces") {
+        return;
+    }
+    let lab = DaemonLab::new();
+    // UDP port 9 on a quiet lab: nothing matches, so only the hang-up
+    // can end the first capture.
+    let args = [
+        "capture",
+        "web",
+        "--proto",
+        "udp",
+        "--l4-port",
+        "9",
+        "-w",
+        "-",
+    ];
+    let mut first = lab.arm_capture(&args).expect("the first capture arms");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut second = loop {
+        if let Some(c) = lab.arm_capture(&args) {
+            break c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "web stayed busy 5 s after the first capture's client hung up"
+        );
+    };
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
 /// The lab with `podswitch run` as a daemon in the host namespace, for the
 /// `ctl` command line.
 struct DaemonLab {
@@ -467,6 +502,32 @@ impl DaemonLab {
             _outside: outside,
             _host: host,
         }
+    }
+
+    /// Starts `ctl capture ARGS`: the child once the switch armed it (its
+    /// pcap header arrived), `None` when the switch refused it.
+    fn arm_capture(&self, args: &[&str]) -> Option<std::process::Child> {
+        let mut child = self
+            .ctl(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let (tx, header) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut h = [0u8; 24];
+            let _ = tx.send(out.read_exact(&mut h).is_ok());
+        });
+        if header
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or(false)
+        {
+            return Some(child);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     fn ctl(&self, args: &[&str]) -> Command {

@@ -125,6 +125,10 @@ pub struct SwitchCfg {
     /// The Docker network plugin's socket (key `docker_plugin`), if
     /// served; Docker names the driver after its file name.
     pub docker_plugin: Option<PathBuf>,
+    /// Where the endpoints, mappings and networks added at run time are
+    /// kept, so a restart attaches them again (key `state`; default: the
+    /// control socket's path with the extension `.state`).
+    pub state: PathBuf,
     /// How PMD threads poll (key `poll`).
     pub poll: PollCfg,
     /// Seconds a learned MAC lives without traffic (key `mac_aging`).
@@ -143,6 +147,7 @@ impl Default for SwitchCfg {
             control: PathBuf::from("/run/podswitch.sock"),
             metrics: None,
             docker_plugin: None,
+            state: PathBuf::from("/run/podswitch.state"),
             poll: PollCfg::Adaptive,
             mac_aging_secs: 300,
             fdb_size: 65536,

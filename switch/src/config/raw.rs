@@ -41,6 +41,7 @@ pub struct RawSwitch {
     pub control: Option<S<String>>,
     pub metrics: Option<S<String>>,
     pub docker_plugin: Option<S<String>>,
+    pub state: Option<S<String>>,
     pub poll: Option<S<String>>,
     pub mac_aging: Option<S<u32>>,
     pub fdb_size: Option<S<u32>>,

@@ -186,6 +186,20 @@ fn read_request(reader: &mut impl BufRead) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(line))
 }
 
+/// True once the client closed its end of `conn` (`POLLHUP`: a client
+/// that only shut its writing side down is still reading).
+fn peer_hung_up(conn: &UnixStream) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(conn.as_fd(), PollFlags::empty())];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(n) if n > 0 => fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
+        _ => false,
+    }
+}
+
 fn serve_connection(conn: UnixStream, runtime: &Weak<Runtime>) {
     let Ok(mut out) = conn.try_clone() else {
         return;
@@ -227,7 +241,8 @@ fn serve_connection(conn: UnixStream, runtime: &Weak<Runtime>) {
                         if write_reply(&mut out, Ok(())).is_err() {
                             return;
                         }
-                        if let Err(e) = stream.write_to(&mut out) {
+                        let hung_up = || peer_hung_up(reader.get_ref());
+                        if let Err(e) = stream.write_to(&mut out, &hung_up) {
                             tracing::debug!("capture on {}: {e:#}", c.port);
                         }
                         // The pcap stream ends with the connection.

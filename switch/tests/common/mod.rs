@@ -178,7 +178,24 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop(libc::SIGTERM);
+        // What ctl added is kept for the next start next to the control
+        // socket (`[switch] state`); the test's daemon has no next start.
+        if let Some(state) =
+            state_path(&std::fs::read_to_string(&self.config.path).unwrap_or_default())
+        {
+            let _ = std::fs::remove_file(state);
+        }
     }
+}
+
+/// Where the daemon of config `text` keeps its run-time state: its
+/// `control` socket's path with the extension `.state`.
+pub fn state_path(text: &str) -> Option<PathBuf> {
+    let control = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("control = \""))?
+        .trim_end_matches('"');
+    Some(PathBuf::from(control).with_extension("state"))
 }
 
 /// `ip -d link show` output of the current namespace.

@@ -30,6 +30,21 @@ pub(super) fn check_switch(d: &mut Diag, raw: Option<&RawSwitch>) -> SwitchCfg {
             cfg.control = PathBuf::from(c.get_ref());
         }
     }
+    cfg.state = cfg.control.with_extension("state");
+    if let Some(p) = &raw.state {
+        let path = PathBuf::from(p.get_ref());
+        if path.is_absolute() && path.file_name().is_some() {
+            cfg.state = path;
+        } else {
+            d.at(
+                p.span(),
+                format!(
+                    "state {:?} is not an absolute file path (like /run/podswitch.state)",
+                    p.get_ref()
+                ),
+            );
+        }
+    }
     if let Some(m) = &raw.metrics {
         match m.get_ref().parse::<SocketAddr>() {
             Ok(a) => cfg.metrics = Some(a),
