@@ -108,8 +108,9 @@ mod tests {
         f[6..12].copy_from_slice(&ROUTER.0);
         f[12..14].copy_from_slice(&[0x08, 0x00]);
         f[14..34].copy_from_slice(&[
-            0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 21,
+            0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 253, 0, 0, 10, 0, 0, 1, 10, 0, 0, 21,
         ]);
+        f.resize(60, 0);
         let meta = pmd::meta::parse(&f).unwrap();
         assert_eq!(target_ip(&f, &meta), Some(Ipv4Addr::new(10, 0, 0, 21)));
         let before = f.clone();
