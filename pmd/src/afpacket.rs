@@ -133,6 +133,8 @@ pub struct PacketPort {
     inner_mtu: u16,
     counters: Arc<PortCounters>,
     spill: SpillRx<RX_BATCH>,
+    /// What an uplink's filter takes (`None`: everything).
+    spec: Option<OwnedSpec>,
     /// Small frames waiting for a `recvmmsg`, kept to avoid reallocating.
     rx_small: Vec<Frame>,
 }
@@ -376,6 +378,90 @@ fn owned_filter(
     p.finish()
 }
 
+/// Attaches (or replaces: the kernel swaps the old one out atomically)
+/// the socket filter of `fd`.
+fn attach_filter(fd: RawFd, filter: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    set_opt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// Adds `mac` to (or drops it from) the unicast filter of interface
+/// `ifindex` for as long as socket `fd` lives.
+fn unicast_membership(fd: RawFd, ifindex: u32, mac: MacAddr, add: bool) -> io::Result<()> {
+    // SAFETY: packet_mreq is plain data; all-zero is a valid value.
+    let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    mreq.mr_ifindex = ifindex as i32;
+    mreq.mr_type = libc::PACKET_MR_UNICAST as u16;
+    mreq.mr_alen = 6;
+    mreq.mr_address[..6].copy_from_slice(&mac.0);
+    let opt = if add {
+        libc::PACKET_ADD_MEMBERSHIP
+    } else {
+        libc::PACKET_DROP_MEMBERSHIP
+    };
+    set_opt(fd, libc::SOL_PACKET, opt, &mreq)
+}
+
+/// The frames an uplink socket takes, kept to rebuild its filter.
+#[derive(Debug, Clone)]
+struct OwnedSpec {
+    ifindex: u32,
+    ip: Option<Ipv4Addr>,
+    vxlan_ports: Vec<u16>,
+    max_frame: u32,
+    bridged: Bridged,
+}
+
+/// The control side's hold on an uplink socket's filter: an L2 network's
+/// endpoints come and go at run time while its PMD thread polls the port.
+/// A second descriptor of the same socket, so the filter and unicast MACs
+/// it sets are the port's.
+#[derive(Debug)]
+pub struct FilterHandle {
+    iface: String,
+    fd: OwnedFd,
+    spec: OwnedSpec,
+}
+
+impl FilterHandle {
+    /// What the socket takes of the L2 network now.
+    pub fn bridged(&self) -> &Bridged {
+        &self.spec.bridged
+    }
+
+    /// Makes the socket take `bridged`: new MACs join the interface's
+    /// unicast filter before the socket filter takes them, and leave it
+    /// after it stopped taking them.
+    pub fn set_bridged(&mut self, bridged: Bridged) -> Result<(), PacketError> {
+        let wrap = |step| {
+            let iface = self.iface.clone();
+            move |source| PacketError::Setup {
+                iface,
+                step,
+                source,
+            }
+        };
+        let (fd, ifindex) = (self.fd.as_raw_fd(), self.spec.ifindex);
+        let old = &self.spec.bridged.macs;
+        for m in bridged.macs.iter().filter(|m| !old.contains(m)) {
+            unicast_membership(fd, ifindex, *m, true)
+                .map_err(wrap("adding an endpoint's MAC to the interface"))?;
+        }
+        let s = &self.spec;
+        let prog = owned_filter(s.ip, &bridged, &s.vxlan_ports, s.max_frame, Share::Segments);
+        attach_filter(fd, &prog).map_err(wrap("replacing the socket filter"))?;
+        for m in old.iter().filter(|m| !bridged.macs.contains(m)) {
+            unicast_membership(fd, ifindex, *m, false)
+                .map_err(wrap("dropping an endpoint's MAC from the interface"))?;
+        }
+        self.spec.bridged = bridged;
+        Ok(())
+    }
+}
+
 /// Opens a non-blocking AF_PACKET socket bound to `ifindex`, with virtio-net
 /// headers when `vnet`, taking only what `filter` accepts (all when empty).
 /// Returns the socket and its header length.
@@ -440,12 +526,7 @@ fn bound_socket(
         }
     }
     if !filter.is_empty() {
-        let fprog = libc::sock_fprog {
-            len: filter.len() as u16,
-            filter: filter.as_ptr() as *mut libc::sock_filter,
-        };
-        set_opt(s, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
-            .map_err(wrap("attaching the socket filter"))?;
+        attach_filter(s, filter).map_err(wrap("attaching the socket filter"))?;
     }
     // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -613,41 +694,48 @@ impl PacketPort {
                 (fd, hdr_len, tunnel)
             }
         };
-        // SAFETY: packet_mreq is plain data; all-zero is a valid value.
-        let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
-        mreq.mr_ifindex = ifindex as i32;
-        let memberships: Vec<libc::packet_mreq> = match &filter {
-            PacketFilter::All => {
-                mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
-                vec![mreq]
-            }
-            PacketFilter::Owned { mac, bridged, .. } => {
-                mreq.mr_type = libc::PACKET_MR_UNICAST as u16;
-                mreq.mr_alen = 6;
-                mac.iter()
-                    .chain(&bridged.macs)
-                    .map(|m| {
-                        let mut r = mreq;
-                        r.mr_address[..6].copy_from_slice(&m.0);
-                        r
-                    })
-                    .collect()
+        let wrap = |step| {
+            move |source| PacketError::Setup {
+                iface: iface.to_string(),
+                step,
+                source,
             }
         };
-        for m in &memberships {
-            // The kernel undoes the membership when the socket closes.
-            set_opt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_ADD_MEMBERSHIP,
-                m,
-            )
-            .map_err(|source| PacketError::Setup {
-                iface: iface.to_string(),
-                step: "adding the switch's MACs to the interface",
-                source,
-            })?;
-        }
+        // The kernel undoes memberships when the socket closes.
+        let spec = match &filter {
+            PacketFilter::All => {
+                // SAFETY: packet_mreq is plain data; all-zero is a valid value.
+                let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+                mreq.mr_ifindex = ifindex as i32;
+                mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+                set_opt(
+                    fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    libc::PACKET_ADD_MEMBERSHIP,
+                    &mreq,
+                )
+                .map_err(wrap("putting the interface in promiscuous mode"))?;
+                None
+            }
+            PacketFilter::Owned {
+                ip,
+                mac,
+                vxlan_ports,
+                bridged,
+            } => {
+                for m in mac.iter().chain(&bridged.macs) {
+                    unicast_membership(fd.as_raw_fd(), ifindex, *m, true)
+                        .map_err(wrap("adding the switch's MACs to the interface"))?;
+                }
+                Some(OwnedSpec {
+                    ifindex,
+                    ip: *ip,
+                    vxlan_ports: vxlan_ports.clone(),
+                    max_frame,
+                    bridged: bridged.clone(),
+                })
+            }
+        };
         Ok(PacketPort {
             iface: iface.to_string(),
             id,
@@ -658,7 +746,27 @@ impl PacketPort {
             counters: Arc::default(),
             spill: SpillRx::new(),
             rx_small: Vec::with_capacity(RX_BATCH),
+            spec,
         })
+    }
+
+    /// A handle on the filter of an uplink (`PacketFilter::Owned`) that
+    /// outlives handing the port to its PMD thread; `None` for a port
+    /// that takes everything.
+    pub fn filter_handle(&self) -> Result<Option<FilterHandle>, PacketError> {
+        let Some(spec) = &self.spec else {
+            return Ok(None);
+        };
+        let fd = self.fd.try_clone().map_err(|source| PacketError::Setup {
+            iface: self.iface.clone(),
+            step: "duplicating the socket for its filter",
+            source,
+        })?;
+        Ok(Some(FilterHandle {
+            iface: self.iface.clone(),
+            fd,
+            spec: spec.clone(),
+        }))
     }
 
     /// The port's id.

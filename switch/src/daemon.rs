@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
-use pmd::afpacket::{Bridged, PacketFilter, PacketPort};
+use pmd::afpacket::{Bridged, FilterHandle, PacketFilter, PacketPort};
 use pmd::afxdp::{self, AfXdpPort, L4Ports, XdpFilter};
 use pmd::netdev;
 use pmd::tap::TapPort;
@@ -51,6 +51,9 @@ pub(crate) struct Live {
     pub next_tap: usize,
     /// The NAT config each uplink runs, by `UplinkId`.
     pub nat: Vec<Option<UplinkNat>>,
+    /// The uplink filter of each L2 network: its endpoints' MACs and
+    /// addresses, changed as they come and go.
+    pub l2_filters: HashMap<NetId, FilterHandle>,
 }
 
 /// What a port will be, decided before anything is created.
@@ -392,6 +395,7 @@ impl Switch {
             })
             .collect();
         let mut endpoint_taps = endpoint::create_many(&endpoint_plans)?.into_iter();
+        let mut l2_filters = HashMap::new();
         for (id, plan, group) in plans.iter() {
             let spec = &mut specs[thread_of(*group)];
             let port: Box<dyn Port> = match plan {
@@ -458,10 +462,19 @@ impl Switch {
                         vxlan_ports,
                         bridged: bridged.clone(),
                     };
-                    Box::new(
-                        PacketPort::open(iface, *id, filter)
-                            .with_context(|| format!("opening AF_PACKET uplink on {iface}"))?,
-                    )
+                    let port = PacketPort::open(iface, *id, filter)
+                        .with_context(|| format!("opening AF_PACKET uplink on {iface}"))?;
+                    let l2 = topo
+                        .uplinks
+                        .iter()
+                        .find(|u| u.port == *id)
+                        .and_then(|u| u.l2);
+                    if let Some(net) = l2 {
+                        // Endpoints attached at run time join the filter.
+                        let handle = port.filter_handle()?.context("an uplink has a filter")?;
+                        l2_filters.insert(net, handle);
+                    }
+                    Box::new(port)
                 }
                 PortPlan::Iface {
                     iface,
@@ -515,6 +528,7 @@ impl Switch {
             free_ids: Vec::new(),
             next_tap: plans.len(),
             nat: nats.clone(),
+            l2_filters,
         };
         let dataplane = Dataplane::start_with_nat(topo, settings, specs, nats)
             .context("starting PMD threads")?;

@@ -641,8 +641,9 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), String> {
     if old.cluster.is_some() && old.remote_endpoints != new.remote_endpoints {
         return Err("[[remote_endpoint]] changed while [cluster] owns the overlay tables".into());
     }
-    // An L2 network's endpoints are in its uplink's socket filter, built
-    // at start.
+    // An L2 network sits on its uplink's socket filter, built at start;
+    // its endpoints' run-time changes go through `ctl`, which keeps that
+    // filter in step (`Switch::attach`).
     let l2 = |c: &Config| -> Vec<(NetworkCfg, Vec<EndpointCfg>)> {
         c.networks
             .iter()
@@ -659,7 +660,7 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), String> {
             .map_or("", |(n, _)| n.name.as_str());
         return Err(format!(
             "network {name} (transparent, l2bridge or l2tunnel) or its endpoints changed; \
-             these are set up at start only"
+             a reload cannot change them (restart, or ctl endpoint add/del)"
         ));
     }
     Ok(())
@@ -759,22 +760,22 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd, attach: Attach) -> Result<Endpo
             known.join(", ")
         );
     };
-    if net.mode.is_l2() {
-        bail!(
-            "network {}: endpoints of a {} network are attached at start only (the uplink's \
-             socket filter takes their MACs and addresses); add it to the file and restart",
-            net.name,
-            net.mode
-        );
-    }
-    if !matches!(net.mode, NetworkMode::Nat | NetworkMode::Overlay) {
-        bail!("network {}: mode {} takes no endpoints", net.name, net.mode);
-    }
     let mut ipam = config::ipam::Ipam::new(net.subnet);
     if let Some(gw) = net.gateway {
         ipam.reserve(gw);
     }
     let mut holders: HashMap<Ipv4Addr, String> = HashMap::new();
+    // An L2 network's subnet is its uplink's segment: the uplink's own
+    // address there is taken.
+    let uplink_ip = cfg
+        .uplink_of(&net.name)
+        .filter(|_| net.mode.is_l2())
+        .and_then(|p| Some((p.name.as_str(), p.ip?.addr())))
+        .filter(|(_, a)| net.subnet.contains(a));
+    if let Some((port, a)) = uplink_ip {
+        ipam.reserve(a);
+        holders.insert(a, format!("uplink {port}"));
+    }
     for e in cfg.endpoints.iter().filter(|e| e.network == net.name) {
         ipam.reserve(e.ip);
         holders.insert(e.ip, format!("endpoint {}", e.name));

@@ -33,6 +33,7 @@ const MB: u64 = 1024 * 1024;
 
 struct L2Lab {
     daemon: Option<Daemon>,
+    socket: String,
     host: NetnsGuard,
     phys: NetnsGuard,
     router: NetnsGuard,
@@ -127,10 +128,11 @@ impl L2Lab {
             .exec("ip", &["addr", "add", "10.78.0.1/32", "dev", "lo"])
             .unwrap();
         plug(&peer, &phys, "vp", "10.77.0.10/24");
+        let socket = control_path();
         let text = format!(
             r#"
 [switch]
-control = "{}"
+control = "{socket}"
 
 [[port]]
 name = "up0"
@@ -160,13 +162,13 @@ mac = "02:00:0a:4d:00:16"
 
 {more}
 "#,
-            control_path(),
             ep1.name(),
             ep2.name()
         );
         let daemon = Daemon::start_in(Some(host.name()), &["run"], &text);
         L2Lab {
             daemon: Some(daemon),
+            socket,
             host,
             phys,
             router,
@@ -216,6 +218,21 @@ mac = "02:00:0a:4d:00:16"
         let t = tcp_transfer(self.host.name(), HOST_OWN, 9003, self.peer.name(), 10 * MB).unwrap();
         assert!(t.exact, "peer to the host's own address: {t:?}");
         same_host_on_wire
+    }
+
+    /// `podswitch ctl ARGS`, which must succeed; its stdout.
+    fn ctl(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_podswitch"))
+            .args(["ctl", "--socket", &self.socket])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn stop(&mut self) -> String {
@@ -480,4 +497,62 @@ ip = "172.30.0.10"
     );
     assert_eq!(neighbor(&lab.peer, EP1), mac_str(EP1_MAC));
     lab.stop();
+}
+
+#[test]
+fn an_endpoint_attached_at_run_time_joins_the_segment_and_leaves_it_when_deleted() {
+    if skip_unless_root("l2modes run time") {
+        return;
+    }
+    const EP3: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 23);
+    const EP3_MAC: [u8; 6] = [0x02, 0x00, 0x0a, 0x4d, 0x00, 0x17];
+    for (mode, port_extra, on_wire) in [
+        ("transparent", "", EP3_MAC),
+        ("l2bridge", r#"mac = "02:aa:00:4d:00:02""#, HOST_MAC),
+    ] {
+        let ep3 = NetnsGuard::new("psl-e").unwrap();
+        let mut lab = L2Lab::new(mode, port_extra, false);
+        let out = lab.ctl(&[
+            "endpoint",
+            "add",
+            "ep3",
+            "--network",
+            "lan",
+            "--netns",
+            ep3.name(),
+            "--ip",
+            "10.77.0.23",
+            "--mac",
+            &mac_str(EP3_MAC),
+        ]);
+        assert!(out.contains("10.77.0.23"), "{mode}: {out}");
+        let got = ping(lab.peer.name(), EP3, 3).unwrap().received;
+        assert_eq!(got, 3, "{mode}: the peer pings the new endpoint");
+        assert_eq!(
+            ping(ep3.name(), BEYOND, 3).unwrap().received,
+            3,
+            "{mode}: out via the router"
+        );
+        assert_eq!(neighbor(&lab.peer, EP3), mac_str(on_wire), "{mode}");
+        let t = tcp_transfer(ep3.name(), EP3, 9200, lab.peer.name(), 10 * MB).unwrap();
+        assert!(
+            t.exact && t.bytes == 10 * MB,
+            "{mode}: peer to the new endpoint: {t:?}"
+        );
+        assert!(
+            lab.ctl(&["endpoint", "del", "ep3"]).contains("deleted"),
+            "{mode}"
+        );
+        assert_eq!(
+            ping(lab.peer.name(), EP3, 2).unwrap().received,
+            0,
+            "{mode}: a deleted endpoint is gone from the segment"
+        );
+        assert_eq!(
+            ping(lab.ep1.name(), PEER, 2).unwrap().received,
+            2,
+            "{mode}: ep1 stays"
+        );
+        lab.stop();
+    }
 }
