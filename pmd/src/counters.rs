@@ -52,11 +52,13 @@ pub enum DropReason {
     Overlay,
     /// Over a rate limit (echo requests to a port's address).
     RateLimited,
+    /// Blocked by an ACL rule of the endpoint (HNS `ACL` policy).
+    Acl,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::NoBuffer,
@@ -77,6 +79,7 @@ impl DropReason {
         DropReason::Unresolved,
         DropReason::Overlay,
         DropReason::RateLimited,
+        DropReason::Acl,
     ];
 
     /// A short name for stats output.
@@ -100,6 +103,7 @@ impl DropReason {
             DropReason::Unresolved => "unresolved",
             DropReason::Overlay => "overlay",
             DropReason::RateLimited => "rate_limited",
+            DropReason::Acl => "acl",
         }
     }
 }

@@ -262,6 +262,32 @@ impl Rtnl {
         .map_err(|e| context(format!("default route via {gateway}"), e))
     }
 
+    /// Adds or replaces the route to `dst` via `gateway`.
+    pub fn replace_route(
+        &mut self,
+        dst: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+    ) -> io::Result<()> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        msg.header.destination_prefix_length = prefix;
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(drop)
+        .map_err(|e| context(format!("route to {dst}/{prefix} via {gateway}"), e))
+    }
+
     /// Creates a veth pair `a` <-> `b` here, both up.
     pub fn add_veth(&mut self, a: &str, b: &str) -> io::Result<()> {
         let mut peer = LinkMessage::default();

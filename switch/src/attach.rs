@@ -11,6 +11,7 @@ use crate::config::{Attach, Config, EndpointCfg};
 use crate::daemon::{nat_configs, tap_name, Switch};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::Control;
+use crate::resolv::ResolvConf;
 use crate::topology::{L2Mode, NetId, UplinkId};
 
 /// Why a network could not be added or removed at run time.
@@ -65,7 +66,7 @@ impl Switch {
         // An L2 network's uplink takes the endpoint's frames before any
         // frame can come from it.
         self.l2_filter(net_id, e, true)?;
-        let attached_or = self.attach_to(net_id, e, ifname, attached);
+        let attached_or = self.attach_to(net, net_id, e, ifname, attached);
         if attached_or.is_err() {
             let _ = self.l2_filter(net_id, e, false);
         }
@@ -75,6 +76,7 @@ impl Switch {
     /// `attach` once the uplink filter is set.
     fn attach_to(
         &mut self,
+        net: &crate::config::NetworkCfg,
         net_id: NetId,
         e: &EndpointCfg,
         ifname: &str,
@@ -88,6 +90,7 @@ impl Switch {
                     bail!("endpoint {}: port {name} is not open", e.name);
                 };
                 topo.add_endpoint_addr(net_id, e.ip, e.mac, pmd::PortId(port as u16));
+                topo.set_port_policy(net_id, pmd::PortId(port as u16), &e.policy);
                 self.live.topo = topo.clone();
                 self.dataplane.set_topology(topo);
             }
@@ -106,6 +109,7 @@ impl Switch {
                             prefix: attached.prefix,
                             gateway: attached.gateway,
                             mtu,
+                            routes: endpoint::routes_of(e, net),
                         };
                         endpoint::preflight(&plan)?;
                         Some(plan)
@@ -127,6 +131,7 @@ impl Switch {
                 };
                 self.live.next_tap += 1;
                 topo.add_endpoint_addr(net_id, e.ip, e.mac, id);
+                topo.set_port_policy(net_id, id, &e.policy);
                 let thread = self.live.net_thread[net_id.0 as usize];
                 // The port first, then the topology that leads to it: a
                 // frame for it never finds a port that is not there yet.
@@ -134,6 +139,11 @@ impl Switch {
                     .add_port(thread, id, Box::new(tap) as Box<dyn Port>)
                     .with_context(|| format!("endpoint {}: starting to poll its TAP", e.name))?;
                 self.live.taps.insert(e.name.clone(), (id, thread));
+                if let Attach::Netns(ns) = &e.attach {
+                    if let Some(r) = ResolvConf::write(ns, &net.dns)? {
+                        self.live.resolv.insert(e.name.clone(), r);
+                    }
+                }
                 self.live.topo = topo.clone();
                 self.dataplane.set_topology(topo);
             }
@@ -150,6 +160,7 @@ impl Switch {
         };
         let mut topo = self.live.topo.clone();
         let tap = self.live.taps.remove(&e.name);
+        self.live.resolv.remove(&e.name);
         match tap {
             Some((id, _)) => topo.remove_port(id),
             None => topo.remove_endpoint_addr(net_id, e.ip),

@@ -19,6 +19,7 @@ use crate::config::{Attach, Config, NetworkMode, PollCfg, PortKind, Protocol};
 use crate::dataplane::{Dataplane, ThreadSpec, UplinkNat};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::SwitchSettings;
+use crate::resolv::ResolvConf;
 use crate::topology::{L2Mode, NetId, Topology};
 use nat::{InternalNet, NatConfig, PortMapping, Proto, Timeouts};
 
@@ -54,6 +55,26 @@ pub(crate) struct Live {
     /// The uplink filter of each L2 network: its endpoints' MACs and
     /// addresses, changed as they come and go.
     pub l2_filters: HashMap<NetId, FilterHandle>,
+    /// The name server files written for endpoints, by endpoint name;
+    /// each is removed with its entry.
+    pub resolv: HashMap<String, ResolvConf>,
+}
+
+/// The name server files of `cfg`'s endpoints that are attached by an
+/// `ip netns` name, on networks with `dns`.
+fn resolv_confs(cfg: &Config) -> Result<HashMap<String, ResolvConf>> {
+    let mut out = HashMap::new();
+    for e in &cfg.endpoints {
+        let (Attach::Netns(ns), Some(net)) = (&e.attach, cfg.network(&e.network)) else {
+            continue;
+        };
+        if let Some(r) = ResolvConf::write(ns, &net.dns)
+            .with_context(|| format!("endpoint {}: its name servers", e.name))?
+        {
+            out.insert(e.name.clone(), r);
+        }
+    }
+    Ok(out)
 }
 
 /// What a port will be, decided before anything is created.
@@ -309,6 +330,7 @@ impl Switch {
                         prefix: net.subnet.prefix_len(),
                         gateway: net.gateway,
                         mtu,
+                        routes: endpoint::routes_of(e, net),
                     };
                     endpoint::preflight(&plan)?;
                     let id = topo.add_port(&e.name, Some(net_id));
@@ -318,6 +340,7 @@ impl Switch {
             };
             if let Some(port) = port_id {
                 topo.add_endpoint_addr(net_id, e.ip, e.mac, port);
+                topo.set_port_policy(net_id, port, &e.policy);
             }
         }
 
@@ -529,6 +552,7 @@ impl Switch {
             next_tap: plans.len(),
             nat: nats.clone(),
             l2_filters,
+            resolv: resolv_confs(cfg)?,
         };
         let dataplane = Dataplane::start_with_nat(topo, settings, specs, nats)
             .context("starting PMD threads")?;

@@ -37,6 +37,22 @@ pub struct EndpointPlan {
     pub gateway: Option<Ipv4Addr>,
     /// Interface MTU.
     pub mtu: u32,
+    /// Routes besides the default one (HNS `ROUTE`): destination, next hop.
+    pub routes: Vec<(ipnet::Ipv4Net, Ipv4Addr)>,
+}
+
+/// The routes endpoint `e` of `net` gets besides its default route: a
+/// route without a next hop goes via the network's gateway (`check` made
+/// sure there is one).
+pub fn routes_of(
+    e: &crate::config::EndpointCfg,
+    net: &crate::config::NetworkCfg,
+) -> Vec<(ipnet::Ipv4Net, Ipv4Addr)> {
+    e.policy
+        .routes
+        .iter()
+        .filter_map(|r| Some((r.destination, r.next_hop.or(net.gateway)?)))
+        .collect()
 }
 
 /// Endpoints set up at once by [`create_many`]. Every step takes the
@@ -143,6 +159,9 @@ fn create_here(plan: &EndpointPlan, id: PortId, tap_label: &str) -> Result<TapPo
         nl.add_ipv4(index, plan.ip, plan.prefix)?;
         if let Some(gw) = plan.gateway {
             nl.replace_default_route(gw)?;
+        }
+        for (dst, hop) in &plan.routes {
+            nl.replace_route(dst.network(), dst.prefix_len(), *hop)?;
         }
         Ok(())
     };

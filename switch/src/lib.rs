@@ -7,6 +7,7 @@
 //! checker, endpoint setup (TAPs moved into namespaces), the lab, the
 //! daemon, and the `podswitch` binary. Called by the binary and by `bench`.
 
+pub mod acl;
 pub mod arp;
 pub mod attach;
 pub mod capture;
@@ -34,6 +35,7 @@ pub mod persist;
 pub mod pipeline;
 pub mod render;
 pub mod report;
+pub mod resolv;
 pub mod route;
 pub mod runtime;
 pub mod stats;

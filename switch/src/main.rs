@@ -54,12 +54,33 @@ enum Cmd {
         #[command(subcommand)]
         cmd: LabCmd,
     },
+    /// HNS JSON (Windows container networking).
+    Hns {
+        #[command(subcommand)]
+        cmd: HnsCmd,
+    },
     /// Build a small built-in lab, run traffic through it, show what
     /// happened, and remove everything.
     Demo,
     /// Ask a running switch (its control socket): show, stats, fdb,
     /// conntrack, neighbors, endpoint, mapping, reload, trace, capture.
     Ctl(Ctl),
+}
+
+#[derive(Subcommand)]
+enum HnsCmd {
+    /// Print the TOML that HNS network and endpoint objects map onto (the
+    /// uplinks they name must be [[port]]s of the file it goes into);
+    /// errors are printed as FILE:LINE:COL: message.
+    Import {
+        /// The config the tables go into: adapter names resolve to its
+        /// [[port]]s by name or iface.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// HNS JSON files: an object or an array of them each.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +106,23 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
         }
         ExitCode::from(2)
     })
+}
+
+/// `hns import`, with the text of `--config` when given.
+fn import(config: Option<&Path>, files: &[PathBuf]) -> Result<String, config::ConfigErrors> {
+    let text = match config {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+            config::ConfigErrors(vec![config::ConfigError {
+                file: p.display().to_string(),
+                line: 0,
+                col: 0,
+                message: format!("cannot read config file: {e}"),
+            }])
+        })?),
+        None => None,
+    };
+    let name = config.map(|p| p.display().to_string()).unwrap_or_default();
+    config::import_hns(files, text.as_deref().map(|t| (t, name.as_str())))
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -222,6 +260,18 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Err(code) => return code,
+        },
+        Cmd::Hns {
+            cmd: HnsCmd::Import { config, files },
+        } => match import(config.as_deref(), &files) {
+            Ok(toml) => {
+                print!("{toml}");
+                Ok(())
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                return ExitCode::from(2);
+            }
         },
         Cmd::Demo => demo::run(),
         Cmd::Ctl(ctl) => return ctl.run(),

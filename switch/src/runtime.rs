@@ -846,6 +846,7 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd, attach: Attach) -> Result<Endpo
         ip,
         mac,
         ip_given: req.ip.is_some(),
+        policy: Default::default(),
     })
 }
 
@@ -941,6 +942,8 @@ fn new_network(cfg: &Config, req: &NetworkAdd) -> Result<NetworkCfg> {
         mtu: None,
         vxlan_port: 4789,
         gateway_mac: None,
+        mac_pool: None,
+        dns: Vec::new(),
     })
 }
 

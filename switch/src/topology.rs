@@ -36,6 +36,9 @@ pub struct Network {
     pub l2: Option<L2Mode>,
     /// Removed at run time: nameless, empty, kept so that `NetId`s stay.
     pub removed: bool,
+    /// A port of this network has an ACL: frames are checked against it
+    /// (one test per frame when no port has one).
+    pub acl: bool,
 }
 
 /// How an L2 network meets its uplink's segment (DESIGN.md's mode table).
@@ -110,6 +113,18 @@ pub struct PortInfo {
     pub network: Option<NetId>,
     /// Set when the port is an uplink.
     pub uplink: Option<UplinkId>,
+    /// The endpoint's HNS policies the data path enforces, if it has any.
+    pub policy: Option<std::sync::Arc<PortPolicy>>,
+}
+
+/// An endpoint's policies, compiled for the data path.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PortPolicy {
+    /// Its ACL rules (`acl`).
+    pub acl: Option<crate::acl::Acl>,
+    /// Destinations reached through the uplink without NAT
+    /// (`nat_exceptions`).
+    pub nat_exceptions: Vec<Ipv4Net>,
 }
 
 /// Every table the pipeline reads.
@@ -140,6 +155,7 @@ impl Topology {
             vxlan: None,
             l2: None,
             removed: false,
+            acl: false,
         });
         id
     }
@@ -184,6 +200,7 @@ impl Topology {
             name: name.to_string(),
             network: None,
             uplink: Some(uid),
+            policy: None,
         });
         self.uplinks.push(Uplink {
             name: name.to_string(),
@@ -246,6 +263,7 @@ impl Topology {
             name: name.to_string(),
             network,
             uplink: None,
+            policy: None,
         });
         if let Some(n) = network {
             self.networks[n.0 as usize].members.push(id);
@@ -269,6 +287,7 @@ impl Topology {
             name: name.to_string(),
             network,
             uplink: None,
+            policy: None,
         };
         if let Some(n) = network {
             self.networks[n.0 as usize].members.push(id);
@@ -289,7 +308,30 @@ impl Topology {
                 name: String::new(),
                 network: None,
                 uplink: None,
+                policy: None,
             };
+        }
+    }
+
+    /// Gives endpoint port `port` of `network` its policies (none when
+    /// `policy` is empty).
+    pub fn set_port_policy(
+        &mut self,
+        network: NetId,
+        port: PortId,
+        policy: &crate::config::EndpointPolicy,
+    ) {
+        let compiled = PortPolicy {
+            acl: crate::acl::Acl::compile(&policy.acl),
+            nat_exceptions: policy.nat_exceptions.clone(),
+        };
+        let has_acl = compiled.acl.is_some();
+        let Some(info) = self.ports.get_mut(port.0 as usize) else {
+            return;
+        };
+        info.policy = (compiled != PortPolicy::default()).then(|| std::sync::Arc::new(compiled));
+        if has_acl {
+            self.networks[network.0 as usize].acl = true;
         }
     }
 

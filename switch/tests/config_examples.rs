@@ -145,3 +145,16 @@ fn the_l2_examples_put_their_endpoints_on_the_uplinks_segment() {
         "02:00:c0:a8:01:33".parse::<MacAddr>().unwrap()
     );
 }
+
+#[test]
+fn the_hns_example_takes_its_network_and_endpoint_from_its_json() {
+    let cfg = example("hns.toml");
+    let nat = cfg.network("nat").unwrap();
+    assert_eq!(nat.mode, NetworkMode::Nat);
+    assert_eq!(nat.uplink.as_deref(), Some("Ethernet"));
+    let web = cfg.endpoint("web").unwrap();
+    assert_eq!(web.mac, "00:15:5d:1f:00:02".parse::<MacAddr>().unwrap());
+    assert_eq!(web.policy.nat_exceptions.len(), 1);
+    assert_eq!(web.policy.acl.len(), 1);
+    assert_eq!(cfg.port_mappings[0].host_port, 8080);
+}

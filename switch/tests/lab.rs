@@ -116,6 +116,7 @@ fn plan(name: &str, netns: &str, ifname: &str, host: u8) -> EndpointPlan {
         prefix: 24,
         gateway: Some(Ipv4Addr::new(10, 9, 0, 1)),
         mtu: 1500,
+        routes: Vec::new(),
     }
 }
 

@@ -72,29 +72,61 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Collects errors for one file while the checker walks it.
+/// A file the checker reads: the config itself or one it includes. Spans
+/// of an included file are shifted by `base`, so that one byte offset
+/// names a place in one of the files.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub(crate) file: String,
+    pub(crate) text: String,
+    pub(crate) base: usize,
+}
+
+impl Source {
+    /// The offset where the next included file starts (one past this
+    /// one's end, so that an empty file still owns an offset).
+    pub(crate) fn next_base(&self) -> usize {
+        self.base + self.text.len() + 1
+    }
+}
+
+/// Collects errors for one file and the files it includes while the
+/// checker walks them.
 pub(crate) struct Diag<'a> {
     file: &'a str,
     text: &'a str,
+    included: &'a [Source],
     errors: Vec<(usize, ConfigError)>,
 }
 
 impl<'a> Diag<'a> {
-    pub(crate) fn new(file: &'a str, text: &'a str) -> Self {
+    /// Errors at offsets into `text` are `file`'s; at or past an included
+    /// file's `base`, that file's.
+    pub(crate) fn with_includes(file: &'a str, text: &'a str, included: &'a [Source]) -> Self {
         Diag {
             file,
             text,
+            included,
             errors: Vec::new(),
+        }
+    }
+
+    /// The file, its text and the offset of `at` in it.
+    fn place(&self, at: usize) -> (&'a str, &'a str, usize) {
+        match self.included.iter().rev().find(|s| at >= s.base) {
+            Some(s) => (&s.file, &s.text, at - s.base),
+            None => (self.file, self.text, at),
         }
     }
 
     /// Records `message` at the start of `span` (a byte range of the text).
     pub(crate) fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let (line, col) = line_col(self.text, span.start);
+        let (file, text, offset) = self.place(span.start);
+        let (line, col) = line_col(text, offset);
         self.errors.push((
             span.start,
             ConfigError {
-                file: self.file.to_string(),
+                file: file.to_string(),
                 line,
                 col,
                 message: message.into(),
@@ -102,13 +134,21 @@ impl<'a> Diag<'a> {
         ));
     }
 
-    /// The 1-based line where `span` starts, for "first defined at line N".
+    /// The 1-based line where `span` starts (in whichever file it is), for
+    /// "first defined at line N".
     pub(crate) fn line(&self, span: &Range<usize>) -> usize {
-        line_col(self.text, span.start).0
+        let (_, text, offset) = self.place(span.start);
+        line_col(text, offset).0
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.errors.is_empty()
+    }
+
+    /// How many errors so far: a check compares before and after to know
+    /// whether it found one.
+    pub(crate) fn count(&self) -> usize {
+        self.errors.len()
     }
 
     /// The errors sorted by place in the file (stable: two at one place

@@ -11,8 +11,10 @@
 //! - `validate`: the rules, from raw to this model.
 //! - `ipam`: next-free-address allocation in a subnet.
 //! - `error`: errors and byte offset to line:column.
+//! - `hns`: HNS JSON (`include = [...]`, `podswitch hns import`).
 
 mod error;
+mod hns;
 pub(crate) mod ipam;
 mod raw;
 mod validate;
@@ -45,10 +47,84 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// error, an unknown key or a value of the wrong type is the one error the
 /// TOML parser reports; past that, every rule is checked and every
 /// violation reported.
+///
+/// `include = ["net.json", ...]` names HNS JSON files, relative to
+/// `file`'s directory: their networks and endpoints join the file's, and
+/// errors in them name their own file, line and column.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
-    let raw: raw::RawFile =
+    let mut raw: raw::RawFile =
         toml::from_str(text).map_err(|e| ConfigErrors(vec![error::from_toml(file, text, &e)]))?;
-    validate::validate(raw, file, text)
+    let dir = Path::new(file).parent().unwrap_or(Path::new(""));
+    let mut sources: Vec<error::Source> = Vec::new();
+    let mut unreadable = Vec::new();
+    for inc in raw.include.iter().flat_map(|i| i.get_ref()) {
+        let path = dir.join(inc.get_ref());
+        let base = sources
+            .last()
+            .map_or(text.len() + 1, error::Source::next_base);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => sources.push(error::Source {
+                file: path.display().to_string(),
+                text: t,
+                base,
+            }),
+            Err(e) => unreadable.push((inc.span(), format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+    let mut d = error::Diag::with_includes(file, text, &sources);
+    for (span, message) in unreadable {
+        d.at(span, message);
+    }
+    let mut objs = hns::HnsObjects::default();
+    for src in &sources {
+        hns::read(&mut d, src, &raw.port, &mut objs);
+    }
+    raw.network.extend(objs.networks);
+    raw.endpoint.extend(objs.endpoints);
+    raw.port_mapping.extend(objs.port_mappings);
+    raw.remote_endpoint.extend(objs.remote_endpoints);
+    validate::validate(raw, d)
+}
+
+/// `podswitch hns import`: the TOML tables HNS JSON `files` map onto, or
+/// every error in them. With `config` (its text and file name), adapter
+/// names resolve to its `[[port]]`s by name or iface, as an include does;
+/// without, they are written as the ports' names.
+pub fn import_hns(files: &[PathBuf], config: Option<(&str, &str)>) -> Result<String, ConfigErrors> {
+    let ports = match config {
+        Some((text, file)) => {
+            toml::from_str::<raw::RawFile>(text)
+                .map_err(|e| ConfigErrors(vec![error::from_toml(file, text, &e)]))?
+                .port
+        }
+        None => Vec::new(),
+    };
+    let mut sources: Vec<error::Source> = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: f.display().to_string(),
+                line: 0,
+                col: 0,
+                message: format!("cannot read HNS JSON file: {e}"),
+            }])
+        })?;
+        let base = sources.last().map_or(0, error::Source::next_base);
+        sources.push(error::Source {
+            file: f.display().to_string(),
+            text,
+            base,
+        });
+    }
+    let mut d = error::Diag::with_includes("", "", &sources);
+    let mut objs = hns::HnsObjects::default();
+    for src in &sources {
+        hns::read(&mut d, src, &ports, &mut objs);
+    }
+    if !d.is_empty() {
+        return Err(d.finish());
+    }
+    Ok(hns::to_toml(&objs))
 }
 
 /// A checked config: every reference resolves, every address is known.
@@ -281,6 +357,14 @@ pub struct NetworkCfg {
     /// The MAC the gateway answers with (default: `02:50:` + the gateway
     /// IP), e.g. a NIC's own MAC that clients already send to.
     pub gateway_mac: Option<MacAddr>,
+    /// MACs for endpoints that leave `mac` out (key `mac_pool =
+    /// "FIRST-LAST"`, HNS `MacPools`), inclusive.
+    pub mac_pool: Option<(MacAddr, MacAddr)>,
+    /// Name servers of the endpoints (key `dns`, HNS `DNSServerList`):
+    /// `run` writes them to `/etc/netns/NETNS/resolv.conf` of each endpoint
+    /// attached by an `ip netns` name, the file `ip netns exec` binds over
+    /// `/etc/resolv.conf`.
+    pub dns: Vec<Ipv4Addr>,
 }
 
 impl NetworkCfg {
@@ -382,6 +466,65 @@ pub struct EndpointCfg {
     pub mac: MacAddr,
     /// Whether `ip` came from the file (false: IPAM chose it).
     pub ip_given: bool,
+    /// Per-endpoint policies (HNS endpoint policies): ACL rules, NAT
+    /// exceptions, routes.
+    pub policy: EndpointPolicy,
+}
+
+/// What HNS calls endpoint policies, other than port mappings (those are
+/// `[[port_mapping]]`s). Empty by default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EndpointPolicy {
+    /// Key `acl`: firewall rules enforced by the switch (HNS `ACL`).
+    pub acl: Vec<AclRule>,
+    /// Key `nat_exceptions` (HNS `OutBoundNAT` `ExceptionList`):
+    /// destinations this endpoint reaches through the uplink without
+    /// masquerading; they see its own address.
+    pub nat_exceptions: Vec<Ipv4Net>,
+    /// Key `routes` (HNS `ROUTE` / `SDNRoute`): routes the endpoint's
+    /// namespace gets besides its default route.
+    pub routes: Vec<RouteCfg>,
+}
+
+/// One ACL rule. A frame matches when every field given matches; among
+/// the rules that match, the lowest `priority` decides (VFP's order); a
+/// frame no rule matches is allowed, as HNS does without a default rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclRule {
+    pub action: AclAction,
+    pub direction: AclDirection,
+    /// IP protocol numbers (6 TCP, 17 UDP, 1 ICMP); empty: any.
+    pub protocols: Vec<u8>,
+    /// The endpoint's side; empty: any.
+    pub local_addresses: Vec<Ipv4Net>,
+    /// The other side; empty: any.
+    pub remote_addresses: Vec<Ipv4Net>,
+    /// Inclusive port ranges; empty: any (TCP and UDP only).
+    pub local_ports: Vec<(u16, u16)>,
+    pub remote_ports: Vec<(u16, u16)>,
+    pub priority: u16,
+}
+
+/// `action = "allow" | "block"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclAction {
+    Allow,
+    Block,
+}
+
+/// `direction = "in" | "out"`: to the endpoint, or from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclDirection {
+    In,
+    Out,
+}
+
+/// `routes = [{ destination = "CIDR", next_hop = "IP" }]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteCfg {
+    pub destination: Ipv4Net,
+    /// On the endpoint's subnet; `None`: the network's gateway.
+    pub next_hop: Option<Ipv4Addr>,
 }
 
 /// Where an endpoint's frames come from.

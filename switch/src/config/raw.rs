@@ -18,6 +18,8 @@ pub type S<T> = Spanned<T>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
+    /// HNS JSON files whose networks and endpoints join this file's.
+    pub include: Option<S<Vec<S<String>>>>,
     pub switch: Option<S<RawSwitch>>,
     #[serde(default)]
     pub port: Vec<S<RawPort>>,
@@ -82,6 +84,8 @@ pub struct RawNetwork {
     pub mtu: Option<S<u32>>,
     pub vxlan_port: Option<S<u16>>,
     pub gateway_mac: Option<S<String>>,
+    pub mac_pool: Option<S<String>>,
+    pub dns: Option<Vec<S<String>>>,
 }
 
 /// `[[endpoint]]`.
@@ -94,6 +98,33 @@ pub struct RawEndpoint {
     pub port: Option<S<String>>,
     pub ip: Option<S<String>>,
     pub mac: Option<S<String>>,
+    pub acl: Option<Vec<S<RawAclRule>>>,
+    pub nat_exceptions: Option<Vec<S<String>>>,
+    pub routes: Option<Vec<S<RawRoute>>>,
+}
+
+/// `acl = [{ action = "block", direction = "in", ... }]` on an
+/// `[[endpoint]]`. Addresses and ports are HNS's comma-separated strings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAclRule {
+    pub action: S<String>,
+    pub direction: S<String>,
+    pub protocols: Option<S<String>>,
+    pub local_addresses: Option<S<String>>,
+    pub remote_addresses: Option<S<String>>,
+    pub local_ports: Option<S<String>>,
+    pub remote_ports: Option<S<String>>,
+    pub priority: Option<S<u16>>,
+}
+
+/// `routes = [{ destination = "CIDR", next_hop = "IP" }]` on an
+/// `[[endpoint]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub destination: S<String>,
+    pub next_hop: Option<S<String>>,
 }
 
 /// `[[port_mapping]]`.

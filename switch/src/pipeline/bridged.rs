@@ -75,7 +75,13 @@ impl SwitchPipeline {
         let uplink = self.topo.uplink(up);
         let (host, up_port, own_ip) = (uplink.mac, uplink.port, uplink.ip);
         let network = self.topo.network(net);
-        match network.l2? {
+        let mode = network.l2?;
+        if network.acl && self.acl_blocks(net, None, ctx.pool.data(&frame), meta) {
+            // An endpoint's `In` rules hold for frames from the segment too.
+            ctx.drop_frame(frame, DropReason::Acl);
+            return None;
+        }
+        match mode {
             L2Mode::Transparent => {
                 let for_uplink = if meta.dst_mac.is_multicast() {
                     meta.ethertype == wire::ETHERTYPE_ARP

@@ -382,10 +382,15 @@ impl SwitchPipeline {
             ctx.drop_frame(frame, DropReason::BadSourceMac);
             return;
         }
+        if self.topo.network(net).acl && self.acl_blocks(net, None, ctx.pool.data(&frame), &inner) {
+            ctx.drop_frame(frame, DropReason::Acl);
+            return;
+        }
         if inner.dst_mac.is_multicast() {
             self.flood(ctx, net, frame);
             return;
         }
+        let fdb = &self.fdbs[net.0 as usize];
         match fdb.lookup(inner.dst_mac, ctx.now_ns) {
             Some(out) => {
                 self.counters[net.0 as usize].unicast.add(1);

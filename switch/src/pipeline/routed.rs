@@ -9,7 +9,7 @@ use nat::{L4Csum, Verdict};
 use pmd::meta::PacketMeta;
 use pmd::thread::Ctx;
 use pmd::wire::{self, EthernetFrame, Ipv4Packet, MacAddr};
-use pmd::{DropReason, Frame};
+use pmd::{DropReason, Frame, PortId};
 
 use super::SwitchPipeline;
 use crate::arp::{self, ArpSeen};
@@ -52,6 +52,12 @@ impl SwitchPipeline {
                     return None;
                 }
             }
+            if self.nat_excepted(frame.in_port, meta) {
+                // HNS OutBoundNAT ExceptionList: routed out as it is, so
+                // the destination sees the container's own address.
+                self.route_to_uplink(ctx, up, frame, meta.l3_off as usize);
+                return None;
+            }
             let Some(nat) = self.nats[up.0 as usize].as_mut() else {
                 return Some(frame);
             };
@@ -72,6 +78,21 @@ impl SwitchPipeline {
             }
         }
         Some(frame)
+    }
+
+    /// Whether the sender's `nat_exceptions` hold the destination.
+    #[inline]
+    fn nat_excepted(&self, from: PortId, meta: &PacketMeta) -> bool {
+        let Some(policy) = self
+            .topo
+            .ports
+            .get(from.0 as usize)
+            .and_then(|p| p.policy.as_ref())
+        else {
+            return false;
+        };
+        let dst = Ipv4Addr::from(meta.ip_dst);
+        policy.nat_exceptions.iter().any(|n| n.contains(&dst))
     }
 
     /// Acts on what uplink `up`'s NAT decided for a frame.
@@ -180,6 +201,16 @@ impl SwitchPipeline {
             ctx.drop_frame(frame, DropReason::NoRoute);
             return;
         };
+        if network.acl {
+            // NAT may have rewritten the addresses and ports `meta` holds.
+            let buf = ctx.pool.data(&frame);
+            let blocked =
+                pmd::meta::parse(buf).map_or(true, |m| self.acl_blocks(net, None, buf, &m));
+            if blocked {
+                ctx.drop_frame(frame, DropReason::Acl);
+                return;
+            }
+        }
         let buf = ctx.pool.data_mut(&mut frame);
         if !decrement_ttl(buf, meta.l3_off as usize) {
             ctx.drop_frame(frame, DropReason::TtlExceeded);
@@ -250,8 +281,33 @@ impl SwitchPipeline {
                 let v = nat.inbound(ctx.pool.data_mut(&mut frame), meta, csum, ctx.now_ns);
                 self.apply_verdict(ctx, up, frame, meta, v);
             }
+            wire::ETHERTYPE_IPV4 => match self.excepted_reply(up, meta) {
+                Some(net) => {
+                    let dst = Ipv4Addr::from(meta.ip_dst);
+                    self.route_to_endpoint(ctx, net, dst, frame, meta);
+                }
+                None => ctx.drop_frame(frame, DropReason::NotForUs),
+            },
             _ => ctx.drop_frame(frame, DropReason::NotForUs),
         }
+    }
+
+    /// The network of the endpoint a frame from the uplink is addressed to,
+    /// when it comes from one of that endpoint's `nat_exceptions`: the
+    /// other way of traffic that left untranslated.
+    fn excepted_reply(&self, up: UplinkId, meta: &PacketMeta) -> Option<NetId> {
+        let (dst, src) = (Ipv4Addr::from(meta.ip_dst), Ipv4Addr::from(meta.ip_src));
+        self.nat_nets[up.0 as usize].iter().copied().find(|&net| {
+            let Some(&(_, port)) = self.topo.network(net).endpoints.get(&dst) else {
+                return false;
+            };
+            let policy = self
+                .topo
+                .ports
+                .get(port.0 as usize)
+                .and_then(|p| p.policy.as_ref());
+            policy.is_some_and(|p| p.nat_exceptions.iter().any(|n| n.contains(&src)))
+        })
     }
 
     /// Records a next hop and sends the frames that waited for it.

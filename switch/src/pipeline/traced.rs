@@ -605,6 +605,7 @@ fn why(r: DropReason) -> &'static str {
         DropReason::Unresolved => "the next hop did not answer ARP",
         DropReason::Overlay => "the overlay refused the VXLAN frame",
         DropReason::RateLimited => "over the echo rate limit",
+        DropReason::Acl => "blocked by the endpoint's ACL",
     }
 }
 

@@ -175,16 +175,18 @@ pub(super) fn check_endpoints<'r>(
                 );
             }
         }
+        let policy = check_policy(d, e, net);
         out.push(Endpoint {
             raw: e,
-            cfg: match (net, attach, ip, mac) {
-                (Some(cfg), Some(attach), Some(ip), Some(mac)) => Some(EndpointCfg {
+            cfg: match (net, attach, ip, mac, policy) {
+                (Some(cfg), Some(attach), Some(ip), Some(mac), Some(policy)) => Some(EndpointCfg {
                     name: name.clone(),
                     network: cfg.name.clone(),
                     attach,
                     ip,
                     mac,
                     ip_given: e.ip.is_some(),
+                    policy,
                 }),
                 _ => None,
             },

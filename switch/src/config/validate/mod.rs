@@ -12,6 +12,7 @@ mod endpoints;
 mod mappings;
 mod nat;
 mod networks;
+mod policy;
 mod ports;
 mod remote;
 mod switch;
@@ -23,6 +24,7 @@ use endpoints::*;
 use mappings::*;
 use nat::*;
 use networks::*;
+use policy::*;
 use ports::*;
 use remote::*;
 use switch::*;
@@ -58,8 +60,9 @@ const MTU_MIN: u32 = 68;
 /// SNAT never takes a port below this: those are the host's services'.
 const NAT_PORT_MIN: u16 = 1024;
 
-pub(crate) fn validate(raw: RawFile, file: &str, text: &str) -> Result<Config, ConfigErrors> {
-    let mut d = Diag::new(file, text);
+/// Checks `raw`; `d` may hold errors found on the way in (an unreadable
+/// or bad included file).
+pub(crate) fn validate(raw: RawFile, mut d: Diag) -> Result<Config, ConfigErrors> {
     let switch = check_switch(&mut d, raw.switch.as_ref().map(|s| s.get_ref()));
     let ports = check_ports(&mut d, &raw.port);
     let networks = check_networks(&mut d, &raw.network, &raw.port, &ports);

@@ -239,6 +239,8 @@ pub(super) fn check_networks<'r>(
                     }
                     unicast_mac(d, m)
                 }),
+                mac_pool: n.mac_pool.as_ref().and_then(|v| mac_pool(d, v)),
+                dns: dns(d, n.dns.as_ref()),
             }),
         });
     }
