@@ -13,7 +13,9 @@
 //!
 //! The host keeps its NIC:
 //! - a classic BPF socket filter passes the switch only ARP for its address
-//!   and IPv4 to its address ([`PacketFilter::Owned`]), and
+//!   and IPv4 to its address ([`PacketFilter::Owned`]), plus the frames of
+//!   an L2 network bridged onto the segment ([`Bridged`]: to its endpoints'
+//!   MACs, ARP and IPv4 for their addresses), and
 //!   `PACKET_IGNORE_OUTGOING` keeps the host's own transmissions out, so
 //!   other host traffic costs one filter run;
 //! - the kernel still sees the switch's frames (AF_PACKET taps, it does not
@@ -57,15 +59,33 @@ pub enum PacketFilter {
     /// is a container); it is put in promiscuous mode.
     All,
     /// Only ARP for `ip` and IPv4 to `ip` (an uplink shared with the host),
-    /// with the switch answering as `mac`.
+    /// with the switch answering as `mac`, and the frames of the L2
+    /// networks bridged onto the interface (`bridged`).
     Owned {
-        /// The switch's address on the interface.
-        ip: Ipv4Addr,
+        /// The switch's address on the interface; `None` when only L2
+        /// networks' endpoints have addresses there.
+        ip: Option<Ipv4Addr>,
         /// The switch's MAC there, added to the interface's unicast filter.
-        mac: MacAddr,
+        mac: Option<MacAddr>,
         /// UDP ports the switch terminates VXLAN on (its overlay networks').
         vxlan_ports: Vec<u16>,
+        /// What belongs to the L2 network on the interface's segment.
+        bridged: Bridged,
     },
+}
+
+/// The frames of an L2 network on a shared interface (transparent,
+/// l2bridge, l2tunnel). The kernel sees them too but does not act on them:
+/// those to `macs` are `PACKET_OTHERHOST` to it, as are those to the
+/// switch's MAC; ARP for `ips` asks for no address of the host's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bridged {
+    /// Destination MACs taken whole (transparent endpoints' own MACs),
+    /// each added to the interface's unicast filter.
+    pub macs: Vec<MacAddr>,
+    /// Addresses whose ARP (by target) and IPv4 (by destination) are taken:
+    /// the endpoints'.
+    pub ips: Vec<Ipv4Addr>,
 }
 
 /// Errors opening an AF_PACKET port.
@@ -113,6 +133,8 @@ pub struct PacketPort {
     inner_mtu: u16,
     counters: Arc<PortCounters>,
     spill: SpillRx<RX_BATCH>,
+    /// What an uplink's filter takes (`None`: everything).
+    spec: Option<OwnedSpec>,
     /// Small frames waiting for a `recvmmsg`, kept to avoid reallocating.
     rx_small: Vec<Frame>,
 }
@@ -167,6 +189,8 @@ struct Cbpf {
     insns: Vec<libc::sock_filter>,
     /// (instruction, true-branch target, false-branch target) for jumps.
     fixups: Vec<(usize, Label, Label)>,
+    /// (instruction, target) for unconditional far jumps.
+    far: Vec<(usize, Label)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +210,7 @@ impl Cbpf {
         Cbpf {
             insns: Vec::new(),
             fixups: Vec::new(),
+            far: Vec::new(),
         }
     }
 
@@ -208,20 +233,39 @@ impl Cbpf {
         self.jump(libc::BPF_JEQ, 0, to, to);
     }
 
+    /// Always jumps to `to`, however far (`BPF_JA` takes a 32-bit offset
+    /// where conditional jumps take 8 bits): lists of addresses end each
+    /// match with one, so no conditional jump spans a list.
+    fn goto_far(&mut self, to: Label) {
+        self.far.push((self.insns.len(), to));
+        self.stmt(libc::BPF_JMP | libc::BPF_JA, 0);
+    }
+
+    /// Jumps `n` instructions past the next one.
+    fn skip(&mut self, n: u32) {
+        self.stmt(libc::BPF_JMP | libc::BPF_JA, n);
+    }
+
     /// Appends `accept: ret whole; drop: ret 0` and resolves the jumps.
     fn finish(mut self) -> Vec<libc::sock_filter> {
         let accept = self.insns.len();
         self.stmt(libc::BPF_RET | libc::BPF_K, u32::MAX);
         self.stmt(libc::BPF_RET | libc::BPF_K, 0);
+        let off = |at: usize, l: Label| match l {
+            Label::Next => 0,
+            Label::Ahead(n) => usize::from(n),
+            Label::Accept => accept - at - 1,
+            Label::Drop => accept - at,
+        };
         for (at, jt, jf) in self.fixups {
-            let off = |l: Label| match l {
-                Label::Next => 0,
-                Label::Ahead(n) => n,
-                Label::Accept => (accept - at - 1) as u8,
-                Label::Drop => (accept - at) as u8,
-            };
-            self.insns[at].jt = off(jt);
-            self.insns[at].jf = off(jf);
+            // Conditional jumps to the end come after the address lists
+            // (which end in far jumps), so they stay within 8 bits.
+            debug_assert!(off(at, jt) <= 255 && off(at, jf) <= 255);
+            self.insns[at].jt = off(at, jt) as u8;
+            self.insns[at].jf = off(at, jf) as u8;
+        }
+        for (at, to) in self.far {
+            self.insns[at].k = off(at, to) as u32;
         }
         self.insns
     }
@@ -240,8 +284,14 @@ impl Cbpf {
 ///
 /// Hand-written: a dozen instructions, where an eBPF toolchain would be a
 /// build dependency for nothing.
+///
+/// Before that, on the segments socket, the frames of an L2 network
+/// (`bridged`): to one of its MACs, or ARP or IPv4 for one of its
+/// addresses. Each list entry ends in a far jump, so the program grows by
+/// 5 instructions a MAC and 4 an address (the kernel takes 4,096).
 fn owned_filter(
-    ip: Ipv4Addr,
+    ip: Option<Ipv4Addr>,
+    bridged: &Bridged,
     vxlan_ports: &[u16],
     max_frame: u32,
     share: Share,
@@ -249,21 +299,68 @@ fn owned_filter(
     use libc::{BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JGT, BPF_LD, BPF_LDX, BPF_LEN};
     use libc::{BPF_MSH, BPF_W};
     use Label::{Accept, Ahead, Drop, Next};
-    let ip = u32::from(ip);
     let (super_frame, other) = match share {
         Share::Segments => (Drop, Accept),
         Share::Tunnel => (Accept, Drop),
     };
     let mut p = Cbpf::new();
-    p.stmt(BPF_LD | BPF_H | BPF_ABS, 12); // EtherType
-    if share == Share::Segments {
-        p.jump(BPF_JEQ, libc::ETH_P_ARP as u32, Next, Ahead(2));
-        p.stmt(BPF_LD | BPF_W | BPF_ABS, 14 + 24); // ARP target address
-        p.jump(BPF_JEQ, ip, Accept, Drop);
+    let segments = share == Share::Segments;
+    if segments {
+        for mac in &bridged.macs {
+            let m = mac.0;
+            p.stmt(BPF_LD | BPF_W | BPF_ABS, 0); // destination MAC
+            p.jump(
+                BPF_JEQ,
+                u32::from_be_bytes([m[0], m[1], m[2], m[3]]),
+                Next,
+                Ahead(3),
+            );
+            p.stmt(BPF_LD | BPF_H | BPF_ABS, 4);
+            p.jump(
+                BPF_JEQ,
+                u32::from(u16::from_be_bytes([m[4], m[5]])),
+                Next,
+                Ahead(1),
+            );
+            p.goto_far(Accept);
+        }
     }
-    p.jump(BPF_JEQ, libc::ETH_P_IP as u32, Next, Drop);
+    p.stmt(BPF_LD | BPF_H | BPF_ABS, 12); // EtherType
+    if segments {
+        let arp_ips: Vec<u32> = bridged
+            .ips
+            .iter()
+            .chain(&ip)
+            .map(|a| u32::from(*a))
+            .collect();
+        p.jump(BPF_JEQ, libc::ETH_P_ARP as u32, Ahead(1), Next);
+        // Past the ARP block: its load, two per address, its drop.
+        p.skip(2 + 2 * arp_ips.len() as u32);
+        p.stmt(BPF_LD | BPF_W | BPF_ABS, 14 + 24); // ARP target address
+        for a in arp_ips {
+            p.jump(BPF_JEQ, a, Next, Ahead(1));
+            p.goto_far(Accept);
+        }
+        p.goto_far(Drop);
+    }
+    if segments && !bridged.ips.is_empty() {
+        p.jump(BPF_JEQ, libc::ETH_P_IP as u32, Ahead(1), Next);
+        p.goto_far(Drop);
+    } else {
+        p.jump(BPF_JEQ, libc::ETH_P_IP as u32, Next, Drop);
+    }
     p.stmt(BPF_LD | BPF_W | BPF_ABS, 14 + 16); // destination
-    p.jump(BPF_JEQ, ip, Next, Drop);
+    if segments {
+        for a in &bridged.ips {
+            p.jump(BPF_JEQ, u32::from(*a), Next, Ahead(1));
+            p.goto_far(Accept);
+        }
+    }
+    let Some(ip) = ip else {
+        p.goto(Drop);
+        return p.finish();
+    };
+    p.jump(BPF_JEQ, u32::from(ip), Next, Drop);
     if vxlan_ports.is_empty() {
         p.goto(other);
         return p.finish();
@@ -279,6 +376,90 @@ fn owned_filter(
     }
     p.goto(other);
     p.finish()
+}
+
+/// Attaches (or replaces: the kernel swaps the old one out atomically)
+/// the socket filter of `fd`.
+fn attach_filter(fd: RawFd, filter: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    set_opt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// Adds `mac` to (or drops it from) the unicast filter of interface
+/// `ifindex` for as long as socket `fd` lives.
+fn unicast_membership(fd: RawFd, ifindex: u32, mac: MacAddr, add: bool) -> io::Result<()> {
+    // SAFETY: packet_mreq is plain data; all-zero is a valid value.
+    let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    mreq.mr_ifindex = ifindex as i32;
+    mreq.mr_type = libc::PACKET_MR_UNICAST as u16;
+    mreq.mr_alen = 6;
+    mreq.mr_address[..6].copy_from_slice(&mac.0);
+    let opt = if add {
+        libc::PACKET_ADD_MEMBERSHIP
+    } else {
+        libc::PACKET_DROP_MEMBERSHIP
+    };
+    set_opt(fd, libc::SOL_PACKET, opt, &mreq)
+}
+
+/// The frames an uplink socket takes, kept to rebuild its filter.
+#[derive(Debug, Clone)]
+struct OwnedSpec {
+    ifindex: u32,
+    ip: Option<Ipv4Addr>,
+    vxlan_ports: Vec<u16>,
+    max_frame: u32,
+    bridged: Bridged,
+}
+
+/// The control side's hold on an uplink socket's filter: an L2 network's
+/// endpoints come and go at run time while its PMD thread polls the port.
+/// A second descriptor of the same socket, so the filter and unicast MACs
+/// it sets are the port's.
+#[derive(Debug)]
+pub struct FilterHandle {
+    iface: String,
+    fd: OwnedFd,
+    spec: OwnedSpec,
+}
+
+impl FilterHandle {
+    /// What the socket takes of the L2 network now.
+    pub fn bridged(&self) -> &Bridged {
+        &self.spec.bridged
+    }
+
+    /// Makes the socket take `bridged`: new MACs join the interface's
+    /// unicast filter before the socket filter takes them, and leave it
+    /// after it stopped taking them.
+    pub fn set_bridged(&mut self, bridged: Bridged) -> Result<(), PacketError> {
+        let wrap = |step| {
+            let iface = self.iface.clone();
+            move |source| PacketError::Setup {
+                iface,
+                step,
+                source,
+            }
+        };
+        let (fd, ifindex) = (self.fd.as_raw_fd(), self.spec.ifindex);
+        let old = &self.spec.bridged.macs;
+        for m in bridged.macs.iter().filter(|m| !old.contains(m)) {
+            unicast_membership(fd, ifindex, *m, true)
+                .map_err(wrap("adding an endpoint's MAC to the interface"))?;
+        }
+        let s = &self.spec;
+        let prog = owned_filter(s.ip, &bridged, &s.vxlan_ports, s.max_frame, Share::Segments);
+        attach_filter(fd, &prog).map_err(wrap("replacing the socket filter"))?;
+        for m in old.iter().filter(|m| !bridged.macs.contains(m)) {
+            unicast_membership(fd, ifindex, *m, false)
+                .map_err(wrap("dropping an endpoint's MAC from the interface"))?;
+        }
+        self.spec.bridged = bridged;
+        Ok(())
+    }
 }
 
 /// Opens a non-blocking AF_PACKET socket bound to `ifindex`, with virtio-net
@@ -345,12 +526,7 @@ fn bound_socket(
         }
     }
     if !filter.is_empty() {
-        let fprog = libc::sock_fprog {
-            len: filter.len() as u16,
-            filter: filter.as_ptr() as *mut libc::sock_filter,
-        };
-        set_opt(s, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
-            .map_err(wrap("attaching the socket filter"))?;
+        attach_filter(s, filter).map_err(wrap("attaching the socket filter"))?;
     }
     // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -502,42 +678,64 @@ impl PacketPort {
                 (fd, hdr_len, None)
             }
             PacketFilter::Owned {
-                ip, vxlan_ports, ..
+                ip,
+                vxlan_ports,
+                bridged,
+                ..
             } => {
-                let prog = owned_filter(*ip, vxlan_ports, max_frame, Share::Segments);
+                let prog = owned_filter(*ip, bridged, vxlan_ports, max_frame, Share::Segments);
                 let (fd, hdr_len) = bound_socket(iface, ifindex, true, &prog)?;
                 let tunnel = if vxlan_ports.is_empty() {
                     None
                 } else {
-                    let prog = owned_filter(*ip, vxlan_ports, max_frame, Share::Tunnel);
+                    let prog = owned_filter(*ip, bridged, vxlan_ports, max_frame, Share::Tunnel);
                     Some(bound_socket(iface, ifindex, false, &prog)?.0)
                 };
                 (fd, hdr_len, tunnel)
             }
         };
-        // SAFETY: packet_mreq is plain data; all-zero is a valid value.
-        let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
-        mreq.mr_ifindex = ifindex as i32;
-        match &filter {
-            PacketFilter::All => mreq.mr_type = libc::PACKET_MR_PROMISC as u16,
-            PacketFilter::Owned { mac, .. } => {
-                mreq.mr_type = libc::PACKET_MR_UNICAST as u16;
-                mreq.mr_alen = 6;
-                mreq.mr_address[..6].copy_from_slice(&mac.0);
+        let wrap = |step| {
+            move |source| PacketError::Setup {
+                iface: iface.to_string(),
+                step,
+                source,
             }
-        }
-        // The kernel undoes the membership when the socket closes.
-        set_opt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_ADD_MEMBERSHIP,
-            &mreq,
-        )
-        .map_err(|source| PacketError::Setup {
-            iface: iface.to_string(),
-            step: "adding the switch's MAC to the interface",
-            source,
-        })?;
+        };
+        // The kernel undoes memberships when the socket closes.
+        let spec = match &filter {
+            PacketFilter::All => {
+                // SAFETY: packet_mreq is plain data; all-zero is a valid value.
+                let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+                mreq.mr_ifindex = ifindex as i32;
+                mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+                set_opt(
+                    fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    libc::PACKET_ADD_MEMBERSHIP,
+                    &mreq,
+                )
+                .map_err(wrap("putting the interface in promiscuous mode"))?;
+                None
+            }
+            PacketFilter::Owned {
+                ip,
+                mac,
+                vxlan_ports,
+                bridged,
+            } => {
+                for m in mac.iter().chain(&bridged.macs) {
+                    unicast_membership(fd.as_raw_fd(), ifindex, *m, true)
+                        .map_err(wrap("adding the switch's MACs to the interface"))?;
+                }
+                Some(OwnedSpec {
+                    ifindex,
+                    ip: *ip,
+                    vxlan_ports: vxlan_ports.clone(),
+                    max_frame,
+                    bridged: bridged.clone(),
+                })
+            }
+        };
         Ok(PacketPort {
             iface: iface.to_string(),
             id,
@@ -548,7 +746,27 @@ impl PacketPort {
             counters: Arc::default(),
             spill: SpillRx::new(),
             rx_small: Vec::with_capacity(RX_BATCH),
+            spec,
         })
+    }
+
+    /// A handle on the filter of an uplink (`PacketFilter::Owned`) that
+    /// outlives handing the port to its PMD thread; `None` for a port
+    /// that takes everything.
+    pub fn filter_handle(&self) -> Result<Option<FilterHandle>, PacketError> {
+        let Some(spec) = &self.spec else {
+            return Ok(None);
+        };
+        let fd = self.fd.try_clone().map_err(|source| PacketError::Setup {
+            iface: self.iface.clone(),
+            step: "duplicating the socket for its filter",
+            source,
+        })?;
+        Ok(Some(FilterHandle {
+            iface: self.iface.clone(),
+            fd,
+            spec: spec.clone(),
+        }))
     }
 
     /// The port's id.
@@ -841,6 +1059,8 @@ mod tests {
                 x = (v & 0xf) * 4;
             } else if c == BPF_JMP | BPF_JEQ | BPF_K {
                 pc += if a == i.k { i.jt } else { i.jf } as usize;
+            } else if c == BPF_JMP | BPF_JA {
+                pc += k;
             } else if c == BPF_JMP | BPF_JGT | BPF_K {
                 pc += if a > i.k { i.jt } else { i.jf } as usize;
             } else if c == BPF_RET | BPF_K {
@@ -873,7 +1093,7 @@ mod tests {
 
     #[test]
     fn the_filter_takes_arp_and_ipv4_for_the_switch_and_nothing_else() {
-        let prog = owned_filter(IP, &[], 1514, Share::Segments);
+        let prog = owned_filter(Some(IP), &Bridged::default(), &[], 1514, Share::Segments);
         let ours = [10, 99, 0, 2];
         let host = [10, 99, 0, 3];
         assert_eq!(run(&prog, &frame(0x0806, 38, ours)), u32::MAX);
@@ -888,9 +1108,73 @@ mod tests {
     }
 
     #[test]
+    fn an_l2_networks_frames_are_taken_by_mac_and_address_and_the_hosts_are_left() {
+        let ep_mac = MacAddr([0x02, 0, 10, 99, 0, 21]);
+        let bridged = Bridged {
+            macs: vec![ep_mac],
+            ips: vec![Ipv4Addr::new(10, 99, 0, 21), Ipv4Addr::new(10, 99, 0, 22)],
+        };
+        let to_mac = |m: MacAddr| {
+            let mut f = frame(0x86dd, 30, [0; 4]);
+            f[..6].copy_from_slice(&m.0);
+            f
+        };
+        for ip in [None, Some(IP)] {
+            let prog = owned_filter(ip, &bridged, &[], 1514, Share::Segments);
+            assert_eq!(
+                run(&prog, &to_mac(ep_mac)),
+                u32::MAX,
+                "to an endpoint's MAC"
+            );
+            // Same first four bytes, another MAC.
+            assert_eq!(run(&prog, &to_mac(MacAddr([0x02, 0, 10, 99, 0, 23]))), 0);
+            for a in [[10, 99, 0, 21], [10, 99, 0, 22]] {
+                assert_eq!(run(&prog, &frame(0x0806, 38, a)), u32::MAX, "ARP for {a:?}");
+                assert_eq!(run(&prog, &frame(0x0800, 30, a)), u32::MAX, "IPv4 to {a:?}");
+            }
+            // The host's own address on the segment stays the host's.
+            assert_eq!(run(&prog, &frame(0x0806, 38, [10, 99, 0, 3])), 0);
+            assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 0, 3])), 0);
+            let ours = u32::from(ip.is_some()) * u32::MAX;
+            assert_eq!(run(&prog, &frame(0x0806, 38, [10, 99, 0, 2])), ours);
+            assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 0, 2])), ours);
+        }
+        // A list far longer than an 8-bit jump still ends where it should.
+        let many = Bridged {
+            macs: (0..200)
+                .map(|i| MacAddr([2, 0, 10, 99, 1, i as u8]))
+                .collect(),
+            ips: (0..200)
+                .map(|i| Ipv4Addr::new(10, 99, 1, i as u8))
+                .collect(),
+        };
+        let prog = owned_filter(Some(IP), &many, &[], 1514, Share::Segments);
+        assert_eq!(
+            run(&prog, &to_mac(MacAddr([2, 0, 10, 99, 1, 199]))),
+            u32::MAX
+        );
+        assert_eq!(run(&prog, &frame(0x0806, 38, [10, 99, 1, 199])), u32::MAX);
+        assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 1, 199])), u32::MAX);
+        assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 0, 2])), u32::MAX);
+        assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 2, 1])), 0);
+    }
+
+    #[test]
     fn vxlan_super_frames_go_to_the_tunnel_socket_and_everything_else_stays() {
-        let seg = owned_filter(IP, &[4789, 8472], 1514, Share::Segments);
-        let tun = owned_filter(IP, &[4789, 8472], 1514, Share::Tunnel);
+        let seg = owned_filter(
+            Some(IP),
+            &Bridged::default(),
+            &[4789, 8472],
+            1514,
+            Share::Segments,
+        );
+        let tun = owned_filter(
+            Some(IP),
+            &Bridged::default(),
+            &[4789, 8472],
+            1514,
+            Share::Tunnel,
+        );
         for (f, super_frame) in [
             (udp(4789, 20_000), true),
             (udp(8472, 1515), true),

@@ -12,7 +12,7 @@ use crate::daemon::{nat_configs, tap_name, Switch};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::Control;
 use crate::resolv::ResolvConf;
-use crate::topology::UplinkId;
+use crate::topology::{L2Mode, NetId, UplinkId};
 
 /// Why a network could not be added or removed at run time.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,26 @@ impl Switch {
             prefix: net.subnet.prefix_len(),
             gateway: net.gateway,
         };
+        // An L2 network's uplink takes the endpoint's frames before any
+        // frame can come from it.
+        self.l2_filter(net_id, e, true)?;
+        let attached_or = self.attach_to(net, net_id, e, ifname, attached);
+        if attached_or.is_err() {
+            let _ = self.l2_filter(net_id, e, false);
+        }
+        attached_or
+    }
+
+    /// `attach` once the uplink filter is set.
+    fn attach_to(
+        &mut self,
+        net: &crate::config::NetworkCfg,
+        net_id: NetId,
+        e: &EndpointCfg,
+        ifname: &str,
+        attached: Attached,
+    ) -> Result<Attached> {
+        let mtu = attached.mtu;
         let mut topo = self.live.topo.clone();
         match &e.attach {
             Attach::Port(name) => {
@@ -165,7 +185,30 @@ impl Switch {
         if let Some(up) = self.live.topo.network(net_id).uplink {
             self.dataplane.control(|| Control::ForgetAddress(up, e.ip));
         }
+        self.l2_filter(net_id, e, false)?;
         Ok(tap.is_some() || matches!(e.attach, Attach::Port(_)))
+    }
+
+    /// Adds endpoint `e` to (or takes it out of) the uplink filter of
+    /// network `net`, when that is an L2 network: its address, and in
+    /// transparent its MAC.
+    fn l2_filter(&mut self, net: NetId, e: &EndpointCfg, add: bool) -> Result<()> {
+        let transparent = self.live.topo.network(net).l2 == Some(L2Mode::Transparent);
+        let Some(handle) = self.live.l2_filters.get_mut(&net) else {
+            return Ok(());
+        };
+        let mut b = handle.bridged().clone();
+        b.ips.retain(|ip| *ip != e.ip);
+        b.macs.retain(|m| *m != e.mac);
+        if add {
+            b.ips.push(e.ip);
+            if transparent {
+                b.macs.push(e.mac);
+            }
+        }
+        handle
+            .set_bridged(b)
+            .with_context(|| format!("endpoint {}: the uplink's filter", e.name))
     }
 
     /// Adds network `n` of `cfg`: a `nat` network on an uplink that

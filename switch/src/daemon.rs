@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
-use pmd::afpacket::{PacketFilter, PacketPort};
+use pmd::afpacket::{Bridged, FilterHandle, PacketFilter, PacketPort};
 use pmd::afxdp::{self, AfXdpPort, L4Ports, XdpFilter};
 use pmd::netdev;
 use pmd::tap::TapPort;
@@ -20,7 +20,7 @@ use crate::dataplane::{Dataplane, ThreadSpec, UplinkNat};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::SwitchSettings;
 use crate::resolv::ResolvConf;
-use crate::topology::{NetId, Topology};
+use crate::topology::{L2Mode, NetId, Topology};
 use nat::{InternalNet, NatConfig, PortMapping, Proto, Timeouts};
 
 /// A running switch.
@@ -52,6 +52,9 @@ pub(crate) struct Live {
     pub next_tap: usize,
     /// The NAT config each uplink runs, by `UplinkId`.
     pub nat: Vec<Option<UplinkNat>>,
+    /// The uplink filter of each L2 network: its endpoints' MACs and
+    /// addresses, changed as they come and go.
+    pub l2_filters: HashMap<NetId, FilterHandle>,
     /// The name server files written for endpoints, by endpoint name;
     /// each is removed with its entry.
     pub resolv: HashMap<String, ResolvConf>,
@@ -85,10 +88,23 @@ enum PortPlan {
     Uplink {
         iface: String,
         kind: PortKind,
-        ip: std::net::Ipv4Addr,
+        /// The switch's address there (none on an L2 network's uplink
+        /// without `ip`).
+        ip: Option<std::net::Ipv4Addr>,
         /// The switch's own MAC there.
-        mac: MacAddr,
+        mac: Option<MacAddr>,
+        /// The frames of the L2 network on its segment.
+        bridged: Bridged,
     },
+}
+
+/// The data path's name for an L2 network mode.
+fn l2_mode(mode: NetworkMode) -> L2Mode {
+    match mode {
+        NetworkMode::L2Bridge => L2Mode::Bridge,
+        NetworkMode::L2Tunnel => L2Mode::Tunnel,
+        _ => L2Mode::Transparent,
+    }
 }
 
 /// The cores PMD threads run on: the configured ones, or the last core.
@@ -140,7 +156,10 @@ impl Switch {
         let mut topo = Topology::default();
         let mut net_ids: HashMap<&str, NetId> = HashMap::new();
         for n in &cfg.networks {
-            let id = topo.add_network(&n.name, n.subnet, n.gateway);
+            // An L2 network's gateway is the physical network's router:
+            // the switch does not answer for it.
+            let owned_gateway = n.gateway.filter(|_| !n.mode.is_l2());
+            let id = topo.add_network(&n.name, n.subnet, owned_gateway);
             if let Some(mac) = n.gateway_mac {
                 topo.set_gateway_mac(id, mac);
             }
@@ -186,19 +205,48 @@ impl Switch {
                 .filter(|n| n.uplink.as_deref() == Some(p.name.as_str()))
                 .map(|n| n.name.as_str())
                 .collect();
+            let l2 = cfg
+                .networks
+                .iter()
+                .find(|n| n.mode.is_l2() && n.uplink.as_deref() == Some(p.name.as_str()));
             // A port with an address and no network yet is an uplink too:
             // `ctl network add` (a runtime's CreateNetwork) puts nat
-            // networks on it later.
-            if let Some(ip) = p.ip {
-                let mac = uplink_mac(p, ip.addr())?;
+            // networks on it later. One that only L2 networks use needs no
+            // address: the switch owns none there.
+            if p.ip.is_some() || l2.is_some() {
+                let ip = p.ip.map(|n| n.addr());
+                let mac = match (ip, p.mac) {
+                    (None, None) => None,
+                    (a, _) => Some(uplink_mac(p, a.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED))?),
+                };
                 let mtu = netdev::mtu(&p.iface).unwrap_or(1500);
                 uplink_mtu.insert(&p.name, mtu);
-                let uid = topo.add_uplink(&p.name, ip.addr(), ip.trunc(), p.gateway, mac);
+                let (addr, subnet) = match p.ip {
+                    Some(n) => (n.addr(), n.trunc()),
+                    None => (std::net::Ipv4Addr::UNSPECIFIED, ipnet::Ipv4Net::default()),
+                };
+                let uid = topo.add_uplink(
+                    &p.name,
+                    addr,
+                    subnet,
+                    p.gateway,
+                    mac.unwrap_or(MacAddr::ZERO),
+                );
                 topo.uplinks[uid.0 as usize].static_neighbors = p.neighbors.clone();
                 topo.uplinks[uid.0 as usize].mtu = mtu;
                 topo.uplinks[uid.0 as usize].udp_gso = p.kind == PortKind::Packet;
                 for n in &uplinked {
                     topo.set_uplink(net_ids[n], uid);
+                }
+                let mut bridged = Bridged::default();
+                if let Some(n) = l2 {
+                    topo.set_l2(net_ids[n.name.as_str()], uid, l2_mode(n.mode));
+                    for e in cfg.endpoints_of(&n.name) {
+                        if n.mode == NetworkMode::Transparent {
+                            bridged.macs.push(e.mac);
+                        }
+                        bridged.ips.push(e.ip);
+                    }
                 }
                 build_overlay(cfg, &mut topo, uid, &net_ids)?;
                 let id = topo.uplink(uid).port;
@@ -207,8 +255,9 @@ impl Switch {
                     PortPlan::Uplink {
                         iface: p.iface.clone(),
                         kind: p.kind,
-                        ip: ip.addr(),
+                        ip,
                         mac,
+                        bridged,
                     },
                     match uplinked.first() {
                         Some(first) => group_of(net_ids[first]),
@@ -376,6 +425,7 @@ impl Switch {
             })
             .collect();
         let mut endpoint_taps = endpoint::create_many(&endpoint_plans)?.into_iter();
+        let mut l2_filters = HashMap::new();
         for (id, plan, group) in plans.iter() {
             let spec = &mut specs[thread_of(*group)];
             let port: Box<dyn Port> = match plan {
@@ -399,7 +449,7 @@ impl Switch {
                 } => {
                     let filter = XdpFilter::Switch {
                         macs: Vec::new(),
-                        ips: vec![*ip],
+                        ips: ip.iter().copied().collect(),
                         shared_ips: Vec::new(),
                         l4: L4Ports::default(),
                     };
@@ -420,6 +470,7 @@ impl Switch {
                     kind: PortKind::Packet,
                     ip,
                     mac,
+                    bridged,
                 } => {
                     let mut vxlan_ports: Vec<u16> = cfg
                         .networks
@@ -439,11 +490,21 @@ impl Switch {
                         ip: *ip,
                         mac: *mac,
                         vxlan_ports,
+                        bridged: bridged.clone(),
                     };
-                    Box::new(
-                        PacketPort::open(iface, *id, filter)
-                            .with_context(|| format!("opening AF_PACKET uplink on {iface}"))?,
-                    )
+                    let port = PacketPort::open(iface, *id, filter)
+                        .with_context(|| format!("opening AF_PACKET uplink on {iface}"))?;
+                    let l2 = topo
+                        .uplinks
+                        .iter()
+                        .find(|u| u.port == *id)
+                        .and_then(|u| u.l2);
+                    if let Some(net) = l2 {
+                        // Endpoints attached at run time join the filter.
+                        let handle = port.filter_handle()?.context("an uplink has a filter")?;
+                        l2_filters.insert(net, handle);
+                    }
+                    Box::new(port)
                 }
                 PortPlan::Iface {
                     iface,
@@ -497,6 +558,7 @@ impl Switch {
             free_ids: Vec::new(),
             next_tap: plans.len(),
             nat: nats.clone(),
+            l2_filters,
             resolv: resolv_confs(cfg)?,
         };
         let dataplane = Dataplane::start_with_nat(topo, settings, specs, nats)

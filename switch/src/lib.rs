@@ -25,6 +25,7 @@ pub mod endpoint;
 pub mod fdb;
 pub mod filter;
 pub mod gateway;
+pub mod hostmac;
 pub mod inspect;
 pub mod lab;
 pub mod logging;

@@ -655,6 +655,28 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), String> {
     if old.cluster.is_some() && old.remote_endpoints != new.remote_endpoints {
         return Err("[[remote_endpoint]] changed while [cluster] owns the overlay tables".into());
     }
+    // An L2 network sits on its uplink's socket filter, built at start;
+    // its endpoints' run-time changes go through `ctl`, which keeps that
+    // filter in step (`Switch::attach`).
+    let l2 = |c: &Config| -> Vec<(NetworkCfg, Vec<EndpointCfg>)> {
+        c.networks
+            .iter()
+            .filter(|n| n.mode.is_l2())
+            .map(|n| (n.clone(), c.endpoints_of(&n.name).cloned().collect()))
+            .collect()
+    };
+    let (was, now) = (l2(old), l2(new));
+    if was != now {
+        let name = was
+            .iter()
+            .chain(&now)
+            .find(|x| !was.contains(x) || !now.contains(x))
+            .map_or("", |(n, _)| n.name.as_str());
+        return Err(format!(
+            "network {name} (transparent, l2bridge or l2tunnel) or its endpoints changed; \
+             a reload cannot change them (restart, or ctl endpoint add/del)"
+        ));
+    }
     Ok(())
 }
 
@@ -778,11 +800,19 @@ fn new_endpoint(cfg: &Config, req: &EndpointAdd, attach: Attach) -> Result<Endpo
             known.join(", ")
         );
     };
-    if !matches!(net.mode, NetworkMode::Nat | NetworkMode::Overlay) {
-        bail!("network {}: mode {} takes no endpoints", net.name, net.mode);
-    }
     let mut ipam = config::ipam::Ipam::for_network(net);
     let mut holders: HashMap<Ipv4Addr, String> = HashMap::new();
+    // An L2 network's subnet is its uplink's segment: the uplink's own
+    // address there is taken.
+    let uplink_ip = cfg
+        .uplink_of(&net.name)
+        .filter(|_| net.mode.is_l2())
+        .and_then(|p| Some((p.name.as_str(), p.ip?.addr())))
+        .filter(|(_, a)| net.subnet.contains(a));
+    if let Some((port, a)) = uplink_ip {
+        ipam.reserve(a);
+        holders.insert(a, format!("uplink {port}"));
+    }
     for e in cfg.endpoints.iter().filter(|e| e.network == net.name) {
         ipam.reserve(e.ip);
         ipam.reserve_mac(e.mac);
@@ -878,6 +908,10 @@ fn new_network(cfg: &Config, req: &NetworkAdd) -> Result<NetworkCfg> {
     let mode = match req.mode.as_deref().unwrap_or("nat") {
         "nat" => NetworkMode::Nat,
         "overlay" => NetworkMode::Overlay,
+        other if NetworkMode::from_name(other).is_some_and(NetworkMode::is_l2) => bail!(
+            "mode {other:?}: transparent, l2bridge and l2tunnel networks are set up at start \
+             only (from the file); nat and overlay networks are created at run time"
+        ),
         other => bail!("mode {other:?}: nat and overlay networks are created at run time"),
     };
     let vni = match (mode, req.vni) {

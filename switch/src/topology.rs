@@ -33,11 +33,27 @@ pub struct Network {
     pub endpoints: HashMap<Ipv4Addr, (MacAddr, PortId)>,
     /// Overlay networks: the VXLAN network identifier and UDP port.
     pub vxlan: Option<(u32, u16)>,
+    /// The L2 modes: endpoints on the uplink's own segment.
+    pub l2: Option<L2Mode>,
     /// Removed at run time: nameless, empty, kept so that `NetId`s stay.
     pub removed: bool,
     /// A port of this network has an ACL: frames are checked against it
     /// (one test per frame when no port has one).
     pub acl: bool,
+}
+
+/// How an L2 network meets its uplink's segment (DESIGN.md's mode table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L2Mode {
+    /// Bridged with the endpoints' own MACs (HNS transparent, macvlan
+    /// bridge): the uplink is one more port of the network's switch.
+    Transparent,
+    /// HNS l2bridge: the host's MAC on the wire (`crate::hostmac`),
+    /// same-host traffic switched here.
+    Bridge,
+    /// HNS l2tunnel: as `Bridge`, but every frame goes out of the uplink,
+    /// same-host traffic too; the physical switch hairpins it back.
+    Tunnel,
 }
 
 /// Index of an uplink in the topology.
@@ -71,6 +87,10 @@ pub struct Uplink {
     /// The port sends UDP GSO (an AF_PACKET port): a TCP segment's VXLAN
     /// frames leave as one train (`encap_train`) instead of one by one.
     pub udp_gso: bool,
+    /// The L2 network bridged onto this uplink's segment, if any; `ip` is
+    /// unspecified when the port has none (the switch owns no address
+    /// there, only its endpoints do).
+    pub l2: Option<NetId>,
 }
 
 impl Uplink {
@@ -137,6 +157,7 @@ impl Topology {
             uplink: None,
             endpoints: HashMap::new(),
             vxlan: None,
+            l2: None,
             removed: false,
             acl: false,
         });
@@ -154,7 +175,13 @@ impl Topology {
         n.gateway = None;
         n.uplink = None;
         n.vxlan = None;
+        n.l2 = None;
         n.removed = true;
+        for u in &mut self.uplinks {
+            if u.l2 == Some(id) {
+                u.l2 = None;
+            }
+        }
     }
 
     /// Makes `network` an overlay network with `vni` on UDP `port`.
@@ -192,8 +219,21 @@ impl Topology {
             vteps: None,
             overlay_nets: Vec::new(),
             udp_gso: false,
+            l2: None,
         });
         uid
+    }
+
+    /// Bridges L2 network `network` onto uplink `up`'s segment in `mode`:
+    /// the uplink port becomes a member (floods reach the wire) and takes
+    /// the network's frames from the wire.
+    pub fn set_l2(&mut self, network: NetId, up: UplinkId, mode: L2Mode) {
+        let port = self.uplink(up).port;
+        let n = &mut self.networks[network.0 as usize];
+        n.l2 = Some(mode);
+        n.uplink = Some(up);
+        n.members.push(port);
+        self.uplinks[up.0 as usize].l2 = Some(network);
     }
 
     /// Overrides the MAC a network's gateway answers with.

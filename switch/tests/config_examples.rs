@@ -115,6 +115,38 @@ fn the_nat_networks_example_shares_one_uplink_and_one_mapping_table() {
 }
 
 #[test]
+fn the_l2_examples_put_their_endpoints_on_the_uplinks_segment() {
+    for (file, mode) in [
+        ("transparent.toml", NetworkMode::Transparent),
+        ("l2bridge.toml", NetworkMode::L2Bridge),
+        ("l2tunnel.toml", NetworkMode::L2Tunnel),
+    ] {
+        let cfg = example(file);
+        let lan = cfg.network("lan").unwrap();
+        assert_eq!(lan.mode, mode, "{file}");
+        assert_eq!(lan.uplink.as_deref(), Some("lan0"), "{file}");
+        assert_eq!(lan.gateway, Some(Ipv4Addr::new(192, 168, 1, 1)), "{file}");
+        assert_eq!(cfg.port("lan0").unwrap().kind, PortKind::Packet, "{file}");
+        for e in cfg.endpoints_of("lan") {
+            assert!(
+                lan.subnet.contains(&e.ip),
+                "{file}: {} on the segment",
+                e.name
+            );
+        }
+    }
+    // IPAM skips the router and the uplink's own address.
+    let tunnel = example("l2tunnel.toml");
+    let web = tunnel.endpoint("web").unwrap();
+    assert_eq!(web.ip, Ipv4Addr::new(192, 168, 1, 3));
+    let transparent = example("transparent.toml");
+    assert_eq!(
+        transparent.endpoint("db").unwrap().mac,
+        "02:00:c0:a8:01:33".parse::<MacAddr>().unwrap()
+    );
+}
+
+#[test]
 fn the_hns_example_takes_its_network_and_endpoint_from_its_json() {
     let cfg = example("hns.toml");
     let nat = cfg.network("nat").unwrap();

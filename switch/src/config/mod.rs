@@ -346,7 +346,8 @@ pub struct NetworkCfg {
     pub subnet: Ipv4Net,
     /// The address the switch owns in the subnet. A nat network always has
     /// one: when the file leaves it out, the first host address (as Docker
-    /// does). Optional for the other modes.
+    /// does). Optional for the other modes; in the L2 modes it is the
+    /// physical network's router, which the switch never answers for.
     pub gateway: Option<Ipv4Addr>,
     /// The name of a `[[port]]`.
     pub uplink: Option<String>,
@@ -397,7 +398,13 @@ pub enum NetworkMode {
 
 /// The network modes this release implements. A mode's issue extends this
 /// list when it lands; the checker refuses the others.
-pub const SUPPORTED_MODES: &[NetworkMode] = &[NetworkMode::Nat, NetworkMode::Overlay];
+pub const SUPPORTED_MODES: &[NetworkMode] = &[
+    NetworkMode::Nat,
+    NetworkMode::Transparent,
+    NetworkMode::L2Bridge,
+    NetworkMode::L2Tunnel,
+    NetworkMode::Overlay,
+];
 
 impl NetworkMode {
     /// Every mode, in the order the docs list them.
@@ -430,6 +437,15 @@ impl NetworkMode {
             NetworkMode::L2Tunnel => "l2tunnel",
             NetworkMode::Overlay => "overlay",
         }
+    }
+
+    /// The modes that put endpoints on the uplink's own segment (no
+    /// gateway of the switch's, no NAT): transparent, l2bridge, l2tunnel.
+    pub fn is_l2(self) -> bool {
+        matches!(
+            self,
+            NetworkMode::Transparent | NetworkMode::L2Bridge | NetworkMode::L2Tunnel
+        )
     }
 
     /// Whether this release implements the mode.

@@ -18,10 +18,11 @@ use crate::fdb::{Fdb, FdbEntry, Learned};
 use crate::gateway::GatewayVerdict;
 use crate::neighbor::NeighborCache;
 use crate::stats::{NetCounters, UplinkCounters};
-use crate::topology::{NetId, Topology};
+use crate::topology::{L2Mode, NetId, Topology};
 use nat::{Nat, NatConfig};
 use pmd::Pool;
 
+mod bridged;
 mod dump;
 mod overlaid;
 mod routed;
@@ -276,6 +277,13 @@ impl SwitchPipeline {
         {
             ctx.drop_frame(frame, DropReason::Acl);
             return;
+        }
+
+        if let Some(mode) = self.topo.network(net).l2 {
+            if mode != L2Mode::Transparent {
+                self.host_mac_out(ctx, net, mode, frame, &meta);
+                return;
+            }
         }
 
         if meta.ethertype == wire::ETHERTYPE_IPV4 {

@@ -231,7 +231,19 @@ impl SwitchPipeline {
         meta: &PacketMeta,
     ) {
         let uplink = self.topo.uplink(up);
+        if let Some(net) = uplink.l2 {
+            match self.l2_in(ctx, up, net, frame, meta) {
+                Some(f) => frame = f,
+                None => return,
+            }
+        }
+        let uplink = self.topo.uplink(up);
         let (ip, mac, port) = (uplink.ip, uplink.mac, uplink.port);
+        if ip.is_unspecified() {
+            // An L2 network's uplink without an address of the switch's.
+            ctx.drop_frame(frame, DropReason::NotForUs);
+            return;
+        }
         match meta.ethertype {
             wire::ETHERTYPE_ARP => {
                 let l3 = meta.l3_off as usize;

@@ -62,6 +62,41 @@ impl Addresses {
     }
 }
 
+/// In an L2 network the uplink's ip, when it is on the network's subnet,
+/// is the host's (or the switch's) address on the same segment as the
+/// endpoints: IPAM must not hand it out, and an endpoint that names it is
+/// told whose it is.
+pub(super) fn claim_uplink_ips(
+    d: &mut Diag,
+    networks: &[Network],
+    raw_ports: &[S<RawPort>],
+    addrs: &mut Addresses,
+) {
+    for cfg in networks.iter().filter_map(|n| n.cfg.as_ref()) {
+        let Some(up) = cfg.uplink.as_deref().filter(|_| cfg.mode.is_l2()) else {
+            continue;
+        };
+        let Some(rp) = raw_ports.iter().find(|p| p.get_ref().name.get_ref() == up) else {
+            continue;
+        };
+        let Some(v) = rp.get_ref().ip.as_ref() else {
+            continue;
+        };
+        let Some(ip) = v
+            .get_ref()
+            .parse::<Ipv4Net>()
+            .ok()
+            .map(|n| n.addr())
+            .filter(|a| cfg.subnet.contains(a))
+        else {
+            continue;
+        };
+        let line = d.line(&v.span());
+        // The first claim of the file: nothing holds it yet.
+        let _ = addrs.claim_ip(&cfg.name, ip, format!("uplink {up:?}"), line);
+    }
+}
+
 /// Checks an address given for an endpoint or remote endpoint against its
 /// network: a host address of the subnet, not the gateway.
 pub(super) fn check_member_ip(

@@ -70,6 +70,7 @@ pub(crate) fn validate(raw: RawFile, mut d: Diag) -> Result<Config, ConfigErrors
     let ports = check_ports(&mut d, &raw.port);
     let networks = check_networks(&mut d, &raw.network, &raw.port, &ports);
     let mut addrs = Addresses::new(&networks);
+    claim_uplink_ips(&mut d, &networks, &raw.port, &mut addrs);
     let remote_endpoints = check_remote_endpoints(&mut d, &raw.remote_endpoint, &networks);
     let endpoints = check_endpoints(
         &mut d,

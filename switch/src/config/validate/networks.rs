@@ -142,6 +142,9 @@ pub(super) fn check_networks<'r>(
             }
             Some(u.get_ref().clone())
         });
+        if mode.is_l2() {
+            check_l2_uplink(d, rn, mode, ports, &out);
+        }
         if overlay && n.uplink.is_none() {
             d.at(
                 rn.span(),
@@ -223,7 +226,19 @@ pub(super) fn check_networks<'r>(
                 vni,
                 mtu,
                 vxlan_port,
-                gateway_mac: n.gateway_mac.as_ref().and_then(|m| unicast_mac(d, m)),
+                gateway_mac: n.gateway_mac.as_ref().and_then(|m| {
+                    if mode.is_l2() {
+                        d.at(
+                            m.span(),
+                            format!(
+                                "gateway_mac is for networks whose gateway the switch owns; in a \
+                                 {mode} network the gateway is the physical network's router"
+                            ),
+                        );
+                        return None;
+                    }
+                    unicast_mac(d, m)
+                }),
                 reserved: reserved_ranges(d, n.reserved.as_deref(), subnet, gateway),
                 mac_pool: n.mac_pool.as_ref().and_then(|v| mac_pool(d, v)),
                 dns: dns(d, n.dns.as_ref()),
@@ -231,6 +246,67 @@ pub(super) fn check_networks<'r>(
         });
     }
     out
+}
+
+/// The rules of an L2 network's uplink: there is one, the switch takes
+/// its frames with a socket filter (kind = "packet"), it has a MAC of the
+/// switch's when frames carry it (l2bridge, l2tunnel), and no other L2
+/// network bridges onto it.
+fn check_l2_uplink(
+    d: &mut Diag,
+    rn: &S<RawNetwork>,
+    mode: NetworkMode,
+    ports: &[Port],
+    before: &[Network],
+) {
+    let Some(u) = rn.get_ref().uplink.as_ref() else {
+        d.at(
+            rn.span(),
+            format!(
+                "a {mode} network needs uplink = the [[port]] whose segment its endpoints join"
+            ),
+        );
+        return;
+    };
+    let Some(port) = find_port(ports, u.get_ref()) else {
+        return; // Reported with the uplink.
+    };
+    if port.cfg.kind != PortKind::Packet {
+        d.at(
+            u.span(),
+            format!(
+                "uplink {:?} is kind = {:?}; {mode} networks need a kind = \"packet\" uplink \
+                 (its socket filter takes the endpoints' frames and leaves the host's)",
+                u.get_ref(),
+                port.cfg.kind.as_str()
+            ),
+        );
+    }
+    if mode != NetworkMode::Transparent && port.cfg.mac.is_none() && port.cfg.ip.is_none() {
+        d.at(
+            u.span(),
+            format!(
+                "uplink {:?} has neither mac nor ip; every frame of a {mode} network carries \
+                 the switch's MAC there (mac, or 02:50 and the ip)",
+                u.get_ref()
+            ),
+        );
+    }
+    if let Some(other) = before.iter().find(|o| {
+        o.mode.is_l2() && o.raw.get_ref().uplink.as_ref().map(|x| x.get_ref()) == Some(u.get_ref())
+    }) {
+        let line = d.line(&other.raw.span());
+        d.at(
+            u.span(),
+            format!(
+                "uplink {:?} already carries {} network {:?} (line {line}); one \
+                 transparent, l2bridge or l2tunnel network per uplink",
+                u.get_ref(),
+                other.mode,
+                other.name
+            ),
+        );
+    }
 }
 
 pub(super) fn raw_ports_ip_given(raw_ports: &[S<RawPort>], name: &str) -> bool {
