@@ -248,6 +248,16 @@ impl Switch {
                         bridged.ips.push(e.ip);
                     }
                 }
+                // Replies from an endpoint's OutBoundNAT exceptions come
+                // back to its own address, routed to the switch's MAC by a
+                // network that knows where the container subnet lives.
+                for n in &uplinked {
+                    bridged.ips.extend(
+                        cfg.endpoints_of(n)
+                            .filter(|e| !e.policy.nat_exceptions.is_empty())
+                            .map(|e| e.ip),
+                    );
+                }
                 build_overlay(cfg, &mut topo, uid, &net_ids)?;
                 let id = topo.uplink(uid).port;
                 plans.push((

@@ -389,61 +389,20 @@ fn tcp_to_an_outbound_nat_exception_keeps_the_container_address_both_ways() {
     if skip_unless_root("hns nat exception both ways") {
         return;
     }
-    // The uplink is a TAP the switch creates in `host`, whose kernel plays
-    // the physical network: it has 10.99.0.1 and 10.98.0.1 and routes the
-    // container subnet to the switch's address, as a network that knows
-    // where container addresses live does. (A TAP uplink takes every
-    // frame; a shared NIC's filter takes only the switch's own address.)
-    let host = NetnsGuard::new("psh-h").unwrap();
-    let web = NetnsGuard::new("psh-w").unwrap();
-    let json = JsonFile::new(&format!(
-        r#"[
-  {{
-    "Name": "nat",
-    "Type": "NAT",
-    "NetworkAdapterName": "up0",
-    "Subnets": [{{"AddressPrefix": "172.16.0.0/24", "GatewayAddress": "172.16.0.1"}}]
-  }},
-  {{
-    "Name": "{web}",
-    "VirtualNetworkName": "nat",
-    "IPAddress": "172.16.0.2",
-    "Policies": [
-      {{"Type": "OutBoundNAT", "Settings": {{"Exceptions": ["10.98.0.0/24"]}}}}
-    ]
-  }}
-]"#,
-        web = web.name()
-    ));
-    let text = format!(
-        r#"{}
-[switch]
-control = "{}"
-
-[[port]]
-name = "uplink"
-iface = "up0"
-kind = "tap"
-ip = "10.99.0.2/24"
-gateway = "10.99.0.1"
-"#,
-        json.include(),
-        control_path()
-    );
-    let mut daemon = Daemon::start_in(Some(host.name()), &["run"], &text);
-    for args in [
-        &["addr", "add", "10.99.0.1/24", "dev", "up0"][..],
-        &["addr", "add", "10.98.0.1/32", "dev", "lo"],
-        &["link", "set", "up0", "up"],
-        &["route", "add", "172.16.0.0/24", "via", "10.99.0.2"],
-    ] {
-        host.exec("ip", args).unwrap();
-    }
+    // The uplink is the default kind, a NIC shared with the host. The
+    // outside plays the physical network: it has 10.99.0.1 and 10.98.0.1
+    // and routes the container subnet to the switch's address, as a
+    // network that knows where container addresses live does.
+    let mut lab =
+        NatLab::new(r#"{"Type": "OutBoundNAT", "Settings": {"Exceptions": ["10.98.0.0/24"]}}"#);
+    lab.outside
+        .exec("ip", &["route", "add", "172.16.0.0/24", "via", "10.99.0.2"])
+        .unwrap();
     let (t, peer) = tcp_fetch(
-        host.name(),
+        lab.outside.name(),
         Ipv4Addr::new(10, 98, 0, 1),
         7100,
-        web.name(),
+        lab.web.name(),
         "10.98.0.1:7100".parse().unwrap(),
         MB,
     )
@@ -455,10 +414,10 @@ gateway = "10.99.0.1"
         "the excepted destination sees the container's address"
     );
     let (_, peer) = tcp_fetch(
-        host.name(),
+        lab.outside.name(),
         Ipv4Addr::new(10, 99, 0, 1),
         7101,
-        web.name(),
+        lab.web.name(),
         "10.99.0.1:7101".parse().unwrap(),
         MB,
     )
@@ -468,6 +427,5 @@ gateway = "10.99.0.1"
         std::net::IpAddr::from(Ipv4Addr::new(10, 99, 0, 2)),
         "elsewhere: masqueraded"
     );
-    let (code, err) = daemon.stop(libc::SIGTERM);
-    assert_eq!(code, Some(0), "{err}");
+    lab.stop();
 }
