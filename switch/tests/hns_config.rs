@@ -311,3 +311,48 @@ fn outbound_nat_on_an_overlay_endpoint_is_refused() {
         "{errs}"
     );
 }
+
+#[test]
+fn transparent_l2bridge_and_l2tunnel_networks_map_onto_the_l2_modes_and_pass_check() {
+    for (hns, mode) in [
+        ("Transparent", NetworkMode::Transparent),
+        ("L2Bridge", NetworkMode::L2Bridge),
+        ("L2Tunnel", NetworkMode::L2Tunnel),
+    ] {
+        // As the Windows l2bridge CNI plugin writes them: the network is
+        // the host's own segment, its gateway the segment's router.
+        let json = format!(
+            r#"[
+  {{
+    "Name": "seg",
+    "Type": "{hns}",
+    "NetworkAdapterName": "Ethernet",
+    "Subnets": [{{"AddressPrefix": "192.168.1.0/24", "GatewayAddress": "192.168.1.1"}}]
+  }},
+  {{
+    "Name": "pod1",
+    "VirtualNetworkName": "seg",
+    "IPAddress": "192.168.1.50",
+    "MacAddress": "00-15-5D-01-02-03"
+  }}
+]"#
+        );
+        let dir = std::env::temp_dir().join(format!("pshns-l2-{}-{hns}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let jf = dir.join("seg.json");
+        std::fs::write(&jf, json).unwrap();
+        let cfg = with_include(
+            "[[port]]\nname = \"Ethernet\"\niface = \"eth0\"\nip = \"192.168.1.10/24\"\n",
+            &jf,
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = cfg.unwrap_or_else(|e| panic!("{hns}: {e}"));
+        let net = cfg.network("seg").unwrap();
+        assert_eq!(net.mode, mode, "{hns}");
+        assert_eq!(net.uplink.as_deref(), Some("Ethernet"), "{hns}");
+        assert_eq!(net.gateway, Some(Ipv4Addr::new(192, 168, 1, 1)), "{hns}");
+        let pod = cfg.endpoint("pod1").unwrap();
+        assert_eq!(pod.ip, Ipv4Addr::new(192, 168, 1, 50), "{hns}");
+        assert_eq!(pod.mac, "00:15:5d:01:02:03".parse::<MacAddr>().unwrap());
+    }
+}
