@@ -16,6 +16,7 @@ use pmd::meta::PacketMeta;
 use pmd::wire;
 
 use crate::config::{AclAction, AclDirection, AclRule};
+use crate::filter::l4_ports;
 
 /// One endpoint's compiled rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,18 +102,6 @@ impl Rule {
             && in_ranges(&self.local_ports, ports.map(|p| p.0))
             && in_ranges(&self.remote_ports, ports.map(|p| p.1))
     }
-}
-
-/// (source, destination) port of a TCP or UDP first fragment.
-fn l4_ports(buf: &[u8], meta: &PacketMeta) -> Option<(u16, u16)> {
-    if meta.later_fragment || !matches!(meta.ip_proto, wire::IPPROTO_TCP | wire::IPPROTO_UDP) {
-        return None;
-    }
-    let l4 = buf.get(meta.l4_off as usize..meta.l4_off as usize + 4)?;
-    Some((
-        u16::from_be_bytes([l4[0], l4[1]]),
-        u16::from_be_bytes([l4[2], l4[3]]),
-    ))
 }
 
 #[cfg(test)]

@@ -29,16 +29,9 @@
 use std::net::Ipv4Addr;
 
 use pmd::meta::PacketMeta;
+use pmd::wire::arp::ArpPacket;
+use pmd::wire::ipv6::Ipv6Packet;
 use pmd::wire::{self, MacAddr};
-
-/// Offsets in an ARP packet for Ethernet/IPv4 (RFC 826), which
-/// `meta::parse` has validated (hardware length 6, protocol length 4).
-mod field {
-    pub const SHA: std::ops::Range<usize> = 8..14;
-    pub const SPA: std::ops::Range<usize> = 14..18;
-    /// The IPv6 source address in an IPv6 header (RFC 8200).
-    pub const IPV6_SRC: std::ops::Range<usize> = 8..24;
-}
 
 /// What a guarded port may send as: its endpoint's address, and its MAC
 /// where the switch knows it. A port carries one endpoint at most (a TAP is
@@ -74,26 +67,28 @@ impl Guard {
     /// endpoint's) and the endpoint's address, or 0.0.0.0 for a probe.
     #[cold]
     fn allows_arp(&self, meta: &PacketMeta, frame: &[u8]) -> bool {
-        let l3 = meta.l3_off as usize;
-        let (Some(sha), Some(spa)) = (
-            frame.get(l3 + field::SHA.start..l3 + field::SHA.end),
-            frame.get(l3 + field::SPA.start..l3 + field::SPA.end),
-        ) else {
+        let Some(Ok(arp)) = frame
+            .get(meta.l3_off as usize..)
+            .map(ArpPacket::new_checked)
+        else {
             return false;
         };
-        let spa = Ipv4Addr::new(spa[0], spa[1], spa[2], spa[3]);
-        sha == meta.src_mac.0 && (spa == self.ip || spa.is_unspecified())
+        let spa = arp.source_protocol_addr();
+        arp.source_hardware_addr() == meta.src_mac && (spa == self.ip || spa.is_unspecified())
     }
 }
 
 #[cold]
 fn allows_ipv6(meta: &PacketMeta, frame: &[u8]) -> bool {
-    let l3 = meta.l3_off as usize;
-    let Some(src) = frame.get(l3 + field::IPV6_SRC.start..l3 + field::IPV6_SRC.end) else {
+    let Some(Ok(ip)) = frame
+        .get(meta.l3_off as usize..)
+        .map(Ipv6Packet::new_checked)
+    else {
         return false;
     };
+    let src = ip.src_addr();
     let link_local = src[0] == 0xfe && src[1] & 0xc0 == 0x80;
-    link_local || src.iter().all(|b| *b == 0)
+    link_local || src == [0; 16]
 }
 
 #[cfg(test)]

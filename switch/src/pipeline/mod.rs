@@ -337,10 +337,6 @@ impl SwitchPipeline {
         }
     }
 
-    /// Switches every frame of a burst. Out of line, so the trace check
-    /// in `process` leaves its code as it was (measured: inlined, the
-    /// check shifted registers for 3 instructions a packet; out of line,
-    /// it costs a call per burst).
     /// The ACL step of network `net` (only called when a port of it has an
     /// ACL): whether the `Out` rules of the sender `from` (an endpoint
     /// port, when the frame comes from one) or the `In` rules of the
@@ -372,6 +368,10 @@ impl SwitchPipeline {
             .is_some_and(|acl| !acl.admits(AclDirection::In, buf, meta))
     }
 
+    /// Switches every frame of a burst. Out of line, so the trace check
+    /// in `process` leaves its code as it was (measured: inlined, the
+    /// check shifted registers for 3 instructions a packet; out of line,
+    /// it costs a call per burst).
     #[inline(never)]
     fn switch_burst(&mut self, ctx: &mut Ctx<'_>, burst: &mut Vec<Frame>) {
         for frame in burst.drain(..) {
