@@ -215,19 +215,7 @@ fn an_overlay_network_added_by_ctl_joins_the_cluster_and_reaches_a_host_that_had
         .unwrap()
         .trim_matches('"')
         .to_string();
-    let ctl = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_podswitch"))
-            .args(["ctl", "--socket", &socket])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let ctl = |args: &[&str]| ctl_ok(&socket, args);
     ctl(&[
         "network",
         "add",

@@ -90,12 +90,7 @@ uplink = "up0"
 
     /// `podswitch ctl --json show`.
     fn show(&self) -> Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_podswitch"))
-            .args(["ctl", "--socket", &self.socket, "--json", "show"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        serde_json::from_slice(&out.stdout).unwrap()
+        ctl_json(&self.socket, &["show"])
     }
 }
 

@@ -115,27 +115,17 @@ vtep = "10.99.0.1"
     }
 
     fn ctl_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_podswitch"));
-        c.args(["ctl", "--socket", &self.socket]).args(args);
-        c
+        ctl(&self.socket, args)
     }
 
     /// `ctl ARGS` that must succeed; its stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "ctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        ctl_ok(&self.socket, args)
     }
 
     /// `ctl --json ARGS`, parsed.
     fn json(&self, args: &[&str]) -> Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&full)).unwrap()
+        ctl_json(&self.socket, args)
     }
 
     fn pid(&self) -> i32 {
@@ -770,28 +760,14 @@ fn ctl_network_add_on_an_uplink_without_networks_gives_containers_nat_and_del_re
         "[switch]\ncontrol = \"{socket}\"\n\n[[port]]\nname = \"up0\"\niface = \"up0\"\nip = \"10.99.0.2/24\"\ngateway = \"10.99.0.1\"\n"
     );
     let mut daemon = Daemon::start_in(Some(host.name()), &["run"], &text);
-    let ctl = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_podswitch"))
-            .args(["ctl", "--socket", &socket])
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let ok = |args: &[&str]| {
-        let out = ctl(args);
-        assert!(
-            out.status.success(),
-            "ctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| ctl(&socket, args).output().unwrap();
+    let ok = |args: &[&str]| ctl_ok(&socket, args);
     let out = ok(&["network", "add", "front", "--subnet", "172.27.0.0/24"]);
     assert!(
         out.contains("network front 172.27.0.0/24 gateway 172.27.0.1 uplink up0"),
         "{out}"
     );
-    let overlap = ctl(&["network", "add", "wide", "--subnet", "172.27.0.0/16"]);
+    let overlap = run(&["network", "add", "wide", "--subnet", "172.27.0.0/16"]);
     assert!(!overlap.status.success());
     assert!(String::from_utf8_lossy(&overlap.stderr)
         .contains("overlaps subnet 172.27.0.0/24 of network front"));
@@ -809,7 +785,7 @@ fn ctl_network_add_on_an_uplink_without_networks_gives_containers_nat_and_del_re
         Duration::from_secs(10),
         || ping(c.name(), OUTSIDE, 1).is_ok_and(|p| p.received == 1),
     );
-    let busy = ctl(&["network", "del", "front"]);
+    let busy = run(&["network", "del", "front"]);
     assert!(!busy.status.success(), "a network with endpoints stays");
     assert!(String::from_utf8_lossy(&busy.stderr).contains("web"));
     ok(&["endpoint", "del", "web"]);

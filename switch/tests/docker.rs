@@ -224,16 +224,7 @@ fn rootfs_tar(dir: &Path, page: &str) -> PathBuf {
 
 /// `podswitch ctl --json show`.
 fn show(socket: &str) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_podswitch"))
-        .args(["ctl", "--socket", socket, "--json", "show"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    ctl_json(socket, &["show"])
 }
 
 fn names(v: &Value, key: &str) -> Vec<String> {

@@ -222,17 +222,7 @@ mac = "02:00:0a:4d:00:16"
 
     /// `podswitch ctl ARGS`, which must succeed; its stdout.
     fn ctl(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_podswitch"))
-            .args(["ctl", "--socket", &self.socket])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        ctl_ok(&self.socket, args)
     }
 
     fn stop(&mut self) -> String {

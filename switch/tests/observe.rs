@@ -531,9 +531,7 @@ impl DaemonLab {
     }
 
     fn ctl(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_podswitch"));
-        c.args(["ctl", "--socket", &self.socket]).args(args);
-        c
+        ctl(&self.socket, args)
     }
 }
 

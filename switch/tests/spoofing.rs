@@ -10,7 +10,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -105,24 +104,12 @@ allow_spoofing = true
 
     /// `ctl ARGS` that must succeed; its stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_podswitch"))
-            .args(["ctl", "--socket", &self.socket])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        ctl_ok(&self.socket, args)
     }
 
     /// `ctl --json ARGS`, parsed.
     fn json(&self, args: &[&str]) -> Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&full)).unwrap()
+        ctl_json(&self.socket, args)
     }
 
     /// The `spoofed` drops of port `name` in `ctl stats`.

@@ -438,3 +438,28 @@ impl Capture {
         self.frames().iter().filter(|f| pred(f)).count()
     }
 }
+
+/// `podswitch ctl --socket SOCKET ARGS`, ready to run.
+pub fn ctl(socket: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_podswitch"));
+    c.args(["ctl", "--socket", socket]).args(args);
+    c
+}
+
+/// `ctl ARGS` that must succeed: its stdout.
+pub fn ctl_ok(socket: &str, args: &[&str]) -> String {
+    let out = ctl(socket, args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `ctl --json ARGS` that must succeed, parsed.
+pub fn ctl_json(socket: &str, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    serde_json::from_str(&ctl_ok(socket, &full)).unwrap()
+}
