@@ -169,7 +169,7 @@ impl TxQueues {
 
     /// Queues a frame for one of this thread's ports; gives it back when
     /// the port is another thread's.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, port: PortId, frame: Frame) -> Result<(), Frame> {
         let Some(i) = self.queue_of(port) else {
             return Err(frame);

@@ -53,7 +53,7 @@ impl Fdb {
     }
 
     /// Learns `mac` on `port` at `now_ns`.
-    #[inline]
+    #[inline(always)]
     pub fn learn(&mut self, mac: MacAddr, port: PortId, now_ns: u64) -> Learned {
         let key = mac.to_u64();
         if let Some(e) = self.entries.get_mut(&key) {

@@ -21,7 +21,10 @@ impl SwitchPipeline {
     /// out of the uplink. Broadcasts flood (the uplink is a member): each
     /// copy already carries the host's MAC, as it would coming back from
     /// the wire. In l2tunnel everything takes the wire; the physical
-    /// switch hairpins what is for this host's endpoints.
+    /// switch hairpins what is for this host's endpoints. Out of line, so
+    /// networks of the other modes keep `switch_one` small enough to be
+    /// inlined into the burst loop.
+    #[inline(never)]
     pub(super) fn host_mac_out(
         &mut self,
         ctx: &mut Ctx<'_>,
