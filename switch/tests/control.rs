@@ -859,9 +859,19 @@ fn a_killed_podswitch_attaches_what_ctl_added_again_when_it_restarts() {
     let (answer, peer) = lab.fetch_through_mapping(&c3, 8089);
     assert_eq!(answer, c3.name(), "the mapping is back");
     assert_eq!(peer.ip(), std::net::IpAddr::V4(OUTSIDE));
-    let show = lab.ok(&["show"]);
-    assert!(show.contains("back") && show.contains("8089"), "{show}");
-    assert!(!show.contains("c4"), "{show}");
+    let show = lab.json(&["show"]);
+    let names = |key: &str| -> Vec<String> {
+        show[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert!(names("networks").contains(&"back".to_string()), "{show}");
+    let endpoints = names("endpoints");
+    assert!(endpoints.contains(&"c3".to_string()), "{show}");
+    assert!(!endpoints.contains(&"c4".to_string()), "{show}");
 
     // Taking it all away again leaves no state behind.
     let state = state_path(&text).unwrap();
