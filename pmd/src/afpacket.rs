@@ -378,9 +378,23 @@ fn owned_filter(
     p.finish()
 }
 
+/// The kernel's longest classic BPF program (`BPF_MAXINSNS`).
+const MAX_FILTER_INSNS: usize = 4096;
+
 /// Attaches (or replaces: the kernel swaps the old one out atomically)
-/// the socket filter of `fd`.
+/// the socket filter of `fd`. A program past the kernel's limit is an
+/// error that says why, where the kernel would only say EINVAL.
 fn attach_filter(fd: RawFd, filter: &[libc::sock_filter]) -> io::Result<()> {
+    if filter.len() > MAX_FILTER_INSNS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the socket filter would need {} instructions, more than the kernel's {MAX_FILTER_INSNS}: \
+                 too many L2 endpoint addresses and MACs on one uplink (each takes 4 or 5)",
+                filter.len()
+            ),
+        ));
+    }
     let fprog = libc::sock_fprog {
         len: filter.len() as u16,
         filter: filter.as_ptr() as *mut libc::sock_filter,
@@ -1157,6 +1171,26 @@ mod tests {
         assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 1, 199])), u32::MAX);
         assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 0, 2])), u32::MAX);
         assert_eq!(run(&prog, &frame(0x0800, 30, [10, 99, 2, 1])), 0);
+    }
+
+    #[test]
+    fn a_filter_past_the_kernels_limit_is_refused_with_the_reason() {
+        let too_many = Bridged {
+            macs: (0..500u32)
+                .map(|i| MacAddr([2, 0, 10, 99, (i >> 8) as u8, i as u8]))
+                .collect(),
+            ips: (0..500u32)
+                .map(|i| Ipv4Addr::new(10, 99, (i >> 8) as u8 + 1, i as u8))
+                .collect(),
+        };
+        let prog = owned_filter(Some(IP), &too_many, &[], 1514, Share::Segments);
+        assert!(prog.len() > MAX_FILTER_INSNS, "{}", prog.len());
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let err = attach_filter(sock.as_raw_fd(), &prog).unwrap_err();
+        assert!(
+            err.to_string().contains("too many L2 endpoint addresses"),
+            "{err}"
+        );
     }
 
     #[test]
