@@ -65,10 +65,10 @@ impl Switch {
         };
         // An L2 network's uplink takes the endpoint's frames before any
         // frame can come from it.
-        self.l2_filter(net_id, e, true)?;
+        self.uplink_filter(net_id, e, true)?;
         let attached_or = self.attach_to(net, net_id, e, ifname, attached);
         if attached_or.is_err() {
-            let _ = self.l2_filter(net_id, e, false);
+            let _ = self.uplink_filter(net_id, e, false);
         }
         attached_or
     }
@@ -185,26 +185,34 @@ impl Switch {
         if let Some(up) = self.live.topo.network(net_id).uplink {
             self.dataplane.control(|| Control::ForgetAddress(up, e.ip));
         }
-        self.l2_filter(net_id, e, false)?;
+        self.uplink_filter(net_id, e, false)?;
         Ok(tap.is_some() || matches!(e.attach, Attach::Port(_)))
     }
 
-    /// Adds endpoint `e` to (or takes it out of) the uplink filter of
-    /// network `net`, when that is an L2 network: its address, and in
-    /// transparent its MAC.
-    fn l2_filter(&mut self, net: NetId, e: &EndpointCfg, add: bool) -> Result<()> {
-        let transparent = self.live.topo.network(net).l2 == Some(L2Mode::Transparent);
-        let Some(handle) = self.live.l2_filters.get_mut(&net) else {
+    /// Adds endpoint `e` of network `net` to (or takes it out of) its
+    /// uplink's socket filter, when the uplink must take frames for it:
+    /// in an L2 network its address, and in transparent its MAC; in a nat
+    /// network its address when it has OutBoundNAT exceptions (their
+    /// replies come back to it untranslated).
+    fn uplink_filter(&mut self, net: NetId, e: &EndpointCfg, add: bool) -> Result<()> {
+        let network = self.live.topo.network(net);
+        let (l2, up) = (network.l2, network.uplink);
+        let Some(handle) = up.and_then(|u| self.live.uplink_filters.get_mut(&u)) else {
             return Ok(());
         };
+        let takes_ip = l2.is_some() || !e.policy.nat_exceptions.is_empty();
         let mut b = handle.bridged().clone();
+        let before = b.clone();
         b.ips.retain(|ip| *ip != e.ip);
         b.macs.retain(|m| *m != e.mac);
-        if add {
+        if add && takes_ip {
             b.ips.push(e.ip);
-            if transparent {
-                b.macs.push(e.mac);
-            }
+        }
+        if add && l2 == Some(L2Mode::Transparent) {
+            b.macs.push(e.mac);
+        }
+        if b == before {
+            return Ok(());
         }
         handle
             .set_bridged(b)

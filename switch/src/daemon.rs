@@ -20,7 +20,7 @@ use crate::dataplane::{Dataplane, ThreadSpec, UplinkNat};
 use crate::endpoint::{self, EndpointPlan};
 use crate::pipeline::SwitchSettings;
 use crate::resolv::ResolvConf;
-use crate::topology::{L2Mode, NetId, Topology};
+use crate::topology::{L2Mode, NetId, Topology, UplinkId};
 use nat::{InternalNet, NatConfig, PortMapping, Proto, Timeouts};
 
 /// A running switch.
@@ -52,9 +52,10 @@ pub(crate) struct Live {
     pub next_tap: usize,
     /// The NAT config each uplink runs, by `UplinkId`.
     pub nat: Vec<Option<UplinkNat>>,
-    /// The uplink filter of each L2 network: its endpoints' MACs and
-    /// addresses, changed as they come and go.
-    pub l2_filters: HashMap<NetId, FilterHandle>,
+    /// The socket filter of each `packet` uplink, by `UplinkId`: the MACs
+    /// and addresses of its L2 network's endpoints and of the endpoints
+    /// with OutBoundNAT exceptions behind it, changed as they come and go.
+    pub uplink_filters: HashMap<UplinkId, FilterHandle>,
     /// The name server files written for endpoints, by endpoint name;
     /// each is removed with its entry.
     pub resolv: HashMap<String, ResolvConf>,
@@ -435,7 +436,7 @@ impl Switch {
             })
             .collect();
         let mut endpoint_taps = endpoint::create_many(&endpoint_plans)?.into_iter();
-        let mut l2_filters = HashMap::new();
+        let mut uplink_filters = HashMap::new();
         for (id, plan, group) in plans.iter() {
             let spec = &mut specs[thread_of(*group)];
             let port: Box<dyn Port> = match plan {
@@ -504,15 +505,10 @@ impl Switch {
                     };
                     let port = PacketPort::open(iface, *id, filter)
                         .with_context(|| format!("opening AF_PACKET uplink on {iface}"))?;
-                    let l2 = topo
-                        .uplinks
-                        .iter()
-                        .find(|u| u.port == *id)
-                        .and_then(|u| u.l2);
-                    if let Some(net) = l2 {
+                    if let Some(up) = topo.uplinks.iter().position(|u| u.port == *id) {
                         // Endpoints attached at run time join the filter.
                         let handle = port.filter_handle()?.context("an uplink has a filter")?;
-                        l2_filters.insert(net, handle);
+                        uplink_filters.insert(UplinkId(up as u16), handle);
                     }
                     Box::new(port)
                 }
@@ -568,7 +564,7 @@ impl Switch {
             free_ids: Vec::new(),
             next_tap: plans.len(),
             nat: nats.clone(),
-            l2_filters,
+            uplink_filters,
             resolv: resolv_confs(cfg)?,
         };
         let dataplane = Dataplane::start_with_nat(topo, settings, specs, nats)

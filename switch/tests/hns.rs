@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use pmd::netns::{in_netns, unique_name, NetnsGuard};
 use switch::lab::traffic::{ping, tcp_fetch, tcp_transfer, tcp_upload};
 
@@ -165,32 +167,11 @@ ip = "10.99.0.2/24"
     );
 }
 
-/// The NAT lab: podswitch in `host` with uplink up0 (10.99.0.2/24, next
-/// hop 10.99.0.1) toward `outside`, which has 10.99.0.1/24 and 10.98.0.1/24
-/// on out0; container `web` (172.16.0.2) and its neighbour `cli`
-/// (172.16.0.3) on the HNS NAT network, web with `policies`.
-struct NatLab {
-    daemon: Option<Daemon>,
-    _json: JsonFile,
-    _host: NetnsGuard,
-    outside: NetnsGuard,
-    web: NetnsGuard,
-    cli: NetnsGuard,
-}
-
-impl NatLab {
-    fn new(policies: &str) -> NatLab {
-        let host = NetnsGuard::new("psh-h").unwrap();
-        let outside = NetnsGuard::new("psh-o").unwrap();
-        let web = NetnsGuard::new("psh-w").unwrap();
-        let cli = NetnsGuard::new("psh-c").unwrap();
-        uplink_veth(&host, &outside, "10.99.0.1/24");
-        outside
-            .exec("ip", &["addr", "add", "10.98.0.1/24", "dev", "out0"])
-            .unwrap();
-        // As the Windows CNI plugins (win-bridge, v1 HNS) write them.
-        let json = JsonFile::new(&format!(
-            r#"[
+/// The HNS NAT network of `NatLab` as the Windows CNI plugins (win-bridge,
+/// v1 HNS) write it: `web` with `policies`, and its neighbour `cli`.
+fn nat_json(web: &str, cli: &str, policies: &str) -> String {
+    format!(
+        r#"[
   {{
     "Name": "nat",
     "Type": "NAT",
@@ -213,9 +194,33 @@ impl NatLab {
     "GatewayAddress": "172.16.0.1"
   }}
 ]"#,
-            web = web.name(),
-            cli = cli.name()
-        ));
+    )
+}
+
+/// The NAT lab: podswitch in `host` with uplink up0 (10.99.0.2/24, next
+/// hop 10.99.0.1) toward `outside`, which has 10.99.0.1/24 and 10.98.0.1/24
+/// on out0; container `web` (172.16.0.2) and its neighbour `cli`
+/// (172.16.0.3) on the HNS NAT network, web with `policies`.
+struct NatLab {
+    daemon: Option<Daemon>,
+    json: JsonFile,
+    _host: NetnsGuard,
+    outside: NetnsGuard,
+    web: NetnsGuard,
+    cli: NetnsGuard,
+}
+
+impl NatLab {
+    fn new(policies: &str) -> NatLab {
+        let host = NetnsGuard::new("psh-h").unwrap();
+        let outside = NetnsGuard::new("psh-o").unwrap();
+        let web = NetnsGuard::new("psh-w").unwrap();
+        let cli = NetnsGuard::new("psh-c").unwrap();
+        uplink_veth(&host, &outside, "10.99.0.1/24");
+        outside
+            .exec("ip", &["addr", "add", "10.98.0.1/24", "dev", "out0"])
+            .unwrap();
+        let json = JsonFile::new(&nat_json(web.name(), cli.name(), policies));
         let text = format!(
             r#"{}
 [switch]
@@ -233,7 +238,7 @@ gateway = "10.99.0.1"
         let daemon = Daemon::start_in(Some(host.name()), &["run"], &text);
         NatLab {
             daemon: Some(daemon),
-            _json: json,
+            json,
             _host: host,
             outside,
             web,
@@ -393,10 +398,25 @@ fn tcp_to_an_outbound_nat_exception_keeps_the_container_address_both_ways() {
     // outside plays the physical network: it has 10.99.0.1 and 10.98.0.1
     // and routes the container subnet to the switch's address, as a
     // network that knows where container addresses live does.
-    let mut lab =
-        NatLab::new(r#"{"Type": "OutBoundNAT", "Settings": {"Exceptions": ["10.98.0.0/24"]}}"#);
+    let mut lab = NatLab::new(EXCEPT_10_98);
+    excepted_tcp_both_ways(&lab);
+    lab.stop();
+}
+
+/// OutBoundNAT in the v2 shape: 10.98.0.0/24 sees the container's address.
+const EXCEPT_10_98: &str =
+    r#"{"Type": "OutBoundNAT", "Settings": {"Exceptions": ["10.98.0.0/24"]}}"#;
+
+/// With the outside routing the container subnet to the switch's address,
+/// as a network that knows where container addresses live does: TCP from
+/// web to 10.98.0.1 (excepted) arrives from 172.16.0.2, byte-exact; to
+/// 10.99.0.1 it is masqueraded.
+fn excepted_tcp_both_ways(lab: &NatLab) {
     lab.outside
-        .exec("ip", &["route", "add", "172.16.0.0/24", "via", "10.99.0.2"])
+        .exec(
+            "ip",
+            &["route", "replace", "172.16.0.0/24", "via", "10.99.0.2"],
+        )
         .unwrap();
     let (t, peer) = tcp_fetch(
         lab.outside.name(),
@@ -427,5 +447,22 @@ fn tcp_to_an_outbound_nat_exception_keeps_the_container_address_both_ways() {
         std::net::IpAddr::from(Ipv4Addr::new(10, 99, 0, 2)),
         "elsewhere: masqueraded"
     );
+}
+
+#[test]
+fn an_outbound_nat_exception_added_by_a_reload_carries_traffic_both_ways() {
+    if skip_unless_root("hns nat exception by reload") {
+        return;
+    }
+    let mut lab = NatLab::new("");
+    std::fs::write(
+        &lab.json.0,
+        nat_json(lab.web.name(), lab.cli.name(), EXCEPT_10_98),
+    )
+    .unwrap();
+    let daemon = lab.daemon.as_ref().unwrap();
+    kill(Pid::from_raw(daemon.pid()), Signal::SIGHUP).unwrap();
+    daemon.wait_for_log("reloaded on SIGHUP");
+    excepted_tcp_both_ways(&lab);
     lab.stop();
 }
