@@ -396,16 +396,6 @@ pub enum NetworkMode {
     Overlay,
 }
 
-/// The network modes this release implements. A mode's issue extends this
-/// list when it lands; the checker refuses the others.
-pub const SUPPORTED_MODES: &[NetworkMode] = &[
-    NetworkMode::Nat,
-    NetworkMode::Transparent,
-    NetworkMode::L2Bridge,
-    NetworkMode::L2Tunnel,
-    NetworkMode::Overlay,
-];
-
 impl NetworkMode {
     /// Every mode, in the order the docs list them.
     pub const ALL: [NetworkMode; 5] = [
@@ -446,11 +436,6 @@ impl NetworkMode {
             self,
             NetworkMode::Transparent | NetworkMode::L2Bridge | NetworkMode::L2Tunnel
         )
-    }
-
-    /// Whether this release implements the mode.
-    pub fn is_supported(self) -> bool {
-        SUPPORTED_MODES.contains(&self)
     }
 }
 

@@ -49,7 +49,7 @@ use super::raw::{
 use super::{
     Attach, ClusterCfg, Config, EndpointCfg, EndpointMode, EndpointModeCfg, LogLevel, NatCfg,
     NetworkCfg, NetworkMode, PollCfg, PortCfg, PortKind, PortMappingCfg, Protocol,
-    RemoteEndpointCfg, SwitchCfg, SUPPORTED_MODES,
+    RemoteEndpointCfg, SwitchCfg,
 };
 
 /// Linux's IFNAMSIZ (16) less the terminating NUL.

@@ -32,18 +32,6 @@ pub(super) fn mode_of(d: &mut Diag, v: Option<&S<String>>) -> NetworkMode {
         );
         return NetworkMode::Nat;
     };
-    if !mode.is_supported() {
-        let supported: Vec<_> = SUPPORTED_MODES.iter().map(|m| m.as_str()).collect();
-        d.at(
-            v.span(),
-            format!(
-                "network mode {:?} is not yet supported (see the {} issue); supported: {}",
-                v.get_ref(),
-                mode.as_str(),
-                supported.join(", ")
-            ),
-        );
-    }
     mode
 }
 
