@@ -246,23 +246,11 @@ impl Rtnl {
     /// Sets the IPv4 default route via `gateway` (as `ip route replace
     /// default via GATEWAY`).
     pub fn replace_default_route(&mut self, gateway: Ipv4Addr) -> io::Result<()> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.header.scope = RouteScope::Universe;
-        msg.header.kind = RouteType::Unicast;
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
-        self.request(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_REPLACE,
-        )
-        .map(drop)
-        .map_err(|e| context(format!("default route via {gateway}"), e))
+        self.replace_route(Ipv4Addr::UNSPECIFIED, 0, gateway)
     }
 
-    /// Adds or replaces the route to `dst` via `gateway`.
+    /// Adds or replaces the route to `dst/prefix` via `gateway` (a prefix of
+    /// 0 is the default route, which carries no destination attribute).
     pub fn replace_route(
         &mut self,
         dst: Ipv4Addr,
@@ -276,16 +264,23 @@ impl Rtnl {
         msg.header.scope = RouteScope::Universe;
         msg.header.kind = RouteType::Unicast;
         msg.header.destination_prefix_length = prefix;
-        msg.attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        if prefix > 0 {
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        }
         msg.attributes
             .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        let what = if prefix == 0 {
+            format!("default route via {gateway}")
+        } else {
+            format!("route to {dst}/{prefix} via {gateway}")
+        };
         self.request(
             RouteNetlinkMessage::NewRoute(msg),
             NLM_F_CREATE | NLM_F_REPLACE,
         )
         .map(drop)
-        .map_err(|e| context(format!("route to {dst}/{prefix} via {gateway}"), e))
+        .map_err(|e| context(what, e))
     }
 
     /// Creates a veth pair `a` <-> `b` here, both up.
