@@ -18,6 +18,7 @@ pub mod mirror;
 pub mod netdev;
 pub mod netlink;
 pub mod netns;
+pub mod offload;
 pub mod partial_csum;
 pub mod perf;
 pub mod pool;

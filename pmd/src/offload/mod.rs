@@ -1,0 +1,75 @@
+//! Kernel flow offload: a tc ingress program (`bpf/pd_tc.c`) that carries
+//! the TCP flows the switch has already decided, skb and all, so 64 KB
+//! segments cross from container to container or to the uplink without
+//! being copied into podswitch and out again.
+//!
+//! The switch stays the control plane of every flow: the first packets,
+//! every SYN, FIN and RST, and anything the program does not find in its
+//! table go the ordinary way, through the PMD thread. When a PMD thread
+//! has sent a TCP frame of an established flow from one offload port to
+//! another, it writes what it did to that frame (MACs, addresses, ports,
+//! TTL, where it went) into the table under the frame's ingress headers;
+//! from then on the kernel does the same to the flow's frames in the
+//! ingress hook of the receiving device (`bpf_redirect_peer` into a
+//! container, `bpf_redirect` out of the uplink).
+//!
+//! The layouts here are the C structs of `pd_tc.c`, field for field.
+
+/// A flow as it enters: the receiving device and the frame's headers, as
+/// the switch saw them at its ingress. Addresses and ports are in network
+/// byte order, as they are on the wire.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// ifindex of the device the frame arrives on (in podswitch's
+    /// namespace).
+    pub ifindex: u32,
+    pub src_ip: [u8; 4],
+    pub dst_ip: [u8; 4],
+    pub src_port: [u8; 2],
+    pub dst_port: [u8; 2],
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    /// IP protocol (6: only TCP is offloaded).
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+/// `FlowAction::flags`: deliver into the peer of `out_ifindex` (the
+/// container end of a veth) with `bpf_redirect_peer`; without it the frame
+/// leaves through `out_ifindex` itself (`bpf_redirect`, egress).
+pub const FLOW_TO_PEER: u32 = 1;
+
+/// What the switch did to the flow's frames: the headers they leave with,
+/// and where. The program writes every field (a field the switch did not
+/// change is written with its old value), fixing checksums for what moved.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowAction {
+    pub out_ifindex: u32,
+    /// [`FLOW_TO_PEER`] or 0.
+    pub flags: u32,
+    pub src_ip: [u8; 4],
+    pub dst_ip: [u8; 4],
+    pub src_port: [u8; 2],
+    pub dst_port: [u8; 2],
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    /// How much the TTL goes down (0 switched, 1 routed).
+    pub ttl_dec: u8,
+    pub pad: [u8; 7],
+}
+
+/// What the program counted for one flow since it was installed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Frames (skbs: a 64 KB segment counts once).
+    pub packets: u64,
+    /// Bytes, Ethernet header included.
+    pub bytes: u64,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last frame; 0 for none.
+    pub last_used_ns: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<FlowKey>() == 32);
+const _: () = assert!(std::mem::size_of::<FlowAction>() == 40);
