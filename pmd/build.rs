@@ -1,15 +1,20 @@
-//! Builds podswitch's XDP filter (`bpf/pd_xdp.c`) with clang into OUT_DIR;
-//! `src/afxdp/xdp.rs` embeds the object with `include_bytes!`.
+//! Builds podswitch's BPF programs with clang into OUT_DIR: the XDP filter
+//! (`bpf/pd_xdp.c`, embedded by `src/afxdp/xdp.rs`) and the tc flow
+//! offload (`bpf/pd_tc.c`, embedded by `src/offload/program.rs`).
 
 use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let src = "bpf/pd_xdp.c";
-    println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-env-changed=CLANG");
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("pd_xdp.o");
+    build("bpf/pd_xdp.c", "pd_xdp.o");
+    build("bpf/pd_tc.c", "pd_tc.o");
+}
+
+fn build(src: &str, obj: &str) {
+    println!("cargo:rerun-if-changed={src}");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join(obj);
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
     let status = Command::new(&clang)
         .args([
@@ -25,7 +30,7 @@ fn main() {
         .arg(&out)
         .status()
         .unwrap_or_else(|e| {
-            panic!("running {clang} to build the XDP filter: {e} (install clang, or set CLANG)")
+            panic!("running {clang} to build {src}: {e} (install clang, or set CLANG)")
         });
     assert!(
         status.success(),

@@ -49,6 +49,38 @@ const RX_BATCH: usize = 8;
 /// which a sleeping PMD thread overflows at once.
 const SOCKET_BUFFER: libc::c_int = 8 << 20;
 
+/// Where a port's sockets tap the interface's receive path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Binding {
+    /// One socket bound to `ETH_P_ALL`: it gets its copy of every frame
+    /// before tc ingress runs (ptype_all taps come first in
+    /// `__netif_receive_skb_core`), so it sees even what a tc program
+    /// redirects.
+    #[default]
+    AllFrames,
+    /// One socket each for IPv4, ARP and IPv6 (ptype_specific handlers,
+    /// served after tc ingress): a frame the flow offload's tc program
+    /// redirects never reaches the switch. Other ethertypes are not taken.
+    AfterTc,
+}
+
+impl Binding {
+    /// The protocols to bind, in network byte order as `sockaddr_ll`
+    /// wants them.
+    fn protocols(self) -> &'static [u16] {
+        const ALL: [u16; 1] = [(libc::ETH_P_ALL as u16).to_be()];
+        const PER_PROTO: [u16; 3] = [
+            (libc::ETH_P_IP as u16).to_be(),
+            (libc::ETH_P_ARP as u16).to_be(),
+            (libc::ETH_P_IPV6 as u16).to_be(),
+        ];
+        match self {
+            Binding::AllFrames => &ALL,
+            Binding::AfterTc => &PER_PROTO,
+        }
+    }
+}
+
 /// `ETH_P_ALL` in network byte order, as `sockaddr_ll` wants it.
 const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();
 
@@ -122,7 +154,14 @@ fn explain(e: &io::Error) -> String {
 pub struct PacketPort {
     iface: String,
     id: PortId,
+    /// The socket frames are sent through, and the first received from.
     fd: OwnedFd,
+    /// With [`Binding::AfterTc`], the sockets of the other protocols (same
+    /// filter and options); empty with [`Binding::AllFrames`].
+    more: Vec<OwnedFd>,
+    /// Which receiving socket a burst starts with: turns, so a busy
+    /// protocol does not starve the others.
+    rx_turn: usize,
     /// Bytes of virtio-net header in front of every frame: 12 where the
     /// kernel takes `PACKET_VNET_HDR_SZ` (6.7+), else the legacy 10.
     hdr_len: usize,
@@ -436,7 +475,9 @@ struct OwnedSpec {
 #[derive(Debug)]
 pub struct FilterHandle {
     iface: String,
-    fd: OwnedFd,
+    /// Duplicates of every segment socket of the port (one per bound
+    /// protocol); the first holds the unicast memberships.
+    fds: Vec<OwnedFd>,
     spec: OwnedSpec,
 }
 
@@ -458,7 +499,7 @@ impl FilterHandle {
                 source,
             }
         };
-        let (fd, ifindex) = (self.fd.as_raw_fd(), self.spec.ifindex);
+        let (fd, ifindex) = (self.fds[0].as_raw_fd(), self.spec.ifindex);
         let old = &self.spec.bridged.macs;
         for m in bridged.macs.iter().filter(|m| !old.contains(m)) {
             unicast_membership(fd, ifindex, *m, true)
@@ -466,7 +507,9 @@ impl FilterHandle {
         }
         let s = &self.spec;
         let prog = owned_filter(s.ip, &bridged, &s.vxlan_ports, s.max_frame, Share::Segments);
-        attach_filter(fd, &prog).map_err(wrap("replacing the socket filter"))?;
+        for f in &self.fds {
+            attach_filter(f.as_raw_fd(), &prog).map_err(wrap("replacing the socket filter"))?;
+        }
         for m in old.iter().filter(|m| !bridged.macs.contains(m)) {
             unicast_membership(fd, ifindex, *m, false)
                 .map_err(wrap("dropping an endpoint's MAC from the interface"))?;
@@ -484,6 +527,7 @@ fn bound_socket(
     ifindex: u32,
     vnet: bool,
     filter: &[libc::sock_filter],
+    protocol_be: u16,
 ) -> Result<(OwnedFd, usize), PacketError> {
     let wrap = |step| {
         move |source| PacketError::Setup {
@@ -545,7 +589,7 @@ fn bound_socket(
     // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = ETH_P_ALL_BE;
+    addr.sll_protocol = protocol_be;
     addr.sll_ifindex = ifindex as i32;
     // SAFETY: `addr` is a live sockaddr_ll and the length passed is its size.
     let rc = unsafe {
@@ -682,30 +726,58 @@ impl PacketPort {
     /// Opens an AF_PACKET port on `iface` (in the calling thread's
     /// namespace) that takes the frames `filter` says are the switch's.
     pub fn open(iface: &str, id: PortId, filter: PacketFilter) -> Result<PacketPort, PacketError> {
+        PacketPort::open_bound(iface, id, filter, Binding::AllFrames)
+    }
+
+    /// Like [`PacketPort::open`], with the receive sockets bound as
+    /// `binding` says ([`Binding::AfterTc`] on an offload port, so what
+    /// the tc flow offload carries is not taken a second time).
+    pub fn open_bound(
+        iface: &str,
+        id: PortId,
+        filter: PacketFilter,
+        binding: Binding,
+    ) -> Result<PacketPort, PacketError> {
         let ifindex = crate::netdev::ifindex(iface)
             .ok_or_else(|| PacketError::NoSuchInterface(iface.to_string()))?;
         let mtu = crate::netdev::mtu(iface).unwrap_or(1500);
         let max_frame = mtu + crate::wire::ETH_HDR as u32;
-        let (fd, hdr_len, tunnel) = match &filter {
-            PacketFilter::All => {
-                let (fd, hdr_len) = bound_socket(iface, ifindex, true, &[])?;
-                (fd, hdr_len, None)
-            }
+        let segment_prog = match &filter {
+            PacketFilter::All => Vec::new(),
+            PacketFilter::Owned {
+                ip,
+                vxlan_ports,
+                bridged,
+                ..
+            } => owned_filter(*ip, bridged, vxlan_ports, max_frame, Share::Segments),
+        };
+        let (first, rest) = binding
+            .protocols()
+            .split_first()
+            .expect("every binding has a protocol");
+        let (fd, hdr_len) = bound_socket(iface, ifindex, true, &segment_prog, *first)?;
+        let more = rest
+            .iter()
+            .map(|p| bound_socket(iface, ifindex, true, &segment_prog, *p).map(|(fd, _)| fd))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tunnel = match &filter {
+            PacketFilter::All => None,
             PacketFilter::Owned {
                 ip,
                 vxlan_ports,
                 bridged,
                 ..
             } => {
-                let prog = owned_filter(*ip, bridged, vxlan_ports, max_frame, Share::Segments);
-                let (fd, hdr_len) = bound_socket(iface, ifindex, true, &prog)?;
-                let tunnel = if vxlan_ports.is_empty() {
+                if vxlan_ports.is_empty() {
                     None
                 } else {
+                    // The tunnel socket stays ETH_P_ALL whatever the
+                    // binding: its filter takes only UDP to the VXLAN
+                    // ports, so a TCP segment the flow offload carries
+                    // costs it one filter run, not a copy.
                     let prog = owned_filter(*ip, bridged, vxlan_ports, max_frame, Share::Tunnel);
-                    Some(bound_socket(iface, ifindex, false, &prog)?.0)
-                };
-                (fd, hdr_len, tunnel)
+                    Some(bound_socket(iface, ifindex, false, &prog, ETH_P_ALL_BE)?.0)
+                }
             }
         };
         let wrap = |step| {
@@ -754,6 +826,8 @@ impl PacketPort {
             iface: iface.to_string(),
             id,
             fd,
+            more,
+            rx_turn: 0,
             hdr_len,
             tunnel,
             inner_mtu: mtu.saturating_sub(VXLAN_OVERHEAD) as u16,
@@ -771,14 +845,19 @@ impl PacketPort {
         let Some(spec) = &self.spec else {
             return Ok(None);
         };
-        let fd = self.fd.try_clone().map_err(|source| PacketError::Setup {
-            iface: self.iface.clone(),
-            step: "duplicating the socket for its filter",
-            source,
-        })?;
+        let fds = std::iter::once(&self.fd)
+            .chain(&self.more)
+            .map(|fd| {
+                fd.try_clone().map_err(|source| PacketError::Setup {
+                    iface: self.iface.clone(),
+                    step: "duplicating the socket for its filter",
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(FilterHandle {
             iface: self.iface.clone(),
-            fd,
+            fds,
             spec: spec.clone(),
         }))
     }
@@ -793,17 +872,22 @@ impl PacketPort {
         self.hdr_len
     }
 
-    /// Receives up to `max` frames from the segment socket, or from the
-    /// tunnel socket when `tunnel`.
+    /// Receives up to `max` frames from segment socket `socket` (0 the
+    /// first, then `more`), or from the tunnel socket when `tunnel`.
     fn rx_from(
         &mut self,
+        socket: usize,
         tunnel: bool,
         pool: &mut Pool,
         out: &mut Vec<Frame>,
         max: usize,
     ) -> usize {
         let (fd, hdr_len) = match (tunnel, &self.tunnel) {
-            (false, _) => (self.fd.as_raw_fd(), self.hdr_len),
+            (false, _) if socket == 0 => (self.fd.as_raw_fd(), self.hdr_len),
+            (false, _) => match self.more.get(socket - 1) {
+                Some(fd) => (fd.as_raw_fd(), self.hdr_len),
+                None => return 0,
+            },
             (true, Some(t)) => (t.as_raw_fd(), 0),
             (true, None) => return 0,
         };
@@ -942,8 +1026,17 @@ impl Port for PacketPort {
     }
 
     fn rx_burst(&mut self, pool: &mut Pool, out: &mut Vec<Frame>, max: usize) -> usize {
-        let got = self.rx_from(false, pool, out, max);
-        let got = got + self.rx_from(true, pool, out, max - got);
+        let sockets = 1 + self.more.len();
+        let mut got = 0;
+        if sockets == 1 {
+            got = self.rx_from(0, false, pool, out, max);
+        } else {
+            self.rx_turn = (self.rx_turn + 1) % sockets;
+            for i in 0..sockets {
+                got += self.rx_from((self.rx_turn + i) % sockets, false, pool, out, max - got);
+            }
+        }
+        let got = got + self.rx_from(0, true, pool, out, max - got);
         // Spares are for the length of a burst (see `TapPort::rx_burst`).
         self.spill.release(pool);
         got
@@ -1006,6 +1099,7 @@ impl Port for PacketPort {
 
     fn rx_fds(&self) -> Vec<RawFd> {
         let mut fds = vec![self.fd.as_raw_fd()];
+        fds.extend(self.more.iter().map(|fd| fd.as_raw_fd()));
         fds.extend(self.tunnel.as_ref().map(|t| t.as_raw_fd()));
         fds
     }

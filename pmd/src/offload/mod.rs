@@ -73,3 +73,11 @@ pub struct FlowStats {
 
 const _: () = assert!(std::mem::size_of::<FlowKey>() == 32);
 const _: () = assert!(std::mem::size_of::<FlowAction>() == 40);
+
+mod error;
+mod program;
+mod table;
+
+pub use error::OffloadError;
+pub use program::{tcx_ingress_programs, FlowOffload, TcLink, DEFAULT_CAPACITY, PROG_NAME};
+pub use table::FlowTable;
