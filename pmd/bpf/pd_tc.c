@@ -79,6 +79,18 @@ struct {
  * chain and skip other users' clsact filters. */
 #define PD_PASS TC_ACT_UNSPEC
 
+/* BPF has no memcmp to call: compare the 12 MAC bytes as words. */
+static __always_inline int macs_differ_from(const struct ethhdr *eth,
+					    const struct pd_flow_action *a)
+{
+	const __u8 *p = (const __u8 *)eth;
+	int d = 0;
+#pragma unroll
+	for (int i = 0; i < 12; i++)
+		d |= p[i] ^ a->dst_mac[i];
+	return d != 0;
+}
+
 SEC("tc")
 int pd_tc_flows(struct __sk_buff *skb)
 {
@@ -151,7 +163,7 @@ int pd_tc_flows(struct __sk_buff *skb)
 	__u16 old_sport = tcp->source, old_dport = tcp->dest;
 	__u16 old_ttl_word = *(__u16 *)&ip->ttl; /* ttl and protocol */
 	__u8 new_ttl = ip->ttl - a->ttl_dec;
-	int macs_differ = __builtin_memcmp(eth->h_dest, a->dst_mac, 12) != 0;
+	int macs_differ = macs_differ_from(eth, a);
 	__u32 tcp_csum_off = l4_off + offsetof(struct tcphdr, check);
 
 	if (macs_differ)
