@@ -21,11 +21,11 @@ pub struct FlowTable {
     capacity: u32,
 }
 
-// SAFETY: MapHandle is an fd plus its metadata, never mutated after
-// creation; every map operation is a system call the kernel serialises.
-unsafe impl Send for FlowTable {}
-// SAFETY: as above; `&self` methods only pass the fd to the kernel.
-unsafe impl Sync for FlowTable {}
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<FlowTable>();
+    send_sync::<super::FlowOffload>();
+};
 
 fn key_bytes(key: &FlowKey) -> [u8; 32] {
     // SAFETY: FlowKey is repr(C), 32 bytes of integers and byte arrays
