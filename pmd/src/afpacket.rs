@@ -154,8 +154,15 @@ fn explain(e: &io::Error) -> String {
 pub struct PacketPort {
     iface: String,
     id: PortId,
-    /// The socket frames are sent through, and the first received from.
+    /// The first socket frames are received from (and, without `tx`, sent
+    /// through).
     fd: OwnedFd,
+    /// With [`Binding::AfterTc`], the socket frames are sent through,
+    /// bound to protocol 0: it receives nothing, and the kernel takes each
+    /// sent frame's protocol from its ethertype. Sent through a socket
+    /// bound to `ETH_P_IP`, an ARP or IPv6 frame would leave with
+    /// `skb->protocol` IPv4, which GSO and checksum offload go by.
+    tx: Option<OwnedFd>,
     /// With [`Binding::AfterTc`], the sockets of the other protocols (same
     /// filter and options); empty with [`Binding::AllFrames`].
     more: Vec<OwnedFd>,
@@ -760,6 +767,10 @@ impl PacketPort {
             .iter()
             .map(|p| bound_socket(iface, ifindex, true, &segment_prog, *p).map(|(fd, _)| fd))
             .collect::<Result<Vec<_>, _>>()?;
+        let tx = match binding {
+            Binding::AllFrames => None,
+            Binding::AfterTc => Some(bound_socket(iface, ifindex, true, &[], 0)?.0),
+        };
         let tunnel = match &filter {
             PacketFilter::All => None,
             PacketFilter::Owned {
@@ -827,6 +838,7 @@ impl PacketPort {
             id,
             fd,
             more,
+            tx,
             rx_turn: 0,
             hdr_len,
             tunnel,
@@ -1061,10 +1073,11 @@ impl Port for PacketPort {
                 msgs[i].msg_hdr.msg_iov = iovs[i].as_mut_ptr();
                 msgs[i].msg_hdr.msg_iovlen = 2;
             }
+            let tx_fd = self.tx.as_ref().unwrap_or(&self.fd).as_raw_fd();
             // SAFETY: every iovec points into a live buffer (the local
             // headers, frames the caller handed over and that are freed only
             // after this loop) for the length given; sendmmsg only reads them.
-            let rc = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as u32, 0) };
+            let rc = unsafe { libc::sendmmsg(tx_fd, msgs.as_mut_ptr(), n as u32, 0) };
             let sent = if rc > 0 {
                 rc as usize
             } else {

@@ -864,3 +864,68 @@ fn measure_iperf3_through_the_offload_and_through_a_bridge() {
     );
     assert!(ab.bytes > 0, "the offload carried the iperf3 stream");
 }
+
+#[test]
+fn a_port_bound_after_tc_sends_arp_and_reads_the_reply() {
+    if skip_unless_root("offload after-tc arp") {
+        return;
+    }
+    let t = Topo::new();
+    t.a.addr("10.76.0.2/24");
+    let a_mac = t.a.mac();
+    let ma = t.a.m_dev.clone();
+    let reply = in_netns(t.m.name(), move || {
+        let mut port = PacketPort::open_bound(&ma, PortId(0), PacketFilter::All, Binding::AfterTc)
+            .expect("port");
+        let mut pool = Pool::new(PoolConfig {
+            chunks: 64,
+            large: 2,
+            umem: false,
+        })
+        .expect("pool");
+        let me = [2, 0, 0, 0, 0x76, 1];
+        let mut arp = vec![0xff; 6];
+        arp.extend_from_slice(&me);
+        arp.extend_from_slice(&[8, 6, 0, 1, 8, 0, 6, 4, 0, 1]);
+        arp.extend_from_slice(&me);
+        arp.extend_from_slice(&[10, 76, 0, 1, 0, 0, 0, 0, 0, 0, 10, 76, 0, 2]);
+        let mut f = pool.alloc().expect("frame");
+        assert!(pool.set_len(&mut f, arp.len()));
+        pool.data_mut(&mut f).copy_from_slice(&arp);
+        port.tx_burst(&mut pool, &mut vec![f]);
+        assert_eq!(port.counters().tx_packets.get(), 1, "sent");
+        let mut got = Vec::new();
+        let reply = wait_for_reply(&mut port, &mut pool, &mut got, me);
+        port.release(&mut pool);
+        reply
+    })
+    .expect("enter M");
+    assert_eq!(&reply[6..12], &a_mac, "A answered from its MAC");
+    assert_eq!(&reply[28..32], &[10, 76, 0, 2], "for its address");
+}
+
+/// Reads the port until an ARP reply to `me` comes.
+fn wait_for_reply(
+    port: &mut PacketPort,
+    pool: &mut Pool,
+    got: &mut Vec<Frame>,
+    me: [u8; 6],
+) -> Vec<u8> {
+    let mut reply = None;
+    wait_until(
+        "A's ARP reply on the ARP socket",
+        Duration::from_secs(5),
+        || {
+            port.rx_burst(pool, got, 32);
+            for f in got.drain(..) {
+                let d = pool.data(&f).to_vec();
+                pool.free(f);
+                if d.len() >= 42 && d[0..6] == me && d[12..14] == [8, 6] && d[21] == 2 {
+                    reply = Some(d);
+                }
+            }
+            reply.is_some()
+        },
+    );
+    reply.unwrap()
+}
