@@ -120,6 +120,8 @@ pub struct Dataplane {
     overlay_counters: Vec<Arc<OverlayCounters>>,
     uplink_counters: Vec<Arc<UplinkCounters>>,
     offload_counters: Vec<Arc<OffloadCounters>>,
+    /// Some thread installs flows in the kernel.
+    offloading: bool,
     controls: Vec<Sender<Control>>,
 }
 
@@ -163,6 +165,7 @@ impl Dataplane {
         let mut controls = Vec::new();
         let mut pmd_threads = Vec::new();
         let mut offload_counters = Vec::new();
+        let offloading = threads.iter().any(|t| t.flows.is_some());
         let mut nat_counters: Vec<Option<Arc<NatCounters>>> = vec![None; topo.uplinks.len()];
         // Per-uplink counters: only the uplink's thread writes them.
         let overlay_counters: Vec<Arc<OverlayCounters>> =
@@ -221,17 +224,22 @@ impl Dataplane {
             overlay_counters,
             uplink_counters,
             offload_counters,
+            offloading,
             controls,
         })
     }
 
-    /// The flow offload's counters, summed over threads.
-    pub fn offload_stats(&self) -> OffloadSnapshot {
+    /// The flow offload's counters, summed over threads; `None` when no
+    /// thread runs it.
+    pub fn offload_stats(&self) -> Option<OffloadSnapshot> {
+        if !self.offloading {
+            return None;
+        }
         let mut s = OffloadSnapshot::default();
         for c in &self.offload_counters {
             c.add_to(&mut s);
         }
-        s
+        Some(s)
     }
 
     /// The topology in force.
