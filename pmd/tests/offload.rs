@@ -929,3 +929,56 @@ fn wait_for_reply(
     );
     reply.unwrap()
 }
+
+#[test]
+fn what_the_program_does_not_take_goes_on_to_the_next_tcx_program() {
+    if skip_unless_root("offload coexists") {
+        return;
+    }
+    let t = Topo::new();
+    t.m.exec("ip", &["link", "add", "br0", "type", "bridge"])
+        .unwrap();
+    for d in [&t.a.m_dev, &t.b.m_dev] {
+        t.m.exec("ip", &["link", "set", d, "master", "br0"])
+            .unwrap();
+    }
+    t.m.exec("ip", &["link", "set", "br0", "up"]).unwrap();
+    t.a.addr("10.77.0.1/24");
+    t.b.addr("10.77.0.2/24");
+    let (a_mac, b_mac) = (t.a.mac(), t.b.mac());
+    let (an, ma, mb) = (t.a.ns_name(), t.a.m_dev.clone(), t.b.m_dev.clone());
+    let listener = listen(&t.b.ns_name(), "10.77.0.2:5003");
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = accept(&listener);
+        read_pattern(&mut s, 0, None)
+    });
+    let total = 4 * MB;
+    // Ours first with an empty table (every frame a miss), then another
+    // user's program (a second instance) that takes the flow: it sees the
+    // frames only if a miss goes on down the chain (TC_ACT_OK would end it).
+    let second = in_netns(t.m.name(), move || {
+        let ((ma_idx, _), (mb_idx, _)) = (m_dev(&ma), m_dev(&mb));
+        let (ours, other) = (
+            FlowOffload::load(16).unwrap(),
+            FlowOffload::load(16).unwrap(),
+        );
+        let _first = ours.attach(ma_idx).unwrap();
+        let _then = other.attach(ma_idx).unwrap();
+        let mut c = connect(&an, "10.77.0.2:5003");
+        let (a, b) = (local_v4(&c), v4("10.77.0.2:5003"));
+        let k = key(ma_idx, a, b, b_mac, a_mac);
+        let table = other.table().unwrap();
+        table
+            .insert(&k, &action(mb_idx, FLOW_TO_PEER, a, b, b_mac, a_mac, 0))
+            .unwrap();
+        write_pattern(&mut c, 0, total);
+        c.shutdown(Shutdown::Write).unwrap();
+        table.stats(&k).unwrap().expect("installed")
+    })
+    .expect("enter M");
+    assert_eq!(server.join().expect("server"), total);
+    assert!(
+        second.bytes as usize >= total * 9 / 10,
+        "the next program carried the flow ours missed: {second:?}"
+    );
+}
