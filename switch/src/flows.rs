@@ -54,6 +54,27 @@ pub trait KernelFlowTable: Send {
     fn stats(&mut self, key: &FlowKey) -> Option<FlowStats>;
 }
 
+impl KernelFlowTable for pmd::offload::FlowTable {
+    fn insert(&mut self, key: &FlowKey, action: &FlowAction) -> Result<(), TableError> {
+        match pmd::offload::FlowTable::insert(self, key, action) {
+            Ok(()) => Ok(()),
+            Err(pmd::offload::OffloadError::Full { .. }) => Err(TableError::Full),
+            Err(e) => {
+                tracing::debug!("flow offload insert: {e}");
+                Err(TableError::Other)
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &FlowKey) -> Option<FlowStats> {
+        pmd::offload::FlowTable::remove(self, key).ok().flatten()
+    }
+
+    fn stats(&mut self, key: &FlowKey) -> Option<FlowStats> {
+        pmd::offload::FlowTable::stats(self, key).ok().flatten()
+    }
+}
+
 /// The frame of a flow that may be installed once the pipeline has sent
 /// it: its ingress key and TTL as it arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
