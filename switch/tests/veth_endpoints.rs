@@ -236,7 +236,16 @@ fn ctl_endpoint_add_makes_a_configured_veth_and_del_removes_the_pair() {
     assert!(route.contains("via 172.30.0.1 dev eth0"), "{route}");
     let v6 = ip_in(c3.name(), &["-6", "addr", "show", "dev", "eth0"]);
     assert!(!v6.contains("inet6"), "no IPv6 on eth0: {v6}");
-    assert_eq!(lab.host_ends().len(), 3, "{:?}", lab.host_ends());
+    let ends = lab.host_ends();
+    assert_eq!(ends.len(), 3, "{ends:?}");
+    for end in &ends {
+        // The host's kernel must neither answer ARP for the containers'
+        // side nor send IPv6 into it.
+        let d = ip_in(lab.host.name(), &["link", "show", "dev", end]);
+        assert!(d.contains("NOARP") && d.contains(",UP"), "{d}");
+        let v6 = ip_in(lab.host.name(), &["-6", "addr", "show", "dev", end]);
+        assert!(!v6.contains("inet6"), "no IPv6 on {end}: {v6}");
+    }
     assert_eq!(ping(c3.name(), GATEWAY, 2).unwrap().received, 2);
     assert_eq!(ping(c3.name(), C1, 2).unwrap().received, 2);
 
