@@ -397,3 +397,29 @@ fn create_many_with_veths_removes_every_pair_it_made_when_one_fails() {
     assert!(!links(host.name()).contains("psv"), "no host end left");
     assert!(!links(a.name()).contains("eth0"), "a's pair removed");
 }
+
+#[test]
+fn a_reload_that_switches_a_network_to_taps_remakes_its_endpoints_as_taps() {
+    if skip_unless_root("veth reload") {
+        return;
+    }
+    let lab = VethLab::new();
+    let daemon = lab.daemon.as_ref().unwrap();
+    let taps = lab.text.replace("endpoint_link = \"veth\"\n", "");
+    std::fs::write(&daemon.config.path, &taps).unwrap();
+    let out = ctl_ok(&lab.socket(), &["reload"]);
+    assert!(out.contains("network front"), "{out}");
+    assert!(lab.host_ends().is_empty(), "{:?}", lab.host_ends());
+    let d = eth0_details(lab.c1.name());
+    assert!(
+        d.contains("tun") && !d.contains("veth"),
+        "eth0 is a TAP: {d}"
+    );
+    assert_eq!(ping(lab.c1.name(), C2, 2).unwrap().received, 2);
+
+    std::fs::write(&daemon.config.path, &lab.text).unwrap();
+    ctl_ok(&lab.socket(), &["reload"]);
+    assert_eq!(lab.host_ends().len(), 2, "veths again");
+    assert!(eth0_details(lab.c2.name()).contains("veth"));
+    assert_eq!(ping(lab.c2.name(), OUTSIDE, 2).unwrap().received, 2);
+}
