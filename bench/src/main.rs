@@ -97,6 +97,14 @@ enum Cmd {
         /// `kind` of podswitch's uplink `[[port]]`.
         #[arg(long, value_enum, default_value_t = tcp::UplinkKind::Packet)]
         uplink_kind: tcp::UplinkKind,
+        /// `endpoint_link` of podswitch's networks: containers on veths
+        /// (flow offload on) or on TAPs.
+        #[arg(long, value_enum, default_value_t = tcp::EndpointLink::Veth)]
+        endpoint_link: tcp::EndpointLink,
+        /// Run podswitch with `[switch] offload = false` (every frame
+        /// through the PMD thread), to measure what the offload gives.
+        #[arg(long)]
+        no_offload: bool,
         /// Print JSON (every run, and the medians) instead of the table.
         #[arg(long)]
         json: bool,
@@ -242,12 +250,16 @@ fn main() -> Result<()> {
             streams,
             path,
             uplink_kind,
+            endpoint_link,
+            no_offload,
             json,
         } => {
             let opts = tcp::TcpOpts {
                 switch: tcp::SwitchOpts {
                     bin: podswitch,
                     uplink: uplink_kind,
+                    endpoint_link,
+                    offload: !no_offload,
                 },
                 secs,
                 runs,

@@ -128,6 +128,12 @@ impl Counter {
         );
     }
 
+    /// Sets a gauge. Only the owning thread calls this.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
     /// The current value.
     #[inline]
     pub fn get(&self) -> u64 {
@@ -156,6 +162,12 @@ pub struct PortCounters {
     pub gro_segments: Counter,
     /// Frames that left unmerged because no large buffer was free.
     pub gro_no_buffer: Counter,
+    /// Frames the kernel carried from this port's device without podswitch
+    /// (flow offload, [`crate::offload`]): counted in `rx_packets` too,
+    /// and in `tx_packets` of the port they left by.
+    pub offloaded_packets: Counter,
+    /// Their bytes.
+    pub offloaded_bytes: Counter,
     /// Where `ctl capture` taps the port (here because every port has
     /// counters, including ports added at run time).
     pub mirror: Mirror,
@@ -184,6 +196,8 @@ impl PortCounters {
             gro_merged: self.gro_merged.get(),
             gro_segments: self.gro_segments.get(),
             gro_no_buffer: self.gro_no_buffer.get(),
+            offloaded_packets: self.offloaded_packets.get(),
+            offloaded_bytes: self.offloaded_bytes.get(),
         }
     }
 }
@@ -207,6 +221,10 @@ pub struct CounterSnapshot {
     pub gro_segments: u64,
     /// Frames left unmerged for want of a large buffer.
     pub gro_no_buffer: u64,
+    /// Received frames the kernel carried (flow offload).
+    pub offloaded_packets: u64,
+    /// Their bytes.
+    pub offloaded_bytes: u64,
 }
 
 impl CounterSnapshot {

@@ -211,6 +211,11 @@ impl TxQueues {
         Some(DropReason::ALL.map(|r| c.drops[r as usize].get()))
     }
 
+    /// The counters of `port`; `None` for another thread's port.
+    pub fn counters_of(&self, port: PortId) -> Option<&Arc<PortCounters>> {
+        Some(&self.counters[self.queue_of(port)?])
+    }
+
     /// Drops that belong to no port of this thread, so far.
     pub fn unowned_drops(&self) -> u64 {
         self.unowned_drops

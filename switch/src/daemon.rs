@@ -429,6 +429,7 @@ impl Switch {
                 mode,
                 pool,
                 ports: Vec::new(),
+                flows: None,
             });
         }
         // Endpoints first, in parallel: they are most of a lab's start.

@@ -17,9 +17,10 @@ use pmd::perf::PerfSnapshot;
 use pmd::thread::{Engine, PmdThread, PollMode, PortChangeError, ThreadReport};
 use pmd::{Pool, Port, PortId};
 
+use crate::flows::{KernelFlowTable, OffloadedFlows};
 use crate::inspect::{ConntrackRow, NeighborRow, OverlayView};
 use crate::pipeline::{Control, FdbRow, SwitchPipeline, SwitchSettings, TraceArm};
-use crate::stats::{NetCounters, NetSnapshot, UplinkCounters};
+use crate::stats::{NetCounters, NetSnapshot, OffloadCounters, OffloadSnapshot, UplinkCounters};
 use crate::topology::{NetId, Topology, UplinkId};
 
 /// Why a data plane did not start.
@@ -76,6 +77,9 @@ pub struct ThreadSpec {
     pub pool: Pool,
     /// Ports with their ids in the topology.
     pub ports: Vec<(PortId, Box<dyn Port>)>,
+    /// The kernel's flow table, when the thread installs the flows it
+    /// switches between offload ports (`crate::flows`).
+    pub flows: Option<Box<dyn KernelFlowTable>>,
 }
 
 /// The NAT of one uplink, shared by its `nat` networks: the config, and
@@ -115,6 +119,9 @@ pub struct Dataplane {
     nat_networks: Vec<Vec<NetId>>,
     overlay_counters: Vec<Arc<OverlayCounters>>,
     uplink_counters: Vec<Arc<UplinkCounters>>,
+    offload_counters: Vec<Arc<OffloadCounters>>,
+    /// Some thread installs flows in the kernel.
+    offloading: bool,
     controls: Vec<Sender<Control>>,
 }
 
@@ -157,6 +164,8 @@ impl Dataplane {
         let mut net_counters = Vec::new();
         let mut controls = Vec::new();
         let mut pmd_threads = Vec::new();
+        let mut offload_counters = Vec::new();
+        let offloading = threads.iter().any(|t| t.flows.is_some());
         let mut nat_counters: Vec<Option<Arc<NatCounters>>> = vec![None; topo.uplinks.len()];
         // Per-uplink counters: only the uplink's thread writes them.
         let overlay_counters: Vec<Arc<OverlayCounters>> =
@@ -180,7 +189,7 @@ impl Dataplane {
                 })
                 .collect();
             let (tx, rx) = channel::unbounded();
-            let pipeline = SwitchPipeline::new(
+            let mut pipeline = SwitchPipeline::new(
                 topo.clone(),
                 settings,
                 counters.clone(),
@@ -189,6 +198,11 @@ impl Dataplane {
                 overlay_counters.clone(),
                 uplink_counters.clone(),
             );
+            let offloaded: Arc<OffloadCounters> = Arc::default();
+            if let Some(table) = t.flows {
+                pipeline = pipeline.with_offload(OffloadedFlows::new(table, offloaded.clone()));
+            }
+            offload_counters.push(offloaded);
             net_counters.push(counters);
             controls.push(tx);
             pmd_threads.push(PmdThread {
@@ -209,8 +223,23 @@ impl Dataplane {
             nat_networks,
             overlay_counters,
             uplink_counters,
+            offload_counters,
+            offloading,
             controls,
         })
+    }
+
+    /// The flow offload's counters, summed over threads; `None` when no
+    /// thread runs it.
+    pub fn offload_stats(&self) -> Option<OffloadSnapshot> {
+        if !self.offloading {
+            return None;
+        }
+        let mut s = OffloadSnapshot::default();
+        for c in &self.offload_counters {
+            c.add_to(&mut s);
+        }
+        Some(s)
     }
 
     /// The topology in force.

@@ -140,6 +140,9 @@ pub struct Stats {
     pub nat: Vec<NatStats>,
     /// Per PMD thread.
     pub threads: Vec<ThreadStats>,
+    /// The flow offload, when it runs.
+    #[serde(default)]
+    pub offload: Option<crate::stats::OffloadSnapshot>,
 }
 
 /// Counters of one port.
@@ -159,6 +162,12 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// Drops by reason (only reasons that happened).
     pub drops: BTreeMap<String, u64>,
+    /// Of `rx_packets`, the frames the kernel carried (flow offload).
+    #[serde(default)]
+    pub offloaded_packets: u64,
+    /// Their bytes.
+    #[serde(default)]
+    pub offloaded_bytes: u64,
 }
 
 /// Counters of one network.
@@ -420,6 +429,8 @@ pub fn stats(switch: &Switch, cfg: &Config) -> Stats {
                     .iter()
                     .map(|r| (r.name(), s.drops_of(*r))),
             ),
+            offloaded_packets: s.offloaded_packets,
+            offloaded_bytes: s.offloaded_bytes,
         })
         .collect();
     let networks = dp
@@ -477,6 +488,7 @@ pub fn stats(switch: &Switch, cfg: &Config) -> Stats {
         networks,
         nat,
         threads,
+        offload: dp.offload_stats(),
     }
 }
 

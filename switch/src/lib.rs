@@ -24,6 +24,7 @@ pub mod echo;
 pub mod endpoint;
 pub mod fdb;
 pub mod filter;
+pub mod flows;
 pub mod gateway;
 pub mod hostmac;
 pub mod inspect;

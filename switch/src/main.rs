@@ -179,11 +179,12 @@ fn serve(cfg: &Config, path: &Path) -> Result<()> {
     runtime.with_switch(|switch, _| {
         let dp = switch.dataplane();
         logging::print_block(&format!(
-            "{}{}{}{}",
+            "{}{}{}{}{}",
             switch::report::ports(dp),
             switch::report::nat(dp),
             switch::report::uplinks(dp),
-            switch::report::overlay(dp)
+            switch::report::overlay(dp),
+            switch::report::offload(dp)
         ));
     });
     let reports = runtime.stop();

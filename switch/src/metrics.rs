@@ -159,6 +159,22 @@ pub fn render(s: &Stats) -> String {
         "port_drops",
         "Frames dropped, by the port they came in on and reason",
     );
+    let offloaded = counters(
+        &mut reg,
+        "port_offloaded_packets",
+        "Frames received on a port that the kernel carried (flow offload; also in port_packets)",
+    );
+    let flows = Family::<Labels, Gauge>::default();
+    reg.register(
+        "offload_flows",
+        "Flows in the kernel's flow table",
+        flows.clone(),
+    );
+    let flow_events = counters(
+        &mut reg,
+        "offload_flow_events",
+        "Flow-table entries installed, removed, refused (table_full, errors)",
+    );
     for p in &s.ports {
         for (dir, n, b) in [
             ("rx", p.rx_packets, p.rx_bytes),
@@ -175,6 +191,24 @@ pub fn render(s: &Stats) -> String {
             drops
                 .get_or_create(&labels([("port", &p.port), ("reason", reason)]))
                 .inc_by(*n);
+        }
+        if s.offload.is_some() {
+            offloaded
+                .get_or_create(&labels([("port", &p.port)]))
+                .inc_by(p.offloaded_packets);
+        }
+    }
+    if let Some(o) = &s.offload {
+        flows.get_or_create(&labels([])).set(o.active as i64);
+        for (event, v) in [
+            ("installed", o.installed),
+            ("removed", o.removed),
+            ("table_full", o.table_full),
+            ("errors", o.errors),
+        ] {
+            flow_events
+                .get_or_create(&labels([("event", event)]))
+                .inc_by(v);
         }
     }
     let net = counters(&mut reg, "network_frames", "Switching events per network (unicast, flooded, learned, fdb_full, arp_replies, echo_replies)");

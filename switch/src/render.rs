@@ -234,6 +234,30 @@ pub fn stats(s: &Stats) -> String {
         }
         section(&mut out, "nat", &t);
     }
+    if let Some(o) = &s.offload {
+        let mut t = Table::new(&["port", ">kernel pkts", ">kernel bytes", ">share of rx"]);
+        for p in s.ports.iter().filter(|p| p.offloaded_packets > 0) {
+            t.row(vec![
+                p.port.clone(),
+                p.offloaded_packets.to_string(),
+                p.offloaded_bytes.to_string(),
+                format!(
+                    "{:.1}%",
+                    100.0 * p.offloaded_bytes as f64 / p.rx_bytes.max(1) as f64
+                ),
+            ]);
+        }
+        t.row(vec![
+            format!(
+                "flows {} (installed {}, removed {}, table_full {}, errors {})",
+                o.active, o.installed, o.removed, o.table_full, o.errors
+            ),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+        section(&mut out, "flow offload", &t);
+    }
     let mut t = Table::new(&[
         "thread",
         ">busy",

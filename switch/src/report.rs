@@ -58,10 +58,28 @@ pub fn ports(dp: &Dataplane) -> String {
             s.tx_packets,
             s.tx_bytes,
             drops(s),
-            gro(s)
+            gro(s),
         );
+        if s.offloaded_packets > 0 {
+            let _ = writeln!(
+                out,
+                "  {:<12} of which the kernel carried {} frames, {} bytes (flow offload)",
+                "", s.offloaded_packets, s.offloaded_bytes
+            );
+        }
     }
     out
+}
+
+/// The flow offload's counters, or nothing when it does not run.
+pub fn offload(dp: &Dataplane) -> String {
+    let Some(s) = dp.offload_stats() else {
+        return String::new();
+    };
+    format!(
+        "  offload  flows {} installed {} removed {} table_full {} errors {}\n",
+        s.active, s.installed, s.removed, s.table_full, s.errors
+    )
 }
 
 /// The per-network counter table.

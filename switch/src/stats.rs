@@ -61,3 +61,40 @@ pub struct UplinkCounters {
     /// limit ([`crate::echo::ECHO_RATE`] a second).
     pub echo_limited: Counter,
 }
+
+/// Flow-offload counters of one PMD thread (`flows`), written only by it.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct OffloadCounters {
+    /// Entries put in the kernel's table.
+    pub installed: Counter,
+    /// Entries taken out (flow ended, aged, idle, flushed).
+    pub removed: Counter,
+    /// Entries in the table now (set at every sweep).
+    pub active: Counter,
+    /// Entries refused because the table was full.
+    pub table_full: Counter,
+    /// Entries refused for another reason.
+    pub errors: Counter,
+}
+
+/// Plain values of the offload counters, summed over threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OffloadSnapshot {
+    pub installed: u64,
+    pub removed: u64,
+    pub active: u64,
+    pub table_full: u64,
+    pub errors: u64,
+}
+
+impl OffloadCounters {
+    /// Adds this thread's values into `into`.
+    pub fn add_to(&self, into: &mut OffloadSnapshot) {
+        into.installed += self.installed.get();
+        into.removed += self.removed.get();
+        into.active += self.active.get();
+        into.table_full += self.table_full.get();
+        into.errors += self.errors.get();
+    }
+}

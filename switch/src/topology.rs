@@ -119,6 +119,20 @@ pub struct PortInfo {
     pub spoof: Option<Guard>,
     /// The endpoint's HNS policies the data path enforces, if it has any.
     pub policy: Option<std::sync::Arc<PortPolicy>>,
+    /// How the kernel's flow offload reaches the port's device, when the
+    /// offload program runs on it (`flows`).
+    pub offload: Option<OffloadTarget>,
+}
+
+/// A port whose device runs the flow-offload program: frames arriving on
+/// it may be carried by the kernel, and the kernel may deliver to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffloadTarget {
+    /// The device's ifindex in podswitch's namespace.
+    pub ifindex: u32,
+    /// Deliver into the device's veth peer (a container's end) rather
+    /// than out of the device itself (an uplink).
+    pub to_peer: bool,
 }
 
 /// An endpoint's policies, compiled for the data path.
@@ -206,6 +220,7 @@ impl Topology {
             uplink: Some(uid),
             spoof: None,
             policy: None,
+            offload: None,
         });
         self.uplinks.push(Uplink {
             name: name.to_string(),
@@ -270,6 +285,7 @@ impl Topology {
             uplink: None,
             spoof: None,
             policy: None,
+            offload: None,
         });
         if let Some(n) = network {
             self.networks[n.0 as usize].members.push(id);
@@ -295,6 +311,7 @@ impl Topology {
             uplink: None,
             spoof: None,
             policy: None,
+            offload: None,
         };
         if let Some(n) = network {
             self.networks[n.0 as usize].members.push(id);
@@ -317,6 +334,7 @@ impl Topology {
                 uplink: None,
                 spoof: None,
                 policy: None,
+                offload: None,
             };
         }
     }
@@ -362,6 +380,19 @@ impl Topology {
         if let Some(info) = self.ports.get_mut(port.0 as usize) {
             info.spoof = guard;
         }
+    }
+
+    /// Marks `port` as running the flow-offload program (or not).
+    pub fn set_port_offload(&mut self, port: PortId, target: Option<OffloadTarget>) {
+        if let Some(info) = self.ports.get_mut(port.0 as usize) {
+            info.offload = target;
+        }
+    }
+
+    /// The flow-offload reach of `port`, if it has one.
+    #[inline]
+    pub fn offload_of(&self, port: PortId) -> Option<OffloadTarget> {
+        self.ports.get(port.0 as usize)?.offload
     }
 
     /// Anti-spoofing of `port`, if it is guarded.

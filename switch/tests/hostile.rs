@@ -135,6 +135,7 @@ fn start() -> (Dataplane, Vec<MemPeer>) {
         })
         .unwrap(),
         ports,
+        flows: None,
     };
     let settings = SwitchSettings {
         mac_aging_secs: 300,

@@ -51,6 +51,7 @@ fn thread_spec() -> ThreadSpec {
         })
         .unwrap(),
         ports: Vec::new(),
+        flows: None,
     }
 }
 

@@ -31,7 +31,7 @@ pub fn podswitch(sw: &SwitchOpts) -> Result<Topo> {
 [[network]]
 name = "lan"
 mode = "nat"
-subnet = "172.30.0.0/24"
+{link}subnet = "172.30.0.0/24"
 gateway = "172.30.0.1"
 
 [[endpoint]]
@@ -47,7 +47,8 @@ netns = "{b}"
 ip = "172.30.0.11"
 "#,
         a = a.name(),
-        b = b.name()
+        b = b.name(),
+        link = sw.network_link()
     );
     let d = sw.start(&h, &sw.config_head(None), &body)?;
     Ok(Topo {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 pub use report::{json, table};
-pub use topo::{Path, Side, SwitchOpts, UplinkKind};
+pub use topo::{EndpointLink, Path, Side, SwitchOpts, UplinkKind};
 
 use iperf::{Load, Transfer};
 use topo::Topo;

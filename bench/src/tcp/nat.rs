@@ -52,7 +52,7 @@ pub fn podswitch(sw: &SwitchOpts) -> Result<Topo> {
 [[network]]
 name = "front"
 mode = "nat"
-subnet = "172.30.0.0/24"
+{link}subnet = "172.30.0.0/24"
 gateway = "172.30.0.1"
 uplink = "up0"
 
@@ -62,7 +62,8 @@ network = "front"
 netns = "{c}"
 ip = "172.30.0.10"
 "#,
-        c = c.name()
+        c = c.name(),
+        link = sw.network_link()
     );
     let d = sw.start(&h, &sw.config_head(Some("10.99.0.2/24")), &body)?;
     keeps_defaults(&o, "out0")?;

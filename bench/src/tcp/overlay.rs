@@ -92,7 +92,7 @@ fn podswitch_host(
 [[network]]
 name = "ov"
 mode = "overlay"
-subnet = "10.200.0.0/24"
+{link}subnet = "10.200.0.0/24"
 uplink = "up0"
 vni = 42
 
@@ -111,6 +111,7 @@ vtep = "{vtep}"
         me = CONTAINER[i],
         them = CONTAINER[1 - i],
         vtep = VTEP[1 - i],
+        link = sw.network_link(),
     );
     // Two hosts have a core each: the two daemons' PMD threads on one
     // core would share it as no two hosts do.

@@ -170,6 +170,8 @@ pub fn json(opts: &TcpOpts, m: &Matrix) -> Value {
         "loadavg_after": m.load[1].map_or(Value::Null, num),
         "runs": opts.runs,
         "uplink_kind": opts.switch.uplink.as_str(),
+        "endpoint_link": opts.switch.endpoint_link.as_str(),
+        "offload": opts.switch.offload,
         "rows": rows.iter().map(|r| json!({
             "path": r.path.name(),
             "description": r.path.describe(),

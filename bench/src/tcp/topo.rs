@@ -195,19 +195,41 @@ impl UplinkKind {
     }
 }
 
+/// What podswitch's containers are attached by (`endpoint_link`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EndpointLink {
+    Tap,
+    Veth,
+}
+
+impl EndpointLink {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointLink::Tap => "tap",
+            EndpointLink::Veth => "veth",
+        }
+    }
+}
+
 /// How podswitch is started.
 #[derive(Debug, Clone)]
 pub struct SwitchOpts {
     /// The `podswitch` binary.
     pub bin: std::path::PathBuf,
     pub uplink: UplinkKind,
+    pub endpoint_link: EndpointLink,
+    /// `[switch] offload`.
+    pub offload: bool,
 }
 
 impl SwitchOpts {
     /// The start of a config: the switch's own control socket, and the
     /// uplink `up0` (the interface of that name) with `cidr`.
     pub fn config_head(&self, uplink_cidr: Option<&str>) -> String {
-        let mut s = String::from("[switch]\ncontrol = \"{control}\"\n");
+        let mut s = format!(
+            "[switch]\ncontrol = \"{{control}}\"\noffload = {}\n",
+            self.offload
+        );
         if let Some(cidr) = uplink_cidr {
             s += &format!(
                 "\n[[port]]\nname = \"up0\"\niface = \"up0\"\nkind = \"{}\"\nip = \"{cidr}\"\n",
@@ -215,6 +237,11 @@ impl SwitchOpts {
             );
         }
         s
+    }
+
+    /// The `[[network]]` line that attaches its containers as chosen.
+    pub fn network_link(&self) -> String {
+        format!("endpoint_link = \"{}\"\n", self.endpoint_link.as_str())
     }
 
     /// Starts podswitch in `ns` with `head` + `body`.

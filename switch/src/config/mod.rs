@@ -217,6 +217,9 @@ pub struct SwitchCfg {
     /// Log level (key `log`) when `RUST_LOG` is not set; `None` means
     /// warn.
     pub log: Option<LogLevel>,
+    /// Hand established TCP flows between veth endpoints and their uplink
+    /// to the kernel (key `offload`, default true; `flows`).
+    pub offload: bool,
 }
 
 impl Default for SwitchCfg {
@@ -231,6 +234,7 @@ impl Default for SwitchCfg {
             mac_aging_secs: 300,
             fdb_size: 65536,
             log: None,
+            offload: true,
         }
     }
 }

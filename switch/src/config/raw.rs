@@ -48,6 +48,7 @@ pub struct RawSwitch {
     pub mac_aging: Option<S<u32>>,
     pub fdb_size: Option<S<u32>>,
     pub log: Option<S<String>>,
+    pub offload: Option<S<bool>>,
 }
 
 /// `[[port]]`.

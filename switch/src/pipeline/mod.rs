@@ -15,6 +15,7 @@ use pmd::{DropReason, Frame, PortId};
 use crate::config::AclDirection;
 use crate::echo::{TokenBucket, ECHO_BURST, ECHO_RATE};
 use crate::fdb::{Fdb, FdbEntry, Learned};
+use crate::flows::{self, Arrival, Candidate, OffloadedFlows};
 use crate::gateway::GatewayVerdict;
 use crate::neighbor::NeighborCache;
 use crate::stats::{NetCounters, UplinkCounters};
@@ -99,6 +100,20 @@ pub enum Control {
     Trace(Arc<TraceArm>),
 }
 
+impl Control {
+    /// True for a message after which a frame may be switched differently
+    /// (the others only read state or arm a trace).
+    fn changes_forwarding(&self) -> bool {
+        matches!(
+            self,
+            Control::Swap(..)
+                | Control::OverlayTables(..)
+                | Control::Nat(..)
+                | Control::ForgetAddress(..)
+        )
+    }
+}
+
 /// The per-thread switching pipeline.
 pub struct SwitchPipeline {
     topo: Arc<Topology>,
@@ -132,6 +147,12 @@ pub struct SwitchPipeline {
     scratch: Vec<Frame>,
     /// The armed trace, if any: checked once per burst.
     trace: Option<Arc<TraceArm>>,
+    /// This thread's entries in the kernel's flow table, when the switch
+    /// runs the flow offload.
+    flows: Option<OffloadedFlows>,
+    /// The frame being switched, if it arrived on an offload port as part
+    /// of an established TCP flow: a send of it may be installed.
+    flow_candidate: Option<Candidate>,
 }
 
 impl SwitchPipeline {
@@ -204,7 +225,16 @@ impl SwitchPipeline {
             echo_limits: vec![TokenBucket::new(ECHO_RATE, ECHO_BURST); uplinks],
             scratch: Vec::with_capacity(64),
             trace: None,
+            flows: None,
+            flow_candidate: None,
         }
+    }
+
+    /// Lets this thread install the flows it switches between offload
+    /// ports into the kernel's table (`flows`).
+    pub fn with_offload(mut self, flows: OffloadedFlows) -> Self {
+        self.flows = Some(flows);
+        self
     }
 
     #[inline(always)]
@@ -335,6 +365,7 @@ impl SwitchPipeline {
             Some(out) if out == in_port => ctx.drop_frame(frame, DropReason::Filtered),
             Some(out) => {
                 self.counters[net.0 as usize].unicast.add(1);
+                self.offer_flow(ctx, out, &frame);
                 ctx.send(out, frame);
             }
             None => self.flood(ctx, net, frame),
@@ -380,9 +411,63 @@ impl SwitchPipeline {
     /// it costs a call per burst).
     #[inline(never)]
     fn switch_burst(&mut self, ctx: &mut Ctx<'_>, burst: &mut Vec<Frame>) {
+        if self.flows.is_some() {
+            // A burst comes from one port.
+            let ifindex = burst
+                .first()
+                .and_then(|f| self.topo.offload_of(f.in_port))
+                .map(|t| t.ifindex);
+            if let Some(ifindex) = ifindex {
+                self.switch_burst_offloading(ctx, burst, ifindex);
+                return;
+            }
+        }
         for frame in burst.drain(..) {
             self.switch_one(ctx, frame);
         }
+    }
+
+    /// `switch_burst` for a burst from an offload port (device `ifindex`):
+    /// each frame of an established TCP flow is a candidate while it is
+    /// switched, and a SYN, FIN or RST takes its flow out of the kernel.
+    #[inline(never)]
+    fn switch_burst_offloading(&mut self, ctx: &mut Ctx<'_>, burst: &mut Vec<Frame>, ifindex: u32) {
+        for frame in burst.drain(..) {
+            match flows::arrival(ifindex, ctx.pool.data(&frame)) {
+                Arrival::Established(c) => self.flow_candidate = Some(c),
+                Arrival::Boundary(key) => {
+                    if let Some(f) = &mut self.flows {
+                        f.forget(ctx.tx, &key);
+                    }
+                }
+                Arrival::Other => {}
+            }
+            self.switch_one(ctx, frame);
+            self.flow_candidate = None;
+        }
+    }
+
+    /// Called where the pipeline sends a frame whose output depends only
+    /// on its headers (a known unicast MAC, a routed NAT flow): if the
+    /// frame is a candidate, the kernel does the same to its flow from now.
+    #[inline(always)]
+    fn offer_flow(&mut self, ctx: &mut Ctx<'_>, out: PortId, frame: &Frame) {
+        if self.flow_candidate.is_some() {
+            self.offer_flow_now(ctx, out, frame);
+        }
+    }
+
+    #[inline(never)]
+    fn offer_flow_now(&mut self, ctx: &mut Ctx<'_>, out: PortId, frame: &Frame) {
+        let (Some(cand), Some(to), Some(flows)) = (
+            self.flow_candidate.take(),
+            self.topo.offload_of(out),
+            self.flows.as_mut(),
+        ) else {
+            return;
+        };
+        let ports = (frame.in_port, out);
+        flows.offer(ctx.tx, &cand, ports, to, ctx.pool.data(frame), ctx.now_ns);
     }
 
     fn dump_fdb(&self, now_ns: u64) -> Vec<FdbRow> {
@@ -466,6 +551,11 @@ impl Pipeline for SwitchPipeline {
             self.tick_neighbors(ctx);
         }
         while let Ok(msg) = self.control.try_recv() {
+            if let (Some(f), true) = (&mut self.flows, msg.changes_forwarding()) {
+                // What the kernel was told may no longer be what the
+                // switch would do.
+                f.flush(ctx.tx);
+            }
             match msg {
                 Control::DumpFdb(reply) => {
                     let _ = reply.send(self.dump_fdb(ctx.now_ns));
@@ -519,6 +609,9 @@ impl Pipeline for SwitchPipeline {
             }
         }
         self.expire_trace();
+        if let Some(f) = &mut self.flows {
+            f.sweep(ctx.tx, ctx.now_ns);
+        }
         if ctx.now_ns.saturating_sub(self.last_sweep_ns) > 1_000_000_000 {
             self.last_sweep_ns = ctx.now_ns;
             for fdb in &mut self.fdbs {

@@ -160,6 +160,7 @@ impl SwitchPipeline {
         let neighbors = &mut self.neighbors[up.0 as usize];
         if let Some(hop_mac) = neighbors.lookup(hop, ctx.now_ns) {
             set_macs(ctx.pool.data_mut(&mut frame), hop_mac, mac);
+            self.offer_flow(ctx, port, &frame);
             ctx.send(port, frame);
             return;
         }
@@ -217,6 +218,7 @@ impl SwitchPipeline {
             return;
         }
         set_macs(buf, mac, gw.mac);
+        self.offer_flow(ctx, port, &frame);
         ctx.send(port, frame);
     }
 

@@ -92,6 +92,9 @@ pub(super) fn check_switch(d: &mut Diag, raw: Option<&RawSwitch>) -> SwitchCfg {
         cfg.mac_aging_secs,
     );
     cfg.fdb_size = at_least(d, raw.fdb_size.as_ref(), "fdb_size", 1, cfg.fdb_size);
+    if let Some(o) = &raw.offload {
+        cfg.offload = *o.get_ref();
+    }
     if let Some(l) = &raw.log {
         match LogLevel::parse(l.get_ref()) {
             Some(level) => cfg.log = Some(level),
