@@ -46,6 +46,34 @@ pub struct LinkChange<'a> {
     pub mtu: Option<u32>,
     /// Set the link up.
     pub up: bool,
+    /// Set IFF_NOARP: the kernel answers no ARP on the link.
+    pub noarp: bool,
+}
+
+/// `change` as a link message (without an index).
+fn link_message(change: &LinkChange<'_>) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    if change.up {
+        msg.header.flags |= LinkFlags::Up;
+        msg.header.change_mask |= LinkFlags::Up;
+    }
+    if change.noarp {
+        msg.header.flags |= LinkFlags::Noarp;
+        msg.header.change_mask |= LinkFlags::Noarp;
+    }
+    if let Some(ns) = change.netns {
+        msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+    }
+    if let Some(name) = change.name {
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    }
+    if let Some(mac) = change.mac {
+        msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+    }
+    if let Some(mtu) = change.mtu {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    msg
 }
 
 /// A route netlink socket, bound to the namespace it was opened in for its
@@ -148,18 +176,23 @@ impl Rtnl {
         }
     }
 
-    /// The index of the link called `name`, or `None` when there is none.
-    pub fn link_index(&mut self, name: &str) -> io::Result<Option<u32>> {
+    /// The link called `name`, or `None` when there is none.
+    fn get_link(&mut self, name: &str) -> io::Result<Option<LinkMessage>> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
             Ok(answers) => Ok(answers.into_iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                RouteNetlinkMessage::NewLink(l) => Some(l),
                 _ => None,
             })),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(context(format!("looking up link {name}"), e)),
         }
+    }
+
+    /// The index of the link called `name`, or `None` when there is none.
+    pub fn link_index(&mut self, name: &str) -> io::Result<Option<u32>> {
+        Ok(self.get_link(name)?.map(|l| l.header.index))
     }
 
     /// The names of every link here (a dump, as `ip link show`).
@@ -186,24 +219,8 @@ impl Rtnl {
     /// The kernel moves the link first (taking the new name there), then
     /// sets address, MTU and flags in its new namespace.
     pub fn set_link(&mut self, index: u32, change: &LinkChange<'_>) -> io::Result<()> {
-        let mut msg = LinkMessage::default();
+        let mut msg = link_message(change);
         msg.header.index = index;
-        if change.up {
-            msg.header.flags = LinkFlags::Up;
-            msg.header.change_mask = LinkFlags::Up;
-        }
-        if let Some(ns) = change.netns {
-            msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
-        }
-        if let Some(name) = change.name {
-            msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        }
-        if let Some(mac) = change.mac {
-            msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
-        }
-        if let Some(mtu) = change.mtu {
-            msg.attributes.push(LinkAttribute::Mtu(mtu));
-        }
         self.request(RouteNetlinkMessage::SetLink(msg), 0)
             .map(drop)
             .map_err(|e| context(format!("configuring link {index}"), e))
@@ -309,6 +326,60 @@ impl Rtnl {
             self.set_link(index, &up)?;
         }
         Ok(())
+    }
+
+    /// Creates a veth pair in one request: `host` here, and its peer as
+    /// `peer.name` directly in the namespace `peer.netns` with the peer's
+    /// MAC and both ends' MTU set (`peer.up` must be false, see
+    /// [`Rtnl::add_veth`]). Both ends stay down: set them up after
+    /// anything that must come first (IPv6 off). Returns `host`'s index.
+    pub fn add_veth_into(
+        &mut self,
+        host: &str,
+        mtu: u32,
+        peer: &LinkChange<'_>,
+    ) -> io::Result<u32> {
+        let p = link_message(peer);
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(host.to_string()));
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .map_err(|e| {
+                context(
+                    format!("creating veth {host} <-> {}", peer.name.unwrap_or("?")),
+                    e,
+                )
+            })?;
+        self.link_index(host)?
+            .ok_or_else(|| io::Error::other(format!("veth {host} vanished after its creation")))
+    }
+
+    /// How many holders put the link `name` in promiscuous mode (an
+    /// AF_PACKET socket's membership counts while the socket is open), or
+    /// `None` when there is no such link.
+    pub fn link_promiscuity(&mut self, name: &str) -> io::Result<Option<u32>> {
+        Ok(self.get_link(name)?.map(|l| {
+            l.attributes
+                .into_iter()
+                .find_map(|a| match a {
+                    LinkAttribute::Promiscuity(n) => Some(n),
+                    _ => None,
+                })
+                .unwrap_or(0)
+        }))
+    }
+
+    /// Deletes the link with index `index` (with a veth, its peer goes too).
+    pub fn del_link_index(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.request(RouteNetlinkMessage::DelLink(msg), 0)
+            .map(drop)
+            .map_err(|e| context(format!("deleting link {index}"), e))
     }
 
     /// Deletes the link called `name` (with a veth, its peer goes too).

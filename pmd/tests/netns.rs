@@ -111,6 +111,7 @@ fn a_link_moved_into_a_namespace_takes_its_name_mac_mtu_address_and_default_rout
                 mac: Some(mac),
                 mtu: Some(1450),
                 up: true,
+                ..LinkChange::default()
             },
         )?;
         assert_eq!(here.link_index("hy")?, None, "hy left the host namespace");

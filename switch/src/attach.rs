@@ -5,11 +5,11 @@
 //! alone: the PMD threads swap in the new topology and keep their tables.
 
 use anyhow::{bail, Context, Result};
-use pmd::Port;
 
 use crate::config::{Attach, Config, EndpointCfg};
 use crate::daemon::{nat_configs, tap_name, Switch};
 use crate::endpoint::{self, EndpointPlan};
+use crate::offload_ports::{OffloadPortChange, OffloadPortKind};
 use crate::pipeline::Control;
 use crate::resolv::ResolvConf;
 use crate::topology::{L2Mode, NetId, UplinkId};
@@ -112,6 +112,7 @@ impl Switch {
                             gateway: attached.gateway,
                             mtu,
                             routes: endpoint::routes_of(e, net),
+                            link: net.endpoint_link,
                         };
                         endpoint::preflight(&plan)?;
                         Some(plan)
@@ -122,7 +123,8 @@ impl Switch {
                 let id = topo.add_port_as(reuse, &e.name, Some(net_id));
                 let made = match &plan {
                     Some(plan) => endpoint::create(plan, id, &tap_name(self.live.next_tap)),
-                    None => endpoint::create_unconfigured(&e.name, ifname, e.mac, mtu, id),
+                    None => endpoint::create_unconfigured(&e.name, ifname, e.mac, mtu, id)
+                        .map(endpoint::EndpointPort::Tap),
                 };
                 let tap = match made {
                     Ok(t) => t,
@@ -136,12 +138,22 @@ impl Switch {
                 topo.guard_port(id, e.guard());
                 topo.set_port_policy(net_id, id, &e.policy);
                 let thread = self.live.net_thread[net_id.0 as usize];
+                let veth = tap.host_ifindex();
                 // The port first, then the topology that leads to it: a
                 // frame for it never finds a port that is not there yet.
                 self.dataplane
-                    .add_port(thread, id, Box::new(tap) as Box<dyn Port>)
-                    .with_context(|| format!("endpoint {}: starting to poll its TAP", e.name))?;
+                    .add_port(thread, id, tap.into_port())
+                    .with_context(|| format!("endpoint {}: starting to poll its port", e.name))?;
                 self.live.taps.insert(e.name.clone(), (id, thread));
+                if let Some(ifindex) = veth {
+                    self.live.veths.insert(id, ifindex);
+                    self.offload_port_changed(OffloadPortChange::Appeared {
+                        port: id,
+                        ifindex,
+                        thread,
+                        kind: OffloadPortKind::VethEndpoint,
+                    });
+                }
                 if let Attach::Netns(ns) = &e.attach {
                     if let Some(r) = ResolvConf::write(ns, &net.dns)? {
                         self.live.resolv.insert(e.name.clone(), r);
@@ -173,6 +185,9 @@ impl Switch {
         self.live.topo = topo.clone();
         self.dataplane.set_topology(topo);
         if let Some((id, thread)) = tap {
+            if let Some(ifindex) = self.live.veths.remove(&id) {
+                self.offload_port_changed(OffloadPortChange::Went { port: id, ifindex });
+            }
             let port = self
                 .dataplane
                 .remove_port(thread, id)

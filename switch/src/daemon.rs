@@ -18,6 +18,7 @@ use crate::cluster::ClusterSync;
 use crate::config::{Attach, Config, EndpointMode, NetworkMode, PollCfg, PortKind, Protocol};
 use crate::dataplane::{Dataplane, ThreadSpec, UplinkNat};
 use crate::endpoint::{self, EndpointPlan};
+use crate::offload_ports::{OffloadPortChange, OffloadPortKind};
 use crate::pipeline::SwitchSettings;
 use crate::resolv::ResolvConf;
 use crate::topology::{L2Mode, NetId, Topology, UplinkId};
@@ -42,8 +43,11 @@ pub(crate) struct Live {
     pub net_thread: Vec<usize>,
     /// The PMD thread of each uplink, by `UplinkId`.
     pub uplink_thread: Vec<usize>,
-    /// Endpoints the switch created a TAP for: name, port, thread.
+    /// Endpoints the switch created a TAP or veth for: name, port, thread.
     pub taps: HashMap<String, (PortId, usize)>,
+    /// The veth endpoints among them: port, the host end's interface index
+    /// (for the flow offload).
+    pub veths: HashMap<PortId, u32>,
     /// The MTU of each uplink, by port name.
     pub uplink_mtu: HashMap<String, u32>,
     /// Port ids of endpoints that left, for the next ones.
@@ -342,6 +346,7 @@ impl Switch {
                         gateway: net.gateway,
                         mtu,
                         routes: endpoint::routes_of(e, net),
+                        link: net.endpoint_link,
                     };
                     endpoint::preflight(&plan)?;
                     let id = topo.add_port(&e.name, Some(net_id));
@@ -438,14 +443,20 @@ impl Switch {
             .collect();
         let mut endpoint_taps = endpoint::create_many(&endpoint_plans)?.into_iter();
         let mut uplink_filters = HashMap::new();
+        let mut veths = HashMap::new();
+        let mut offload_uplinks = Vec::new();
         for (id, plan, group) in plans.iter() {
             let spec = &mut specs[thread_of(*group)];
             let port: Box<dyn Port> = match plan {
-                PortPlan::Endpoint(_) => Box::new(
-                    endpoint_taps
+                PortPlan::Endpoint(_) => {
+                    let made = endpoint_taps
                         .next()
-                        .context("an endpoint's TAP is missing")?,
-                ),
+                        .context("an endpoint's TAP is missing")?;
+                    if let Some(ifindex) = made.host_ifindex() {
+                        veths.insert(*id, ifindex);
+                    }
+                    made.into_port()
+                }
                 PortPlan::Iface {
                     iface,
                     kind: PortKind::AfXdp,
@@ -506,6 +517,9 @@ impl Switch {
                     };
                     let port = PacketPort::open(iface, *id, filter)
                         .with_context(|| format!("opening AF_PACKET uplink on {iface}"))?;
+                    if let Some(ifindex) = netdev::ifindex(iface) {
+                        offload_uplinks.push((*id, ifindex, thread_of(*group)));
+                    }
                     if let Some(up) = topo.uplinks.iter().position(|u| u.port == *id) {
                         // Endpoints attached at run time join the filter.
                         let handle = port.filter_handle()?.context("an uplink has a filter")?;
@@ -558,6 +572,7 @@ impl Switch {
             net_thread,
             uplink_thread,
             taps,
+            veths,
             uplink_mtu: uplink_mtu
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
@@ -579,12 +594,34 @@ impl Switch {
             )?),
             None => None,
         };
-        Ok(Switch {
+        let mut switch = Switch {
             dataplane,
             cluster,
             behind_port,
             live,
-        })
+        };
+        let mut appeared: Vec<OffloadPortChange> = offload_uplinks
+            .into_iter()
+            .map(|(port, ifindex, thread)| OffloadPortChange::Appeared {
+                port,
+                ifindex,
+                thread,
+                kind: OffloadPortKind::PacketUplink,
+            })
+            .collect();
+        for (port, ifindex) in &switch.live.veths {
+            let thread = switch.live.taps.values().find(|(p, _)| p == port);
+            appeared.push(OffloadPortChange::Appeared {
+                port: *port,
+                ifindex: *ifindex,
+                thread: thread.map_or(0, |(_, t)| *t),
+                kind: OffloadPortKind::VethEndpoint,
+            });
+        }
+        for change in appeared {
+            switch.offload_port_changed(change);
+        }
+        Ok(switch)
     }
 
     /// The port a `[[port]]` or endpoint name means (for capture and

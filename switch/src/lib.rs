@@ -32,6 +32,7 @@ pub mod lab;
 pub mod logging;
 pub mod metrics;
 pub mod neighbor;
+pub mod offload_ports;
 pub mod persist;
 pub mod pipeline;
 pub mod render;

@@ -990,6 +990,7 @@ fn new_network(cfg: &Config, req: &NetworkAdd) -> Result<NetworkCfg> {
         reserved: Vec::new(),
         mac_pool: None,
         dns: Vec::new(),
+        endpoint_link: Default::default(),
     })
 }
 

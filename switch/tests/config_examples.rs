@@ -5,7 +5,9 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use switch::config::{self, Attach, MacAddr, NetworkMode, PollCfg, PortKind, Protocol};
+use switch::config::{
+    self, Attach, EndpointLink, MacAddr, NetworkMode, PollCfg, PortKind, Protocol,
+};
 
 fn configs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
@@ -31,6 +33,21 @@ fn every_example_config_loads() {
     }
     assert!(seen >= 3, "only {seen} example configs");
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn the_veth_example_gives_its_network_veth_endpoints_and_the_others_taps() {
+    let cfg = example("veth.toml");
+    assert_eq!(
+        cfg.network("front").unwrap().endpoint_link,
+        EndpointLink::Veth
+    );
+    let nat = example("nat.toml");
+    assert_eq!(
+        nat.network("front").unwrap().endpoint_link,
+        EndpointLink::Tap,
+        "tap when left out"
+    );
 }
 
 #[test]

@@ -14,6 +14,7 @@ use common::*;
 use pmd::netns::{unique_name, NetnsGuard};
 use pmd::wire::MacAddr;
 use pmd::PortId;
+use switch::config::EndpointLink;
 use switch::endpoint::{self, EndpointPlan};
 
 /// A lab config of `n` containers on 4 nat networks, as
@@ -117,6 +118,7 @@ fn plan(name: &str, netns: &str, ifname: &str, host: u8) -> EndpointPlan {
         gateway: Some(Ipv4Addr::new(10, 9, 0, 1)),
         mtu: 1500,
         routes: Vec::new(),
+        link: EndpointLink::Tap,
     }
 }
 

@@ -276,6 +276,7 @@ mod tests {
             reserved: reserved.iter().map(|(a, b)| (ip(a), ip(b))).collect(),
             mac_pool: mac_pool.map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap())),
             dns: Vec::new(),
+            endpoint_link: Default::default(),
         }
     }
 

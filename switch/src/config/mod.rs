@@ -375,6 +375,39 @@ pub struct NetworkCfg {
     /// attached by an `ip netns` name, the file `ip netns exec` binds over
     /// `/etc/resolv.conf`.
     pub dns: Vec<Ipv4Addr>,
+    /// What the switch makes a netns endpoint's interface of (key
+    /// `endpoint_link`).
+    pub endpoint_link: EndpointLink,
+}
+
+/// `endpoint_link = "tap" | "veth"`: a netns endpoint's interface is a TAP
+/// that podswitch holds open, or a veth whose host end podswitch reads
+/// with an AF_PACKET socket (a port the kernel flow offload can redirect
+/// to, segments intact).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndpointLink {
+    #[default]
+    Tap,
+    Veth,
+}
+
+impl EndpointLink {
+    /// Reads an `endpoint_link` value.
+    pub fn from_name(s: &str) -> Option<EndpointLink> {
+        match s {
+            "tap" => Some(EndpointLink::Tap),
+            "veth" => Some(EndpointLink::Veth),
+            _ => None,
+        }
+    }
+
+    /// The name the config uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointLink::Tap => "tap",
+            EndpointLink::Veth => "veth",
+        }
+    }
 }
 
 impl NetworkCfg {

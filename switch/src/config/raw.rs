@@ -88,6 +88,7 @@ pub struct RawNetwork {
     pub reserved: Option<Vec<S<String>>>,
     pub mac_pool: Option<S<String>>,
     pub dns: Option<Vec<S<String>>>,
+    pub endpoint_link: Option<S<String>>,
 }
 
 /// `[[endpoint]]`.

@@ -327,6 +327,7 @@ fn network(
             reserved: None,
             mac_pool,
             dns,
+            endpoint_link: None,
         },
     ))
 }

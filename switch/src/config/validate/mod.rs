@@ -47,8 +47,8 @@ use super::raw::{
     RawRemoteEndpoint, RawSwitch, S,
 };
 use super::{
-    Attach, ClusterCfg, Config, EndpointCfg, EndpointMode, EndpointModeCfg, LogLevel, NatCfg,
-    NetworkCfg, NetworkMode, PollCfg, PortCfg, PortKind, PortMappingCfg, Protocol,
+    Attach, ClusterCfg, Config, EndpointCfg, EndpointLink, EndpointMode, EndpointModeCfg, LogLevel,
+    NatCfg, NetworkCfg, NetworkMode, PollCfg, PortCfg, PortKind, PortMappingCfg, Protocol,
     RemoteEndpointCfg, SwitchCfg,
 };
 

@@ -35,6 +35,23 @@ pub(super) fn mode_of(d: &mut Diag, v: Option<&S<String>>) -> NetworkMode {
     mode
 }
 
+/// `endpoint_link`: tap when left out.
+fn endpoint_link(d: &mut Diag, v: Option<&S<String>>) -> EndpointLink {
+    let Some(v) = v else {
+        return EndpointLink::Tap;
+    };
+    EndpointLink::from_name(v.get_ref()).unwrap_or_else(|| {
+        d.at(
+            v.span(),
+            format!(
+                "unknown endpoint_link {:?}; expected \"tap\" or \"veth\"",
+                v.get_ref()
+            ),
+        );
+        EndpointLink::Tap
+    })
+}
+
 pub(super) fn check_networks<'r>(
     d: &mut Diag,
     raw: &'r [S<RawNetwork>],
@@ -230,6 +247,7 @@ pub(super) fn check_networks<'r>(
                 reserved: reserved_ranges(d, n.reserved.as_deref(), subnet, gateway),
                 mac_pool: n.mac_pool.as_ref().and_then(|v| mac_pool(d, v)),
                 dns: dns(d, n.dns.as_ref()),
+                endpoint_link: endpoint_link(d, n.endpoint_link.as_ref()),
             }),
         });
     }

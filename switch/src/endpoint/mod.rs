@@ -1,9 +1,13 @@
 //! Endpoints: a container's interface (`eth0` for config endpoints). For an
-//! endpoint with `netns`, the switch creates a TAP inside the container's
-//! namespace under the interface name and sets MAC, MTU, address, default
-//! route and link up through route netlink (no `ip` or `nsenter` process). The TAP is non-persistent: it
-//! disappears when the switch closes it, and also when the switch is
-//! killed, so nothing is left behind.
+//! endpoint with `netns`, the switch creates a TAP (or, on a network with
+//! `endpoint_link = "veth"`, a veth pair: see [`veth`]) inside the
+//! container's namespace under the interface name and sets MAC, MTU,
+//! address, default route and link up through route netlink (no `ip` or
+//! `nsenter` process). The TAP is non-persistent: it disappears when the
+//! switch closes it, and also when the switch is killed, so nothing is
+//! left behind.
+
+pub mod veth;
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -15,7 +19,10 @@ use pmd::netlink::{LinkChange, Rtnl};
 use pmd::netns::{self, netns_path};
 use pmd::tap::TapPort;
 use pmd::wire::MacAddr;
-use pmd::PortId;
+use pmd::{Port, PortId};
+
+use crate::config::EndpointLink;
+pub use veth::VethPort;
 
 /// Docker's `none`: endpoint `name`'s namespace `ns` keeps loopback only,
 /// up. Nothing else is made in it.
@@ -47,6 +54,44 @@ pub struct EndpointPlan {
     pub mtu: u32,
     /// Routes besides the default one (HNS `ROUTE`): destination, next hop.
     pub routes: Vec<(ipnet::Ipv4Net, Ipv4Addr)>,
+    /// A TAP or a veth pair (the network's `endpoint_link`).
+    pub link: EndpointLink,
+}
+
+/// An endpoint's port as created.
+pub enum EndpointPort {
+    Tap(TapPort),
+    // Boxed: the AF_PACKET port's receive state is large, and the port
+    // is boxed for its thread anyway.
+    Veth(Box<VethPort>),
+}
+
+impl std::fmt::Debug for EndpointPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndpointPort::Tap(t) => write!(f, "TAP {}", t.name()),
+            EndpointPort::Veth(v) => write!(f, "veth {}", v.host_name()),
+        }
+    }
+}
+
+impl EndpointPort {
+    /// The host end's interface index when it is a veth: a port the
+    /// kernel flow offload can redirect to.
+    pub fn host_ifindex(&self) -> Option<u32> {
+        match self {
+            EndpointPort::Tap(_) => None,
+            EndpointPort::Veth(v) => Some(v.host_ifindex()),
+        }
+    }
+
+    /// The port for a PMD thread.
+    pub fn into_port(self) -> Box<dyn Port> {
+        match self {
+            EndpointPort::Tap(t) => Box::new(t),
+            EndpointPort::Veth(v) => v,
+        }
+    }
 }
 
 /// The routes endpoint `e` of `net` gets besides its default route: a
@@ -99,6 +144,9 @@ pub fn preflight(plan: &EndpointPlan) -> Result<()> {
             plan.name
         );
     }
+    if plan.link == EndpointLink::Veth {
+        veth::remove_stale(plan)?;
+    }
     let ns = open_netns(plan)?;
     let mut there = Rtnl::open_in(&ns)
         .with_context(|| format!("endpoint {}: entering netns {}", plan.name, plan.netns))?;
@@ -116,18 +164,34 @@ pub fn preflight(plan: &EndpointPlan) -> Result<()> {
     Ok(())
 }
 
-/// Creates the endpoint's TAP as port `id`, inside the namespace under
-/// its interface name, and configures it. On error the TAP is closed,
-/// which removes it. `tap_label` names the TAP in messages only: it is
-/// never an interface name (see [`create_here`]).
-pub fn create(plan: &EndpointPlan, id: PortId, tap_label: &str) -> Result<TapPort> {
+/// Creates the endpoint's TAP (or veth pair) as port `id`, inside the
+/// namespace under its interface name, and configures it. On error the
+/// TAP is closed (the veth deleted), which removes it. `tap_label` names
+/// the TAP in messages only: it is never an interface name (see
+/// [`create_here`]). Must run on a thread in podswitch's namespace.
+pub fn create(plan: &EndpointPlan, id: PortId, tap_label: &str) -> Result<EndpointPort> {
     let ns = open_netns(plan)?;
+    let veth = match plan.link {
+        EndpointLink::Tap => None,
+        EndpointLink::Veth => Some(veth::create_host_side(
+            plan,
+            id,
+            &ns,
+            &veth::HostNs::here()?,
+        )?),
+    };
     std::thread::scope(|s| {
         s.spawn(|| {
             netns::enter(&ns).with_context(|| {
                 format!("endpoint {}: entering netns {}", plan.name, plan.netns)
             })?;
-            create_here(plan, id, tap_label)
+            match veth {
+                None => create_here(plan, id, tap_label).map(EndpointPort::Tap),
+                Some(v) => {
+                    configure_here(plan)?;
+                    Ok(EndpointPort::Veth(Box::new(v)))
+                }
+            }
         })
         .join()
         .map_err(|_| anyhow::anyhow!("endpoint {}: setup thread panicked", plan.name))?
@@ -150,6 +214,13 @@ fn create_here(plan: &EndpointPlan, id: PortId, tap_label: &str) -> Result<TapPo
             plan.name, plan.ifname
         )
     })?;
+    configure_here(plan)?;
+    Ok(tap)
+}
+
+/// Configures the endpoint's interface, which exists in this thread's
+/// namespace: IPv6 off, MAC, MTU, up, address and routes.
+fn configure_here(plan: &EndpointPlan) -> Result<()> {
     let configure = || -> Result<()> {
         let index = pmd::netdev::ifindex(&plan.ifname)
             .with_context(|| format!("{} vanished after its creation", plan.ifname))?;
@@ -178,8 +249,7 @@ fn create_here(plan: &EndpointPlan, id: PortId, tap_label: &str) -> Result<TapPo
             "endpoint {}: configuring {} in netns {}",
             plan.name, plan.ifname, plan.netns
         )
-    })?;
-    Ok(tap)
+    })
 }
 
 /// Turns IPv6 off on the interface `ifname` of this thread's namespace,
@@ -189,7 +259,7 @@ fn create_here(plan: &EndpointPlan, id: PortId, tap_label: &str) -> Result<TapPo
 /// the network, 250 x 250 frames in a 1,000-container lab, which delayed
 /// the first ARP and ping by seconds. A kernel without IPv6 has nothing
 /// to turn off.
-fn no_ipv6(ifname: &str) -> Result<()> {
+pub(crate) fn no_ipv6(ifname: &str) -> Result<()> {
     // /proc/sys/net shows the namespace of the thread that opens it.
     let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
     match std::fs::write(&path, "1") {
@@ -200,12 +270,18 @@ fn no_ipv6(ifname: &str) -> Result<()> {
 
 /// Creates many endpoints at once (each `(plan, port, TAP label)`), on a
 /// few worker threads that enter each endpoint's namespace in turn, and
-/// returns their TAPs in the order given. On any error every TAP already
-/// created is closed (which removes it) and the first error in that order
-/// is returned.
-pub fn create_many(items: &[(EndpointPlan, PortId, String)]) -> Result<Vec<TapPort>> {
+/// returns their ports in the order given. On any error every port already
+/// created is closed (which removes its interface) and the first error in
+/// that order is returned. Must run on a thread in podswitch's namespace.
+pub fn create_many(items: &[(EndpointPlan, PortId, String)]) -> Result<Vec<EndpointPort>> {
+    // A veth's host end is made in podswitch's namespace, which workers
+    // enter again after each container's.
+    let host = match items.iter().any(|(p, _, _)| p.link == EndpointLink::Veth) {
+        true => Some(veth::HostNs::here()?),
+        false => None,
+    };
     let next = AtomicUsize::new(0);
-    let slots: Mutex<Vec<Option<Result<TapPort>>>> =
+    let slots: Mutex<Vec<Option<Result<EndpointPort>>>> =
         Mutex::new((0..items.len()).map(|_| None).collect());
     let workers = WORKERS.min(items.len());
     std::thread::scope(|s| {
@@ -218,10 +294,23 @@ pub fn create_many(items: &[(EndpointPlan, PortId, String)]) -> Result<Vec<TapPo
                     return;
                 };
                 let made = open_netns(plan).and_then(|ns| {
+                    let veth = match (plan.link, &host) {
+                        (EndpointLink::Veth, Some(host)) => {
+                            host.enter()?;
+                            Some(veth::create_host_side(plan, *id, &ns, host)?)
+                        }
+                        _ => None,
+                    };
                     netns::enter(&ns).with_context(|| {
                         format!("endpoint {}: entering netns {}", plan.name, plan.netns)
                     })?;
-                    create_here(plan, *id, label)
+                    match veth {
+                        None => create_here(plan, *id, label).map(EndpointPort::Tap),
+                        Some(v) => {
+                            configure_here(plan)?;
+                            Ok(EndpointPort::Veth(Box::new(v)))
+                        }
+                    }
                 });
                 let failed = made.is_err();
                 slots.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(made);
@@ -237,7 +326,7 @@ pub fn create_many(items: &[(EndpointPlan, PortId, String)]) -> Result<Vec<TapPo
     let mut taps = Vec::with_capacity(items.len());
     for slot in slots {
         match slot {
-            Some(Ok(tap)) => taps.push(tap),
+            Some(Ok(port)) => taps.push(port),
             Some(Err(e)) => return Err(e),
             // Skipped after another endpoint failed; that error follows.
             None => continue,

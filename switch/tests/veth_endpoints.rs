@@ -1,0 +1,425 @@
+//! Veth endpoints (`endpoint_link = "veth"`), as root: a nat network whose
+//! containers' eth0 is a veth, the host ends read by podswitch in a "host"
+//! namespace of the test, an uplink veth into an "outside" namespace
+//! (10.99.0.1/24) with podswitch's uplink address 10.99.0.2/24. Every
+//! interface keeps its default offloads. Every namespace is the test's own
+//! and is removed by a guard, also when the test fails.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use common::*;
+use pmd::netns::{in_netns, NetnsGuard};
+use pmd::wire::MacAddr;
+use pmd::PortId;
+use switch::config::EndpointLink;
+use switch::endpoint::{self, EndpointPlan};
+use switch::lab::traffic::{ping, tcp_fetch, tcp_transfer, tcp_upload};
+use test_support::wait_until;
+
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+const EXTERNAL: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 1);
+const C1: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 10);
+const C2: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 11);
+const MB: u64 = 1024 * 1024;
+
+struct VethLab {
+    daemon: Option<Daemon>,
+    text: String,
+    host: NetnsGuard,
+    outside: NetnsGuard,
+    c1: NetnsGuard,
+    c2: NetnsGuard,
+}
+
+impl VethLab {
+    fn new() -> VethLab {
+        let host = NetnsGuard::new("psv-h").unwrap();
+        let outside = NetnsGuard::new("psv-o").unwrap();
+        let c1 = NetnsGuard::new("psv-a").unwrap();
+        let c2 = NetnsGuard::new("psv-b").unwrap();
+        uplink_veth(&host, &outside, "10.99.0.1/24");
+        let text = format!(
+            r#"
+[switch]
+control = "{}"
+
+[[port]]
+name = "up0"
+iface = "up0"
+kind = "packet"
+ip = "10.99.0.2/24"
+gateway = "10.99.0.1"
+
+[[network]]
+name = "front"
+mode = "nat"
+subnet = "172.30.0.0/24"
+gateway = "172.30.0.1"
+uplink = "up0"
+endpoint_link = "veth"
+
+[[endpoint]]
+name = "c1"
+network = "front"
+netns = "{}"
+ip = "172.30.0.10"
+
+[[endpoint]]
+name = "c2"
+network = "front"
+netns = "{}"
+ip = "172.30.0.11"
+
+[[port_mapping]]
+protocol = "tcp"
+host_port = 8081
+endpoint = "c1"
+port = 81
+"#,
+            control_path(),
+            c1.name(),
+            c2.name()
+        );
+        let daemon = Daemon::start_in(Some(host.name()), &["run"], &text);
+        VethLab {
+            daemon: Some(daemon),
+            text,
+            host,
+            outside,
+            c1,
+            c2,
+        }
+    }
+
+    /// `ctl endpoint add NAME --network front --netns NS [--ip IP]`: its
+    /// output.
+    fn add(&self, name: &str, ns: &NetnsGuard, ip: Option<&str>) -> String {
+        let mut args = vec!["endpoint", "add", name, "--network", "front"];
+        args.extend(["--netns", ns.name()]);
+        args.extend(ip.map(|ip| ["--ip", ip]).into_iter().flatten());
+        ctl_ok(&self.socket(), &args)
+    }
+
+    fn socket(&self) -> String {
+        self.text
+            .lines()
+            .find_map(|l| l.strip_prefix("control = \""))
+            .unwrap()
+            .trim_end_matches('"')
+            .to_string()
+    }
+
+    /// The `psv*` links in podswitch's namespace.
+    fn host_ends(&self) -> Vec<String> {
+        ip_in(self.host.name(), &["-br", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(|n| n.split('@').next().unwrap().to_string())
+            .filter(|n| n.starts_with("psv"))
+            .collect()
+    }
+}
+
+impl Drop for VethLab {
+    fn drop(&mut self) {
+        // The daemon goes before the namespaces it uses.
+        self.daemon.take();
+    }
+}
+
+/// `ip -d link show eth0` in `ns` ("" when there is none).
+fn eth0_details(ns: &str) -> String {
+    ip_in(ns, &["-d", "link", "show", "dev", "eth0"])
+}
+
+/// `ethtool -k eth0` in `ns`: the feature named `feature` is on.
+fn feature_on(ns: &str, feature: &str) -> bool {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "ethtool", "-k", "eth0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ethtool -k eth0 in {ns}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim_start().starts_with(&format!("{feature}: on")))
+}
+
+#[test]
+fn containers_on_a_veth_network_reach_the_gateway_each_other_and_the_outside_byte_exact() {
+    if skip_unless_root("veth endpoints traffic") {
+        return;
+    }
+    let mut lab = VethLab::new();
+    for c in [&lab.c1, &lab.c2] {
+        let d = eth0_details(c.name());
+        assert!(d.contains("veth"), "eth0 is a veth: {d}");
+        assert!(
+            feature_on(c.name(), "tcp-segmentation-offload")
+                && feature_on(c.name(), "tx-checksumming"),
+            "the container's veth keeps its default offloads"
+        );
+    }
+    let addr = ip_in(lab.c1.name(), &["-4", "addr", "show", "dev", "eth0"]);
+    assert!(addr.contains("inet 172.30.0.10/24"), "{addr}");
+    assert_eq!(lab.host_ends().len(), 2, "one host end per endpoint");
+
+    assert_eq!(
+        ping(lab.c1.name(), GATEWAY, 2).unwrap().received,
+        2,
+        "gateway"
+    );
+    assert_eq!(ping(lab.c1.name(), C2, 2).unwrap().received, 2, "c2");
+    assert_eq!(
+        ping(lab.c2.name(), OUTSIDE, 2).unwrap().received,
+        2,
+        "outside"
+    );
+
+    let t = tcp_transfer(lab.c2.name(), C2, 9000, lab.c1.name(), 10 * MB).unwrap();
+    assert!(t.exact && t.bytes == 10 * MB, "c1 to c2: {t:?}");
+    let (t, seen) = tcp_fetch(
+        lab.c1.name(),
+        C1,
+        9001,
+        lab.c2.name(),
+        SocketAddr::from((C1, 9001)),
+        10 * MB,
+    )
+    .unwrap();
+    assert!(t.exact && t.bytes == 10 * MB, "c1 serves c2: {t:?}");
+    assert_eq!(seen.ip(), std::net::IpAddr::V4(C2));
+    let t = tcp_transfer(lab.outside.name(), OUTSIDE, 9002, lab.c1.name(), 10 * MB).unwrap();
+    assert!(t.exact && t.bytes == 10 * MB, "c1 to the outside: {t:?}");
+    let t = tcp_upload(
+        lab.c1.name(),
+        C1,
+        81,
+        lab.outside.name(),
+        SocketAddr::from((EXTERNAL, 8081)),
+        10 * MB,
+    )
+    .unwrap();
+    assert!(
+        t.exact && t.bytes == 10 * MB,
+        "outside to c1 through the mapping: {t:?}"
+    );
+
+    let err = lab.daemon.take().unwrap().stop_clean();
+    // The socket on the host end takes the container's TSO segments whole.
+    let [rx, rx_bytes, _, _] = port_counts(&err, "c1");
+    assert!(
+        rx_bytes > 20 * MB && rx_bytes / rx.max(1) > 4000,
+        "c1's veth delivered large segments: {rx} frames, {rx_bytes} bytes\n{err}"
+    );
+    assert!(lab.host_ends().is_empty(), "a clean stop deletes the pairs");
+    assert!(eth0_details(lab.c1.name()).is_empty(), "c1's eth0 went too");
+}
+
+#[test]
+fn ctl_endpoint_add_makes_a_configured_veth_and_del_removes_the_pair() {
+    if skip_unless_root("veth endpoint add/del") {
+        return;
+    }
+    let lab = VethLab::new();
+    let c3 = NetnsGuard::new("psv-c").unwrap();
+    let out = lab.add("c3", &c3, Some("172.30.0.12"));
+    assert!(out.contains("172.30.0.12/24"), "{out}");
+    let d = eth0_details(c3.name());
+    assert!(d.contains("veth") && d.contains("state UP"), "{d}");
+    let addr = ip_in(c3.name(), &["-4", "addr", "show", "dev", "eth0"]);
+    assert!(addr.contains("inet 172.30.0.12/24"), "{addr}");
+    let route = ip_in(c3.name(), &["route", "show", "default"]);
+    assert!(route.contains("via 172.30.0.1 dev eth0"), "{route}");
+    let v6 = ip_in(c3.name(), &["-6", "addr", "show", "dev", "eth0"]);
+    assert!(!v6.contains("inet6"), "no IPv6 on eth0: {v6}");
+    let ends = lab.host_ends();
+    assert_eq!(ends.len(), 3, "{ends:?}");
+    for end in &ends {
+        // The host's kernel must neither answer ARP for the containers'
+        // side nor send IPv6 into it.
+        let d = ip_in(lab.host.name(), &["link", "show", "dev", end]);
+        assert!(d.contains("NOARP") && d.contains(",UP"), "{d}");
+        let v6 = ip_in(lab.host.name(), &["-6", "addr", "show", "dev", end]);
+        assert!(!v6.contains("inet6"), "no IPv6 on {end}: {v6}");
+    }
+    assert_eq!(ping(c3.name(), GATEWAY, 2).unwrap().received, 2);
+    assert_eq!(ping(c3.name(), C1, 2).unwrap().received, 2);
+
+    let out = ctl_ok(&lab.socket(), &["endpoint", "del", "c3"]);
+    assert!(out.contains("deleted"), "{out}");
+    assert!(eth0_details(c3.name()).is_empty(), "c3's eth0 is gone");
+    assert_eq!(lab.host_ends().len(), 2, "its host end is gone");
+    assert_eq!(
+        ping(lab.c1.name(), C2, 1).unwrap().received,
+        1,
+        "the rest work"
+    );
+}
+
+#[test]
+fn a_killed_podswitch_restarts_onto_its_stale_veths_and_a_clean_stop_leaves_none() {
+    if skip_unless_root("veth restart after SIGKILL") {
+        return;
+    }
+    let mut lab = VethLab::new();
+    let c3 = NetnsGuard::new("psv-c").unwrap();
+    lab.add("c3", &c3, None);
+    let before = lab.host_ends();
+    assert_eq!(before.len(), 3);
+
+    let mut first = lab.daemon.take().unwrap();
+    first.stop(libc::SIGKILL);
+    let mut after_kill = lab.host_ends();
+    after_kill.sort();
+    let mut sorted = before.clone();
+    sorted.sort();
+    assert_eq!(
+        after_kill, sorted,
+        "the fixture: a killed podswitch leaves its veths"
+    );
+
+    let second = Daemon::start_in(Some(lab.host.name()), &["run"], &lab.text);
+    lab.daemon = Some(second);
+    // The ctl-added endpoint is attached again from the state file.
+    wait_until("c3 attached again", Duration::from_secs(10), || {
+        ip_in(c3.name(), &["-4", "addr", "show", "dev", "eth0"]).contains("inet 172.30.0.")
+    });
+    let mut now = lab.host_ends();
+    now.sort();
+    assert_eq!(
+        now, sorted,
+        "the same host ends, none twice, none left over"
+    );
+    for c in [&lab.c1, &lab.c2, &c3] {
+        let links = ip_in(c.name(), &["-br", "link", "show"]);
+        assert_eq!(
+            links.lines().filter(|l| l.starts_with("eth0")).count(),
+            1,
+            "{links}"
+        );
+    }
+    assert_eq!(ping(lab.c1.name(), GATEWAY, 2).unwrap().received, 2);
+    assert_eq!(ping(c3.name(), C2, 2).unwrap().received, 2);
+    let t = tcp_transfer(lab.outside.name(), OUTSIDE, 9003, lab.c2.name(), 2 * MB).unwrap();
+    assert!(t.exact && t.bytes == 2 * MB, "c2 to the outside: {t:?}");
+
+    lab.daemon.take().unwrap().stop_clean();
+    assert!(
+        lab.host_ends().is_empty(),
+        "no psv link left: {:?}",
+        lab.host_ends()
+    );
+    for c in [&lab.c1, &lab.c2, &c3] {
+        assert!(
+            eth0_details(c.name()).is_empty(),
+            "{} has no eth0",
+            c.name()
+        );
+    }
+}
+
+/// A veth endpoint `name` in `ns` at 172.30.0.`host`, MTU 1400.
+fn veth_plan(name: &str, ns: &NetnsGuard, ifname: &str, host: u8) -> EndpointPlan {
+    EndpointPlan {
+        name: name.into(),
+        netns: ns.name().into(),
+        ifname: ifname.into(),
+        mac: MacAddr([2, 0, 172, 30, 0, host]),
+        ip: Ipv4Addr::new(172, 30, 0, host),
+        prefix: 24,
+        gateway: Some(GATEWAY),
+        mtu: 1400,
+        routes: Vec::new(),
+        link: EndpointLink::Veth,
+    }
+}
+
+#[test]
+fn a_second_podswitch_is_refused_a_veth_that_a_live_one_holds() {
+    if skip_unless_root("veth held by a live podswitch") {
+        return;
+    }
+    let lab = VethLab::new();
+    let plan = veth_plan("c1", &lab.c1, "eth0", 10);
+    let err = in_netns(lab.host.name(), move || endpoint::preflight(&plan))
+        .unwrap()
+        .expect_err("a live one's veth is not stale");
+    assert!(format!("{err:#}").contains("in use"), "{err:#}");
+    assert_eq!(lab.host_ends().len(), 2, "nothing was deleted");
+    assert_eq!(ping(lab.c1.name(), C2, 1).unwrap().received, 1);
+}
+
+#[test]
+fn create_many_with_veths_removes_every_pair_it_made_when_one_fails() {
+    if skip_unless_root("veth create_many") {
+        return;
+    }
+    let host = NetnsGuard::new("psv-h").unwrap();
+    let a = NetnsGuard::new("psv-a").unwrap();
+    let b = NetnsGuard::new("psv-b").unwrap();
+    let plan = veth_plan;
+    let links = |ns: &str| ip_in(ns, &["-br", "link", "show"]);
+    let items = vec![
+        (plan("a", &a, "eth0", 2), PortId(0), "t0".to_string()),
+        (plan("b", &b, "net1", 3), PortId(1), "t1".to_string()),
+    ];
+    let ports = in_netns(host.name(), move || endpoint::create_many(&items))
+        .unwrap()
+        .unwrap();
+    assert!(ports.iter().all(|p| p.host_ifindex().is_some()));
+    let addr = ip_in(b.name(), &["-4", "addr", "show", "dev", "net1"]);
+    assert!(addr.contains("inet 172.30.0.3/24"), "{addr}");
+    let d = ip_in(a.name(), &["link", "show", "dev", "eth0"]);
+    assert!(
+        d.contains("mtu 1400") && d.contains("02:00:ac:1e:00:02"),
+        "{d}"
+    );
+    assert_eq!(links(host.name()).matches("psv").count(), 2);
+    drop(ports);
+    assert!(!links(host.name()).contains("psv"), "dropping deletes");
+    assert!(!links(a.name()).contains("eth0"));
+
+    // b asks for `lo`, which its namespace has: a's pair is made, b's
+    // fails, and a's must be gone again.
+    let clash = vec![
+        (plan("a", &a, "eth0", 2), PortId(0), "t0".to_string()),
+        (plan("b", &b, "lo", 3), PortId(1), "t1".to_string()),
+    ];
+    let err = in_netns(host.name(), move || endpoint::create_many(&clash))
+        .unwrap()
+        .map(drop)
+        .expect_err("lo is taken");
+    assert!(format!("{err:#}").contains("endpoint b"), "{err:#}");
+    assert!(!links(host.name()).contains("psv"), "no host end left");
+    assert!(!links(a.name()).contains("eth0"), "a's pair removed");
+}
+
+#[test]
+fn a_reload_that_switches_a_network_to_taps_remakes_its_endpoints_as_taps() {
+    if skip_unless_root("veth reload") {
+        return;
+    }
+    let lab = VethLab::new();
+    let daemon = lab.daemon.as_ref().unwrap();
+    let taps = lab.text.replace("endpoint_link = \"veth\"\n", "");
+    std::fs::write(&daemon.config.path, &taps).unwrap();
+    let out = ctl_ok(&lab.socket(), &["reload"]);
+    assert!(out.contains("network front"), "{out}");
+    assert!(lab.host_ends().is_empty(), "{:?}", lab.host_ends());
+    let d = eth0_details(lab.c1.name());
+    assert!(
+        d.contains("tun") && !d.contains("veth"),
+        "eth0 is a TAP: {d}"
+    );
+    assert_eq!(ping(lab.c1.name(), C2, 2).unwrap().received, 2);
+
+    std::fs::write(&daemon.config.path, &lab.text).unwrap();
+    ctl_ok(&lab.socket(), &["reload"]);
+    assert_eq!(lab.host_ends().len(), 2, "veths again");
+    assert!(eth0_details(lab.c2.name()).contains("veth"));
+    assert_eq!(ping(lab.c2.name(), OUTSIDE, 2).unwrap().received, 2);
+}
