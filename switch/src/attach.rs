@@ -147,12 +147,15 @@ impl Switch {
                 self.live.taps.insert(e.name.clone(), (id, thread));
                 if let Some(ifindex) = veth {
                     self.live.veths.insert(id, ifindex);
-                    self.offload_port_changed(OffloadPortChange::Appeared {
-                        port: id,
-                        ifindex,
-                        thread,
-                        kind: OffloadPortKind::VethEndpoint,
-                    });
+                    self.offload_port_changed(
+                        &mut topo,
+                        OffloadPortChange::Appeared {
+                            port: id,
+                            ifindex,
+                            thread,
+                            kind: OffloadPortKind::VethEndpoint,
+                        },
+                    );
                 }
                 if let Attach::Netns(ns) = &e.attach {
                     if let Some(r) = ResolvConf::write(ns, &net.dns)? {
@@ -186,7 +189,9 @@ impl Switch {
         self.dataplane.set_topology(topo);
         if let Some((id, thread)) = tap {
             if let Some(ifindex) = self.live.veths.remove(&id) {
-                self.offload_port_changed(OffloadPortChange::Went { port: id, ifindex });
+                // The port's topology entry went above; this detaches.
+                let mut topo = self.live.topo.clone();
+                self.offload_port_changed(&mut topo, OffloadPortChange::Went { port: id, ifindex });
             }
             let port = self
                 .dataplane

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
-use pmd::afpacket::{Bridged, FilterHandle, PacketFilter, PacketPort};
+use pmd::afpacket::{Binding, Bridged, FilterHandle, PacketFilter, PacketPort};
 use pmd::afxdp::{self, AfXdpPort, L4Ports, XdpFilter};
 use pmd::netdev;
 use pmd::tap::TapPort;
@@ -63,6 +63,8 @@ pub(crate) struct Live {
     /// The name server files written for endpoints, by endpoint name;
     /// each is removed with its entry.
     pub resolv: HashMap<String, ResolvConf>,
+    /// The kernel flow offload, when it runs (`crate::offload_ports`).
+    pub offload: Option<crate::offload_ports::OffloadState>,
 }
 
 /// The name server files of `cfg`'s endpoints that are attached by an
@@ -403,6 +405,7 @@ impl Switch {
         groups.sort_unstable();
         groups.dedup();
         let threads = cores.len().min(groups.len()).max(1);
+        let offload = crate::offload_ports::OffloadState::for_config(cfg)?;
         let thread_of = |g: usize| groups.iter().position(|x| *x == g).unwrap_or(0) % threads;
         let mut specs = Vec::with_capacity(threads);
         for (t, core) in cores.iter().copied().enumerate().take(threads) {
@@ -429,7 +432,10 @@ impl Switch {
                 mode,
                 pool,
                 ports: Vec::new(),
-                flows: None,
+                flows: match &offload {
+                    Some(o) => Some(o.table()?),
+                    None => None,
+                },
             });
         }
         // Endpoints first, in parallel: they are most of a lab's start.
@@ -515,7 +521,14 @@ impl Switch {
                         vxlan_ports,
                         bridged: bridged.clone(),
                     };
-                    let port = PacketPort::open(iface, *id, filter)
+                    // Behind the offload program, the socket takes only
+                    // what the program leaves (pmd::afpacket::Binding).
+                    let binding = if offload.is_some() {
+                        Binding::AfterTc
+                    } else {
+                        Binding::AllFrames
+                    };
+                    let port = PacketPort::open_bound(iface, *id, filter, binding)
                         .with_context(|| format!("opening AF_PACKET uplink on {iface}"))?;
                     if let Some(ifindex) = netdev::ifindex(iface) {
                         offload_uplinks.push((*id, ifindex, thread_of(*group)));
@@ -582,6 +595,7 @@ impl Switch {
             nat: nats.clone(),
             uplink_filters,
             resolv: resolv_confs(cfg)?,
+            offload,
         };
         let dataplane = Dataplane::start_with_nat(topo, settings, specs, nats)
             .context("starting PMD threads")?;
@@ -618,9 +632,7 @@ impl Switch {
                 kind: OffloadPortKind::VethEndpoint,
             });
         }
-        for change in appeared {
-            switch.offload_port_changed(change);
-        }
+        switch.offload_ports_appeared(appeared);
         Ok(switch)
     }
 

@@ -16,7 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use pmd::afpacket::{PacketFilter, PacketPort};
+use pmd::afpacket::{Binding, PacketFilter, PacketPort};
 use pmd::netlink::{LinkChange, Rtnl};
 use pmd::{Frame, Pool, Port, PortCounters, PortId};
 
@@ -141,10 +141,12 @@ impl VethPort {
 }
 
 /// The socket on a host end. Promiscuous: frames to the gateway's and the
-/// other containers' MACs are OTHERHOST to the host end. The one place
-/// that opens it (issue 9 binds it per protocol later).
+/// other containers' MACs are OTHERHOST to the host end. Bound per
+/// protocol, after tc ingress, so that what the flow offload's program
+/// carries never reaches the switch (`pmd::afpacket::Binding`); the
+/// frames it gives up are ethertypes other than IPv4, ARP and IPv6.
 fn open_socket(host: &str, id: PortId) -> Result<PacketPort> {
-    PacketPort::open(host, id, PacketFilter::All)
+    PacketPort::open_bound(host, id, PacketFilter::All, Binding::AfterTc)
         .with_context(|| format!("opening an AF_PACKET socket on {host}"))
 }
 
