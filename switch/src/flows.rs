@@ -36,6 +36,10 @@ pub const SWEEP_NS: u64 = 1_000_000_000;
 /// Sweeps in a row without a packet after which an entry goes.
 pub const IDLE_SWEEPS: u8 = 10;
 
+/// How long a closed flow is kept from the kernel: longer than a
+/// closing connection's last ACKs and TIME_WAIT (60 s on Linux).
+pub const CLOSED_NS: u64 = 120_000_000_000;
+
 /// Why the kernel table refused an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableError {
@@ -88,8 +92,8 @@ pub struct Candidate {
 pub enum Arrival {
     /// Not TCP over IPv4 (or a fragment, or VLAN-tagged): never offloaded.
     Other,
-    /// A SYN, FIN or RST: the flow starts or ends.
-    Boundary(FlowKey),
+    /// A SYN (`opens`), FIN or RST: the flow starts or ends.
+    Boundary { key: FlowKey, opens: bool },
     /// A frame of an established flow.
     Established(Candidate),
 }
@@ -127,8 +131,12 @@ pub fn arrival(ifindex: u32, frame: &[u8]) -> Arrival {
         proto: wire::IPPROTO_TCP,
         pad: [0; 3],
     };
-    if t.flags() & (tcp::flags::SYN | tcp::flags::FIN | tcp::flags::RST) != 0 {
-        Arrival::Boundary(key)
+    let flags = t.flags();
+    if flags & (tcp::flags::SYN | tcp::flags::FIN | tcp::flags::RST) != 0 {
+        Arrival::Boundary {
+            key,
+            opens: flags & tcp::flags::SYN != 0 && flags & tcp::flags::RST == 0,
+        }
     } else {
         Arrival::Established(Candidate { key, ttl: ip.ttl() })
     }
@@ -196,6 +204,9 @@ pub struct OffloadedFlows {
     flows: HashMap<FlowKey, Installed>,
     /// The key replies arrive with -> the installed entry it answers.
     replies: HashMap<FlowKey, FlowKey>,
+    /// Flows that sent a FIN or RST, and when: their last ACKs would
+    /// install them again, to sit idle in the table. A SYN clears them.
+    closed: HashMap<FlowKey, u64>,
     counters: Arc<OffloadCounters>,
     last_sweep_ns: u64,
     warned: bool,
@@ -207,6 +218,7 @@ impl OffloadedFlows {
             table,
             flows: HashMap::new(),
             replies: HashMap::new(),
+            closed: HashMap::new(),
             counters,
             last_sweep_ns: 0,
             warned: false,
@@ -242,6 +254,12 @@ impl OffloadedFlows {
         let Some(action) = action_for(frame, cand.ttl, to) else {
             return;
         };
+        let reverse = reverse_of(&cand.key, &action);
+        if !self.closed.is_empty()
+            && (self.closed.contains_key(&cand.key) || self.closed.contains_key(&reverse))
+        {
+            return;
+        }
         if let Some(old) = self.flows.get(&cand.key) {
             if old.action == action {
                 return;
@@ -263,7 +281,6 @@ impl OffloadedFlows {
             }
         }
         self.counters.installed.add(1);
-        let reverse = reverse_of(&cand.key, &action);
         self.replies.insert(reverse, cand.key);
         // A replaced entry's counters were reset by the insert: what it
         // carried before is lost, a rare route change mid-flow.
@@ -281,11 +298,17 @@ impl OffloadedFlows {
         );
     }
 
-    /// The flow of `key` starts again or ends (a SYN, FIN or RST came
-    /// through the switch): both directions leave the table, so the
-    /// switch sees the rest of the exchange and any new connection on the
-    /// same addresses is decided afresh.
-    pub fn forget(&mut self, tx: &TxQueues, key: &FlowKey) {
+    /// The flow of `key` starts again (`opens`: a SYN) or ends (a FIN or
+    /// RST came through the switch): both directions leave the table, so
+    /// the switch sees the rest of the exchange and any new connection on
+    /// the same addresses is decided afresh. An ended flow is not
+    /// installed again until it opens.
+    pub fn forget(&mut self, tx: &TxQueues, key: &FlowKey, opens: bool, now_ns: u64) {
+        if opens {
+            self.closed.remove(key);
+        } else {
+            self.closed.insert(*key, now_ns);
+        }
         if let Some(reverse) = self.remove(tx, key) {
             self.remove(tx, &reverse);
         }
@@ -341,6 +364,8 @@ impl OffloadedFlows {
         for k in retire {
             self.remove(tx, &k);
         }
+        self.closed
+            .retain(|_, at| now_ns.saturating_sub(*at) < CLOSED_NS);
         self.counters.active.set(self.flows.len() as u64);
     }
 }
@@ -605,6 +630,19 @@ mod tests {
         let mut rig = Rig::with_one_flow();
         rig.send(1, &tcp((MAC1, IP1, 80), (MAC0, IP0, 5000), Flag::Fin));
         assert!(rig.keys().is_empty());
+    }
+
+    #[test]
+    fn the_last_acks_of_a_closed_flow_are_not_installed_until_it_opens_again() {
+        let mut rig = Rig::with_one_flow();
+        rig.send(0, &tcp((MAC0, IP0, 5000), (MAC1, IP1, 80), Flag::Fin));
+        assert!(rig.keys().is_empty());
+        rig.data_0_to_1();
+        rig.send(1, &tcp((MAC1, IP1, 80), (MAC0, IP0, 5000), Flag::Ack));
+        assert!(rig.keys().is_empty(), "ACKs after the FIN, both ways");
+        rig.send(0, &tcp((MAC0, IP0, 5000), (MAC1, IP1, 80), Flag::Syn));
+        rig.data_0_to_1();
+        assert_eq!(rig.keys().len(), 1, "a new connection on the same ports");
     }
 
     #[test]

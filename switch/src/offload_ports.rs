@@ -34,9 +34,8 @@ impl OffloadState {
         if !wanted {
             return Ok(None);
         }
-        let program = FlowOffload::load(DEFAULT_CAPACITY).context(
-            "loading the flow offload (set [switch] offload = false to run without it)",
-        )?;
+        let program = FlowOffload::load(DEFAULT_CAPACITY)
+            .context("loading the flow offload (set [switch] offload = false to run without it)")?;
         Ok(Some(OffloadState {
             program,
             links: HashMap::new(),

@@ -37,6 +37,11 @@ struct VethLab {
 
 impl VethLab {
     fn new() -> VethLab {
+        VethLab::with_switch("")
+    }
+
+    /// A lab whose `[switch]` table also has `extra` lines.
+    fn with_switch(extra: &str) -> VethLab {
         let host = NetnsGuard::new("psv-h").unwrap();
         let outside = NetnsGuard::new("psv-o").unwrap();
         let c1 = NetnsGuard::new("psv-a").unwrap();
@@ -46,6 +51,7 @@ impl VethLab {
             r#"
 [switch]
 control = "{}"
+{extra}
 
 [[port]]
 name = "up0"
@@ -82,7 +88,7 @@ port = 81
 "#,
             control_path(),
             c1.name(),
-            c2.name()
+            c2.name(),
         );
         let daemon = Daemon::start_in(Some(host.name()), &["run"], &text);
         VethLab {
@@ -422,4 +428,165 @@ fn a_reload_that_switches_a_network_to_taps_remakes_its_endpoints_as_taps() {
     assert_eq!(lab.host_ends().len(), 2, "veths again");
     assert!(eth0_details(lab.c2.name()).contains("veth"));
     assert_eq!(ping(lab.c2.name(), OUTSIDE, 2).unwrap().received, 2);
+}
+
+/// `ctl stats` of the lab's switch.
+fn stats(lab: &VethLab) -> serde_json::Value {
+    ctl_json(&lab.socket(), &["stats"])
+}
+
+/// The bytes of port `port`'s received frames that the kernel carried.
+fn offloaded_bytes(stats: &serde_json::Value, port: &str) -> u64 {
+    stats["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == port)
+        .and_then(|p| p["offloaded_bytes"].as_u64())
+        .unwrap_or(0)
+}
+
+/// `Tcp: InCsumErrors` of namespace `ns`: segments its kernel dropped for
+/// a bad checksum.
+fn tcp_csum_errors(ns: &str) -> u64 {
+    in_netns(ns, || {
+        let text = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+        let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+        let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
+        let i = names
+            .split_whitespace()
+            .position(|n| n == "InCsumErrors")
+            .unwrap();
+        values.split_whitespace().nth(i).unwrap().parse().unwrap()
+    })
+    .unwrap()
+}
+
+/// Offloaded bytes of `port` once the switch has read the kernel's
+/// counters (once a second) past `at_least`.
+fn wait_offloaded(lab: &VethLab, port: &str, at_least: u64, what: &str) -> u64 {
+    let mut last = 0;
+    wait_until(what, Duration::from_secs(5), || {
+        last = offloaded_bytes(&stats(lab), port);
+        last >= at_least
+    });
+    last
+}
+
+#[test]
+fn established_tcp_flows_between_veth_containers_and_through_nat_are_carried_by_the_kernel() {
+    if skip_unless_root("flow offload") {
+        return;
+    }
+    let lab = VethLab::new();
+    assert_eq!(ping(lab.c1.name(), C2, 1).unwrap().received, 1);
+    assert_eq!(ping(lab.c1.name(), OUTSIDE, 1).unwrap().received, 1);
+    let errors_before: Vec<u64> = [&lab.c1, &lab.c2, &lab.outside]
+        .iter()
+        .map(|n| tcp_csum_errors(n.name()))
+        .collect();
+    let mut expected_c1 = 0;
+
+    // Container to container: most of it never reaches the switch.
+    let t = tcp_transfer(lab.c2.name(), C2, 9100, lab.c1.name(), 20 * MB).unwrap();
+    assert!(t.exact, "c1 to c2: {t:?}");
+    expected_c1 += 10 * MB;
+    wait_offloaded(&lab, "c1", expected_c1, "c1 -> c2 carried by the kernel");
+
+    // Through NAT, both ways, on connections the containers opened.
+    let t = tcp_transfer(lab.outside.name(), OUTSIDE, 9101, lab.c1.name(), 20 * MB).unwrap();
+    assert!(t.exact, "c1 to the outside: {t:?}");
+    expected_c1 += 10 * MB;
+    wait_offloaded(
+        &lab,
+        "c1",
+        expected_c1,
+        "c1 -> outside carried by the kernel",
+    );
+    let (t, seen) = tcp_fetch(
+        lab.outside.name(),
+        OUTSIDE,
+        9102,
+        lab.c1.name(),
+        SocketAddr::from((OUTSIDE, 9102)),
+        20 * MB,
+    )
+    .unwrap();
+    assert!(t.exact, "the outside to c1: {t:?}");
+    assert_eq!(seen.ip(), std::net::IpAddr::V4(EXTERNAL), "masqueraded");
+    wait_offloaded(&lab, "up0", 10 * MB, "outside -> c1 carried by the kernel");
+
+    // Into a container through a port mapping.
+    let t = tcp_upload(
+        lab.c1.name(),
+        C1,
+        81,
+        lab.outside.name(),
+        SocketAddr::from((EXTERNAL, 8081)),
+        20 * MB,
+    )
+    .unwrap();
+    assert!(t.exact, "outside to c1 through the mapping: {t:?}");
+    wait_offloaded(
+        &lab,
+        "up0",
+        20 * MB,
+        "the mapped flow carried by the kernel",
+    );
+
+    let errors_after: Vec<u64> = [&lab.c1, &lab.c2, &lab.outside]
+        .iter()
+        .map(|n| tcp_csum_errors(n.name()))
+        .collect();
+    assert_eq!(
+        errors_after, errors_before,
+        "no TCP checksum errors anywhere"
+    );
+    let s = stats(&lab);
+    assert!(s["offload"]["installed"].as_u64().unwrap() >= 4, "{s}");
+    // Every connection ended with FIN: none is left in the kernel.
+    wait_until(
+        "closed flows leave the kernel",
+        Duration::from_secs(5),
+        || stats(&lab)["offload"]["active"].as_u64() == Some(0),
+    );
+    let text = ctl_ok(&lab.socket(), &["stats"]);
+    assert!(text.contains("flow offload"), "{text}");
+}
+
+#[test]
+fn with_offload_off_every_frame_goes_through_the_switch() {
+    if skip_unless_root("flow offload off") {
+        return;
+    }
+    let lab = VethLab::with_switch("offload = false");
+    let t = tcp_transfer(lab.c2.name(), C2, 9110, lab.c1.name(), 10 * MB).unwrap();
+    assert!(t.exact, "{t:?}");
+    let s = stats(&lab);
+    assert!(s["offload"].is_null(), "{s}");
+    assert_eq!(offloaded_bytes(&s, "c1"), 0);
+    let progs = in_netns(lab.host.name(), || {
+        pmd::offload::tcx_ingress_programs(pmd::netdev::ifindex("up0").unwrap()).unwrap()
+    })
+    .unwrap();
+    assert!(progs.is_empty(), "no program on the uplink: {progs:?}");
+}
+
+#[test]
+fn a_killed_podswitch_leaves_no_offload_program_behind() {
+    if skip_unless_root("flow offload after a kill") {
+        return;
+    }
+    let mut lab = VethLab::new();
+    let attached = || {
+        in_netns(lab.host.name(), || {
+            pmd::offload::tcx_ingress_programs(pmd::netdev::ifindex("up0").unwrap()).unwrap()
+        })
+        .unwrap()
+    };
+    assert_eq!(attached().len(), 1, "the program is on the uplink");
+    lab.daemon.as_mut().unwrap().stop(libc::SIGKILL);
+    wait_until("the kernel drops the links", Duration::from_secs(5), || {
+        attached().is_empty()
+    });
 }

@@ -435,9 +435,9 @@ impl SwitchPipeline {
         for frame in burst.drain(..) {
             match flows::arrival(ifindex, ctx.pool.data(&frame)) {
                 Arrival::Established(c) => self.flow_candidate = Some(c),
-                Arrival::Boundary(key) => {
+                Arrival::Boundary { key, opens } => {
                     if let Some(f) = &mut self.flows {
-                        f.forget(ctx.tx, &key);
+                        f.forget(ctx.tx, &key, opens, ctx.now_ns);
                     }
                 }
                 Arrival::Other => {}
