@@ -207,6 +207,7 @@ fn action(
         src_mac: smac,
         ttl_dec,
         pad: [0; 7],
+        tunnel: Default::default(),
     }
 }
 

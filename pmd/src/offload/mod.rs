@@ -32,6 +32,8 @@ pub struct FlowKey {
     pub src_mac: [u8; 6],
     /// IP protocol (6: only TCP is offloaded).
     pub proto: u8,
+    /// Zero, or for the inner headers of a VXLAN datagram its VNI as on
+    /// the wire (24 bits, big-endian; VNI 0 is never configured).
     pub pad: [u8; 3],
 }
 
@@ -40,9 +42,51 @@ pub struct FlowKey {
 /// leaves through `out_ifindex` itself (`bpf_redirect`, egress).
 pub const FLOW_TO_PEER: u32 = 1;
 
+/// `FlowAction::flags`: after the rewrite, the frame is encapsulated in
+/// VXLAN under [`Tunnel::outer`] (its lengths and IPv4 checksum filled in
+/// per skb) and leaves through `out_ifindex`.
+pub const FLOW_ENCAP: u32 = 2;
+
+/// `FlowAction::flags`: the key is the inner headers of a VXLAN datagram
+/// (the VNI in [`FlowKey::pad`]); the program checks the outer addresses
+/// and UDP destination port against [`Tunnel::outer`], takes the outer
+/// headers off and rewrites and delivers the inner frame.
+pub const FLOW_DECAP: u32 = 4;
+
+/// Length of the VXLAN outer headers (Ethernet, IPv4 without options, UDP,
+/// VXLAN).
+pub const OUTER_LEN: usize = 50;
+
+/// The VXLAN side of a [`FlowAction`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// [`FLOW_ENCAP`]: the outer headers as the switch sends them, with
+    /// the IPv4 total length and UDP length 0 and the IPv4 checksum over
+    /// that. [`FLOW_DECAP`]: the outer headers the flow arrives with (the
+    /// program compares the IPv4 addresses and the UDP destination port).
+    pub outer: [u8; OUTER_LEN],
+    /// [`FLOW_ENCAP`]: the largest inner IPv4 packet (or GSO segment) the
+    /// underlay carries, host order; bigger ones go to the switch.
+    pub inner_mtu: u16,
+    pub pad: [u8; 4],
+}
+
+impl Default for Tunnel {
+    fn default() -> Self {
+        Tunnel {
+            outer: [0; OUTER_LEN],
+            inner_mtu: 0,
+            pad: [0; 4],
+        }
+    }
+}
+
 /// What the switch did to the flow's frames: the headers they leave with,
 /// and where. The program writes every field (a field the switch did not
 /// change is written with its old value), fixing checksums for what moved.
+/// For a VXLAN flow ([`FLOW_ENCAP`], [`FLOW_DECAP`]) the first 40 bytes
+/// are about the inner frame and [`Tunnel`] about the outer headers.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowAction {
@@ -58,6 +102,7 @@ pub struct FlowAction {
     /// How much the TTL goes down (0 switched, 1 routed).
     pub ttl_dec: u8,
     pub pad: [u8; 7],
+    pub tunnel: Tunnel,
 }
 
 /// What the program counted for one flow since it was installed.
@@ -72,7 +117,9 @@ pub struct FlowStats {
 }
 
 const _: () = assert!(std::mem::size_of::<FlowKey>() == 32);
-const _: () = assert!(std::mem::size_of::<FlowAction>() == 40);
+const _: () = assert!(std::mem::size_of::<FlowAction>() == 96);
+const _: () = assert!(std::mem::offset_of!(FlowAction, tunnel) == 40);
+const _: () = assert!(std::mem::offset_of!(FlowAction, tunnel.inner_mtu) == 90);
 
 mod error;
 mod program;

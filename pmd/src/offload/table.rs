@@ -10,7 +10,7 @@ use super::{FlowAction, FlowKey, FlowStats, OffloadError};
 
 /// The map value: the action, then `packets`, `bytes`, `last_ns`
 /// (`struct pd_flow_value` in pd_tc.c).
-pub(super) const VALUE_SIZE: usize = 64;
+pub(super) const VALUE_SIZE: usize = 120;
 const ACTION_SIZE: usize = std::mem::size_of::<FlowAction>();
 
 /// A handle on the offload's flow table. `Send + Sync`: the map is the
@@ -34,7 +34,8 @@ fn key_bytes(key: &FlowKey) -> [u8; 32] {
 }
 
 fn action_bytes(action: &FlowAction) -> [u8; ACTION_SIZE] {
-    // SAFETY: FlowAction is repr(C), 40 bytes without implicit padding.
+    // SAFETY: FlowAction is repr(C), 96 bytes without implicit padding
+    // (every gap is an explicit pad field; sizes asserted in mod.rs).
     unsafe { std::mem::transmute::<FlowAction, [u8; ACTION_SIZE]>(*action) }
 }
 
