@@ -782,12 +782,15 @@ impl PacketPort {
                 if vxlan_ports.is_empty() {
                     None
                 } else {
-                    // The tunnel socket stays ETH_P_ALL whatever the
-                    // binding: its filter takes only UDP to the VXLAN
-                    // ports, so a TCP segment the flow offload carries
-                    // costs it one filter run, not a copy.
+                    // Super-frames are what the flow offload decapsulates
+                    // in tc: after tc, so that one it delivers is not also
+                    // the switch's.
+                    let proto = match binding {
+                        Binding::AllFrames => ETH_P_ALL_BE,
+                        Binding::AfterTc => (libc::ETH_P_IP as u16).to_be(),
+                    };
                     let prog = owned_filter(*ip, bridged, vxlan_ports, max_frame, Share::Tunnel);
-                    Some(bound_socket(iface, ifindex, false, &prog, ETH_P_ALL_BE)?.0)
+                    Some(bound_socket(iface, ifindex, false, &prog, proto)?.0)
                 }
             }
         };

@@ -18,9 +18,11 @@
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use pmd::offload::{FlowAction, FlowKey, FlowStats, FLOW_TO_PEER};
+use pmd::offload::{
+    FlowAction, FlowKey, FlowStats, Tunnel, FLOW_DECAP, FLOW_ENCAP, FLOW_TO_PEER, OUTER_LEN,
+};
 use pmd::thread::TxQueues;
-use pmd::wire::{self, tcp, EthernetFrame, Ipv4Packet, TcpPacket};
+use pmd::wire::{self, tcp, EthernetFrame, Ipv4Packet, TcpPacket, UdpPacket};
 use pmd::PortId;
 
 use crate::stats::OffloadCounters;
@@ -83,8 +85,34 @@ impl KernelFlowTable for pmd::offload::FlowTable {
 /// it: its ingress key and TTL as it arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Candidate {
+    /// For a VXLAN datagram, the inner headers' key with the VNI.
     pub key: FlowKey,
+    /// The (inner) TTL.
     pub ttl: u8,
+    /// The outer headers, when the frame is a VXLAN datagram.
+    pub vxlan: Option<Outer>,
+}
+
+/// What the decapsulation of a flow checks of its outer headers: that it
+/// comes from the same VTEP, to the same address, on the same port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer {
+    pub src_vtep: [u8; 4],
+    pub dst_vtep: [u8; 4],
+    pub udp_dst_port: [u8; 2],
+}
+
+/// Offsets in the 50 VXLAN outer bytes (Ethernet 14, IPv4 20, UDP 8,
+/// VXLAN 8) that the program reads or writes.
+mod outer_at {
+    pub const IP: usize = 14;
+    pub const IP_TOTAL_LEN: usize = IP + 2;
+    pub const IP_SRC: usize = IP + 12;
+    pub const IP_DST: usize = IP + 16;
+    pub const UDP: usize = 34;
+    pub const UDP_DST: usize = UDP + 2;
+    pub const UDP_LEN: usize = UDP + 4;
+    pub const VNI: usize = 42 + 4;
 }
 
 /// What the headers of a frame arriving on an offload port say.
@@ -99,8 +127,86 @@ pub enum Arrival {
 }
 
 /// Reads the offload key of `frame`, arriving on device `ifindex`. Only
-/// untagged IPv4 TCP without fragmentation, as the program matches.
+/// untagged IPv4 TCP without fragmentation, as the program matches, or
+/// such a frame inside one VXLAN datagram (outer IPv4 without options, not
+/// fragmented, UDP checksum 0): then the key is the inner headers' with the
+/// VNI. Whether the datagram is VXLAN for this host at all is the
+/// pipeline's to say (it only installs what it decapsulated).
 pub fn arrival(ifindex: u32, frame: &[u8]) -> Arrival {
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return Arrival::Other;
+    };
+    if eth.ethertype() != wire::ETHERTYPE_IPV4 {
+        return Arrival::Other;
+    }
+    let l3 = eth.payload();
+    let Ok(ip) = Ipv4Packet::new_checked(l3) else {
+        return Arrival::Other;
+    };
+    if ip.is_fragment() {
+        return Arrival::Other;
+    }
+    if ip.protocol() == wire::IPPROTO_UDP {
+        return vxlan_arrival(ifindex, frame);
+    }
+    inner_arrival(ifindex, frame, None)
+}
+
+/// [`arrival`] of a UDP datagram: the inner frame's, if it is VXLAN as the
+/// program decapsulates it (one datagram: the lengths are the frame's).
+#[inline(never)]
+fn vxlan_arrival(ifindex: u32, frame: &[u8]) -> Arrival {
+    let Some(outer) = frame.get(..OUTER_LEN) else {
+        return Arrival::Other;
+    };
+    let ip = Ipv4Packet::new_unchecked(&outer[outer_at::IP..]);
+    let udp = UdpPacket::new_unchecked(&outer[outer_at::UDP..]);
+    let vx = overlay::VxlanHeader::new_unchecked(&outer[outer_at::VNI - 4..]);
+    if ip.header_len() != wire::ipv4::HEADER_LEN
+        || usize::from(ip.total_len()) + wire::ETH_HDR != frame.len()
+        || udp.checksum() != 0
+        || vx.flags() != overlay::vxlan::FLAG_I
+        || vx.vni() == 0
+    {
+        return Arrival::Other;
+    }
+    let found = Outer {
+        src_vtep: ip.src_addr().octets(),
+        dst_vtep: ip.dst_addr().octets(),
+        udp_dst_port: udp.dst_port().to_be_bytes(),
+    };
+    let inner = &frame[OUTER_LEN..];
+    // The program takes no inner IPv4 options, and only a datagram whose
+    // inner packet is all of it (not a train of many).
+    let whole =
+        Ipv4Packet::new_checked(inner.get(wire::ETH_HDR..).unwrap_or_default()).is_ok_and(|i| {
+            i.header_len() == wire::ipv4::HEADER_LEN
+                && usize::from(i.total_len()) + wire::ETH_HDR == inner.len()
+        });
+    if !whole {
+        return Arrival::Other;
+    }
+    match inner_arrival(ifindex, inner, Some(found)) {
+        Arrival::Boundary { mut key, opens } => {
+            key.pad = vni_bytes(vx.vni());
+            Arrival::Boundary { key, opens }
+        }
+        Arrival::Established(mut c) => {
+            c.key.pad = vni_bytes(vx.vni());
+            Arrival::Established(c)
+        }
+        Arrival::Other => Arrival::Other,
+    }
+}
+
+fn vni_bytes(vni: u32) -> [u8; 3] {
+    let b = vni.to_be_bytes();
+    [b[1], b[2], b[3]]
+}
+
+/// [`arrival`] of an untagged Ethernet frame of IPv4 TCP.
+#[inline(always)]
+fn inner_arrival(ifindex: u32, frame: &[u8], vxlan: Option<Outer>) -> Arrival {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return Arrival::Other;
     };
@@ -138,7 +244,11 @@ pub fn arrival(ifindex: u32, frame: &[u8]) -> Arrival {
             opens: flags & tcp::flags::SYN != 0 && flags & tcp::flags::RST == 0,
         }
     } else {
-        Arrival::Established(Candidate { key, ttl: ip.ttl() })
+        Arrival::Established(Candidate {
+            key,
+            ttl: ip.ttl(),
+            vxlan,
+        })
     }
 }
 
@@ -168,12 +278,71 @@ pub fn action_for(frame: &[u8], in_ttl: u8, to: OffloadTarget) -> Option<FlowAct
         src_mac: eth.src_addr().0,
         ttl_dec: in_ttl.checked_sub(ip.ttl())?,
         pad: [0; 7],
+        tunnel: Tunnel::default(),
     })
 }
 
+/// What the kernel must do to a flow's frames to send them as the switch
+/// just sent `sent`, a VXLAN datagram of the flow's frame (outer headers as
+/// `overlay::encapsulate` writes them), out of the uplink `to`: the inner
+/// action, and the outer headers as a template whose lengths the program
+/// fills in per skb (it takes inner packets of `inner_mtu` at most).
+pub fn encap_action_for(
+    sent: &[u8],
+    in_ttl: u8,
+    to: OffloadTarget,
+    inner_mtu: u16,
+) -> Option<FlowAction> {
+    let outer = sent.get(..OUTER_LEN)?;
+    let eth = EthernetFrame::new_checked(outer).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if eth.ethertype() != wire::ETHERTYPE_IPV4
+        || ip.header_len() != wire::ipv4::HEADER_LEN
+        || ip.protocol() != wire::IPPROTO_UDP
+        || to.to_peer
+    {
+        return None;
+    }
+    let mut a = action_for(&sent[OUTER_LEN..], in_ttl, to)?;
+    a.flags = FLOW_ENCAP;
+    a.tunnel.inner_mtu = inner_mtu;
+    a.tunnel.outer.copy_from_slice(outer);
+    let t = &mut a.tunnel.outer;
+    t[outer_at::IP_TOTAL_LEN..outer_at::IP_TOTAL_LEN + 2].fill(0);
+    t[outer_at::UDP_LEN..outer_at::UDP_LEN + 2].fill(0);
+    Ipv4Packet::new_unchecked(&mut t[outer_at::IP..outer_at::UDP]).fill_checksum();
+    Some(a)
+}
+
+/// What the kernel must do to a VXLAN datagram of the flow of `cand` (from
+/// the uplink) to deliver it as the switch just delivered its inner frame,
+/// `delivered`, to `to`: check the outer headers are those `cand` arrived
+/// with, take them off and do the inner action.
+pub fn decap_action_for(
+    delivered: &[u8],
+    cand: &Candidate,
+    to: OffloadTarget,
+) -> Option<FlowAction> {
+    let outer = cand.vxlan?;
+    let mut a = action_for(delivered, cand.ttl, to)?;
+    a.flags |= FLOW_DECAP;
+    let t = &mut a.tunnel.outer;
+    t[outer_at::IP_SRC..outer_at::IP_SRC + 4].copy_from_slice(&outer.src_vtep);
+    t[outer_at::IP_DST..outer_at::IP_DST + 4].copy_from_slice(&outer.dst_vtep);
+    t[outer_at::UDP_DST..outer_at::UDP_DST + 2].copy_from_slice(&outer.udp_dst_port);
+    Some(a)
+}
+
 /// The key the flow's replies arrive with: on the device the flow leaves
-/// by, with the sent headers swapped.
+/// by, with the sent headers swapped; for a flow the kernel encapsulates,
+/// they arrive in VXLAN of its VNI.
 fn reverse_of(key: &FlowKey, a: &FlowAction) -> FlowKey {
+    let pad = if a.flags & FLOW_ENCAP != 0 {
+        let v = &a.tunnel.outer[outer_at::VNI..outer_at::VNI + 3];
+        [v[0], v[1], v[2]]
+    } else {
+        [0; 3]
+    };
     FlowKey {
         ifindex: a.out_ifindex,
         src_ip: a.dst_ip,
@@ -183,7 +352,7 @@ fn reverse_of(key: &FlowKey, a: &FlowAction) -> FlowKey {
         dst_mac: a.src_mac,
         src_mac: a.dst_mac,
         proto: key.proto,
-        pad: [0; 3],
+        pad,
     }
 }
 
@@ -248,12 +417,24 @@ impl OffloadedFlows {
         frame: &[u8],
         now_ns: u64,
     ) {
+        if let Some(action) = action_for(frame, cand.ttl, to) {
+            self.offer_action(tx, cand, (in_port, out_port), action, now_ns);
+        }
+    }
+
+    /// [`offer`](Self::offer) with the action made already (a VXLAN flow's:
+    /// [`encap_action_for`], [`decap_action_for`]).
+    pub fn offer_action(
+        &mut self,
+        tx: &TxQueues,
+        cand: &Candidate,
+        (in_port, out_port): (PortId, PortId),
+        action: FlowAction,
+        now_ns: u64,
+    ) {
         if watched(tx, in_port) || watched(tx, out_port) {
             return;
         }
-        let Some(action) = action_for(frame, cand.ttl, to) else {
-            return;
-        };
         let reverse = reverse_of(&cand.key, &action);
         if !self.closed.is_empty()
             && (self.closed.contains_key(&cand.key) || self.closed.contains_key(&reverse))

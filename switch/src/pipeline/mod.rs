@@ -466,8 +466,74 @@ impl SwitchPipeline {
         ) else {
             return;
         };
+        // A VXLAN datagram's inner key is only ever installed by the
+        // decapsulation (`offer_decap`).
+        if cand.vxlan.is_some() {
+            return;
+        }
         let ports = (frame.in_port, out);
         flows.offer(ctx.tx, &cand, ports, to, ctx.pool.data(frame), ctx.now_ns);
+    }
+
+    /// Called where the pipeline sends `sent`, a frame it encapsulated in
+    /// VXLAN toward one remote VTEP, out of uplink `up`: if the inner
+    /// frame was a candidate, the kernel encapsulates its flow from now.
+    #[inline(always)]
+    fn offer_encap(&mut self, ctx: &mut Ctx<'_>, up: UplinkId, sent: &Frame) {
+        if self.flow_candidate.is_some() {
+            self.offer_encap_now(ctx, up, sent);
+        }
+    }
+
+    #[inline(never)]
+    fn offer_encap_now(&mut self, ctx: &mut Ctx<'_>, up: UplinkId, sent: &Frame) {
+        let uplink = self.topo.uplink(up);
+        let (port, mtu) = (uplink.port, uplink.mtu);
+        let (Some(cand), Some(to), Some(flows)) = (
+            self.flow_candidate.take(),
+            self.topo.offload_of(port),
+            self.flows.as_mut(),
+        ) else {
+            return;
+        };
+        if cand.vxlan.is_some() {
+            return;
+        }
+        let inner_mtu = mtu
+            .saturating_sub(overlay::OUTER_LEN as u32)
+            .min(u16::MAX as u32) as u16;
+        let Some(action) = flows::encap_action_for(ctx.pool.data(sent), cand.ttl, to, inner_mtu)
+        else {
+            return;
+        };
+        let ports = (sent.in_port, port);
+        flows.offer_action(ctx.tx, &cand, ports, action, ctx.now_ns);
+    }
+
+    /// Called where the pipeline delivers `frame`, the inner frame of a
+    /// VXLAN datagram, to the local port `out`: if the datagram was a
+    /// candidate, the kernel decapsulates and delivers its flow from now.
+    #[inline(always)]
+    fn offer_decap(&mut self, ctx: &mut Ctx<'_>, out: PortId, frame: &Frame) {
+        if self.flow_candidate.is_some() {
+            self.offer_decap_now(ctx, out, frame);
+        }
+    }
+
+    #[inline(never)]
+    fn offer_decap_now(&mut self, ctx: &mut Ctx<'_>, out: PortId, frame: &Frame) {
+        let (Some(cand), Some(to), Some(flows)) = (
+            self.flow_candidate.take(),
+            self.topo.offload_of(out),
+            self.flows.as_mut(),
+        ) else {
+            return;
+        };
+        let Some(action) = flows::decap_action_for(ctx.pool.data(frame), &cand, to) else {
+            return;
+        };
+        let ports = (frame.in_port, out);
+        flows.offer_action(ctx.tx, &cand, ports, action, ctx.now_ns);
     }
 
     fn dump_fdb(&self, now_ns: u64) -> Vec<FdbRow> {

@@ -44,6 +44,8 @@ impl SwitchPipeline {
         };
         let in_port = frame.in_port;
         if meta.dst_mac.is_multicast() {
+            // Copies to many are never a flow's one way.
+            self.flow_candidate = None;
             // ARP for a known remote endpoint is answered here (ARP
             // suppression), so it never floods the overlay.
             if meta.ethertype == wire::ETHERTYPE_ARP
@@ -66,6 +68,7 @@ impl SwitchPipeline {
                 return;
             }
             Some(out) => {
+                self.offer_flow(ctx, out, &frame);
                 ctx.send(out, frame);
                 return;
             }
@@ -77,6 +80,7 @@ impl SwitchPipeline {
                 self.encap_send(ctx, net, up, vni, frame, meta, vtep)
             }
             Some(Destination::Flood(peers)) => {
+                self.flow_candidate = None;
                 self.replicate(ctx, net, up, vni, &frame, meta, peers);
                 self.flood(ctx, net, frame);
             }
@@ -237,6 +241,8 @@ impl SwitchPipeline {
                 ctx.drop_frame(seg, DropReason::TooBig);
                 continue;
             }
+            // The first datagram as the kernel would send the segment's.
+            self.offer_encap(ctx, up, &seg);
             if let Some(full) = train.push(ctx.pool, seg) {
                 ctx.send(port, full);
             }
@@ -304,6 +310,7 @@ impl SwitchPipeline {
             return;
         }
         if hop_mac.is_some() {
+            self.offer_encap(ctx, up, &frame);
             ctx.send(port, frame);
             return;
         }
@@ -394,6 +401,7 @@ impl SwitchPipeline {
         match fdb.lookup(inner.dst_mac, ctx.now_ns) {
             Some(out) => {
                 self.counters[net.0 as usize].unicast.add(1);
+                self.offer_decap(ctx, out, &frame);
                 ctx.send(out, frame);
             }
             None => self.flood(ctx, net, frame),
