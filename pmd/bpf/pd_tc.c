@@ -225,8 +225,8 @@ static __always_inline int pd_encap(struct __sk_buff *skb, const struct pd_flow_
  * frame of an offloaded flow of this VTEP, decapsulate it and deliver the
  * inner frame as the switch would. Anything else goes on untouched: a
  * train (many datagrams in one UDP GSO skb, podswitch's own sender's
- * output, which only the switch cuts), outer fragments or options, a UDP
- * checksum to verify, inner IP options or fragments, SYN/FIN/RST. */
+ * output, which only the switch cuts), outer fragments or options, inner
+ * IP options or fragments, SYN/FIN/RST. */
 static __always_inline int pd_decap(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
@@ -246,7 +246,7 @@ static __always_inline int pd_decap(struct __sk_buff *skb)
 	struct iphdr *iip = data + PD_OUTER_LEN + ETH_HLEN;
 	struct tcphdr *tcp = data + PD_OUTER_LEN + ETH_HLEN + sizeof(struct iphdr);
 
-	if (oip->ihl != 5 || (oip->frag_off & bpf_htons(0x3fff)) || oudp->check)
+	if (oip->ihl != 5 || (oip->frag_off & bpf_htons(0x3fff)))
 		return PD_PASS;
 	/* One datagram: its outer length is the skb's, and so is the inner
 	 * packet's (a train's outer length is the train's, its first inner
@@ -300,16 +300,23 @@ static __always_inline int pd_decap(struct __sk_buff *skb)
 		.ttl = iip->ttl,
 	};
 	__u32 len = skb->len;
+	int udp_csum = oudp->check != 0;
 	/* Takes out the 50 bytes behind the outer Ethernet header: outer IPv4,
 	 * UDP, VXLAN and the inner Ethernet header, whose MACs the rewrite
 	 * writes over the outer ones. FIXED_GSO: gso_size is the inner MSS
-	 * already. The checksum state stays: CHECKSUM_PARTIAL points at the
-	 * inner TCP header, and a NIC's CHECKSUM_UNNECESSARY (outer UDP
-	 * checksum 0) was the inner TCP's. */
+	 * already. The checksum state stays: CHECKSUM_PARTIAL (a local
+	 * sender's, Linux's vxlan with or without a UDP checksum) points at
+	 * the inner TCP header, CHECKSUM_COMPLETE is moved past the outer
+	 * headers by the helper. */
 	const __u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_DECAP_L3_IPV4 |
 			    BPF_F_ADJ_ROOM_NO_CSUM_RESET;
 	if (bpf_skb_adjust_room(skb, -PD_OUTER_LEN, BPF_ADJ_ROOM_MAC, flags))
 		return PD_PASS;
+	/* A NIC's CHECKSUM_UNNECESSARY counts the outer UDP checksum first
+	 * when there is one (level 0); the inner TCP's is the next level, if
+	 * any, which is what the container may trust now. */
+	if (udp_csum && bpf_csum_level(skb, BPF_CSUM_LEVEL_QUERY) >= 0)
+		bpf_csum_level(skb, BPF_CSUM_LEVEL_DEC);
 	pd_rewrite(skb, a, &s, 0, ETH_HLEN, ETH_HLEN + sizeof(struct iphdr), 1);
 	pd_count(v, len);
 	return pd_out(a);

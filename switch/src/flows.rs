@@ -129,7 +129,7 @@ pub enum Arrival {
 /// Reads the offload key of `frame`, arriving on device `ifindex`. Only
 /// untagged IPv4 TCP without fragmentation, as the program matches, or
 /// such a frame inside one VXLAN datagram (outer IPv4 without options, not
-/// fragmented, UDP checksum 0): then the key is the inner headers' with the
+/// fragmented): then the key is the inner headers' with the
 /// VNI. Whether the datagram is VXLAN for this host at all is the
 /// pipeline's to say (it only installs what it decapsulated).
 pub fn arrival(ifindex: u32, frame: &[u8]) -> Arrival {
@@ -164,7 +164,6 @@ fn vxlan_arrival(ifindex: u32, frame: &[u8]) -> Arrival {
     let vx = overlay::VxlanHeader::new_unchecked(&outer[outer_at::VNI - 4..]);
     if ip.header_len() != wire::ipv4::HEADER_LEN
         || usize::from(ip.total_len()) + wire::ETH_HDR != frame.len()
-        || udp.checksum() != 0
         || vx.flags() != overlay::vxlan::FLAG_I
         || vx.vni() == 0
     {
