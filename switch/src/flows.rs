@@ -928,4 +928,260 @@ mod tests {
         assert_eq!(arrival(1, &tagged), Arrival::Other);
         assert_eq!(arrival(1, &tagged[..30]), Arrival::Other);
     }
+
+    // An overlay network (VNI 42) with a veth endpoint (port 0, device 10)
+    // and a packet uplink (port 1, device 20, VTEP 10.99.0.2) whose next
+    // hop to the remote VTEP 10.99.0.3 is known; the remote endpoint
+    // 10.200.0.11 (MAC1) is behind it.
+    const UP_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
+    const HOP_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x98];
+    const VTEP: [u8; 4] = [10, 99, 0, 2];
+    const REMOTE_VTEP: [u8; 4] = [10, 99, 0, 3];
+    const OIP0: [u8; 4] = [10, 200, 0, 10];
+    const OIP1: [u8; 4] = [10, 200, 0, 11];
+
+    struct OverlayRig {
+        pipeline: SwitchPipeline,
+        pool: Pool,
+        tx: TxQueues,
+        entries: Entries,
+    }
+
+    impl OverlayRig {
+        fn new() -> OverlayRig {
+            use std::net::Ipv4Addr;
+            let mut topo = Topology::default();
+            let net = topo.add_network("ov", "10.200.0.0/24".parse().unwrap(), None);
+            let p0 = topo.add_port("c1", Some(net));
+            topo.set_port_offload(
+                p0,
+                Some(OffloadTarget {
+                    ifindex: 10,
+                    to_peer: true,
+                }),
+            );
+            let up = topo.add_uplink(
+                "up0",
+                Ipv4Addr::from(VTEP),
+                "10.99.0.0/24".parse().unwrap(),
+                None,
+                pmd::wire::MacAddr(UP_MAC),
+            );
+            let up_port = topo.uplink(up).port;
+            topo.set_port_offload(
+                up_port,
+                Some(OffloadTarget {
+                    ifindex: 20,
+                    to_peer: false,
+                }),
+            );
+            topo.set_uplink(net, up);
+            topo.set_vxlan(net, 42, overlay::VXLAN_PORT);
+            let mut tables = overlay::VtepTables::new(Ipv4Addr::from(VTEP));
+            tables.add_network(42, overlay::VXLAN_PORT, None).unwrap();
+            tables
+                .add_remote_endpoint(overlay::RemoteEndpoint {
+                    vni: 42,
+                    ip: Ipv4Addr::from(OIP1),
+                    mac: pmd::wire::MacAddr(MAC1),
+                    vtep: Ipv4Addr::from(REMOTE_VTEP),
+                })
+                .unwrap();
+            let u = &mut topo.uplinks[up.0 as usize];
+            u.vteps = Some(Arc::new(tables));
+            u.overlay_nets = vec![(42, net)];
+            u.static_neighbors = vec![(Ipv4Addr::from(REMOTE_VTEP), pmd::wire::MacAddr(HOP_MAC))];
+            let (_control, rx) = channel::unbounded();
+            let entries = Entries::default();
+            let pipeline = SwitchPipeline::new(
+                Arc::new(topo),
+                SwitchSettings::default(),
+                vec![Arc::<NetCounters>::default()],
+                rx,
+                vec![],
+                vec![],
+                vec![],
+            )
+            .with_offload(OffloadedFlows::new(
+                Box::new(FakeTable(entries.clone())),
+                Arc::default(),
+            ));
+            let tx = TxQueues::new(&[(PortId(0), Arc::default()), (PortId(1), Arc::default())]);
+            let pool = Pool::new(PoolConfig {
+                chunks: 64,
+                large: 1,
+                umem: false,
+            })
+            .unwrap();
+            OverlayRig {
+                pipeline,
+                pool,
+                tx,
+                entries,
+            }
+        }
+
+        /// Switches `frame` arriving on `port`; the frames that left, by
+        /// port.
+        fn send(&mut self, port: u16, frame: &[u8]) -> Vec<(u16, Vec<u8>)> {
+            let mut f: Frame = self.pool.alloc_copy(frame).unwrap();
+            f.in_port = PortId(port);
+            let mut ctx = Ctx {
+                pool: &mut self.pool,
+                tx: &mut self.tx,
+                now_ns: 1,
+                thread: 0,
+            };
+            self.pipeline.process(&mut ctx, &mut vec![f]);
+            let mut out = Vec::new();
+            for p in 0..2 {
+                for f in ctx.tx.take(PortId(p)) {
+                    out.push((p, ctx.pool.data(&f).to_vec()));
+                    ctx.pool.free(f);
+                }
+            }
+            out
+        }
+
+        fn entry(&self, pred: impl Fn(&FlowKey) -> bool) -> Option<(FlowKey, FlowAction)> {
+            let m = self.entries.lock().unwrap();
+            m.iter().find(|(k, _)| pred(k)).map(|(k, (a, _))| (*k, *a))
+        }
+    }
+
+    /// A frame of the connection from OIP0:5000 to OIP1:80, either way.
+    fn overlay_tcp(from: ([u8; 6], [u8; 4]), to: ([u8; 6], [u8; 4]), flag: Flag) -> Vec<u8> {
+        let (sport, dport) = if from.1 == OIP0 {
+            (5000, 80)
+        } else {
+            (80, 5000)
+        };
+        tcp((from.0, from.1, sport), (to.0, to.1, dport), flag)
+    }
+
+    /// `inner` in VXLAN (VNI 42) from the remote VTEP to this host, with
+    /// the UDP checksum Linux's vxlan sends.
+    fn from_remote_vtep(inner: &[u8]) -> Vec<u8> {
+        let mut payload = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        payload.extend_from_slice(inner);
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2(HOP_MAC, UP_MAC)
+            .ipv4(REMOTE_VTEP, VTEP, 64)
+            .udp(51000, overlay::VXLAN_PORT)
+            .write(&mut f, &payload)
+            .unwrap();
+        f
+    }
+
+    /// What the program writes over an encapsulated skb of `len` bytes:
+    /// the template with its lengths, the IPv4 checksum adjusted as
+    /// pd_encap does (ones' complement add of the total length).
+    fn outer_as_the_program_writes_it(t: &Tunnel, len: usize) -> [u8; OUTER_LEN] {
+        let mut o = t.outer;
+        let tot = (len - wire::ETH_HDR) as u16;
+        o[16..18].copy_from_slice(&tot.to_be_bytes());
+        o[38..40].copy_from_slice(&(tot - 20).to_be_bytes());
+        let check = u16::from_be_bytes([o[24], o[25]]);
+        let mut sum = (!check) as u32 + tot as u32;
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        o[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        o
+    }
+
+    #[test]
+    fn an_encapsulated_send_installs_the_outer_headers_the_pipeline_sent() {
+        let mut rig = OverlayRig::new();
+        rig.send(0, &overlay_tcp((MAC0, OIP0), (MAC1, OIP1), Flag::Syn));
+        assert!(
+            rig.entries.lock().unwrap().is_empty(),
+            "a SYN is never installed"
+        );
+        let data = overlay_tcp((MAC0, OIP0), (MAC1, OIP1), Flag::Ack);
+        let out = rig.send(0, &data);
+        assert_eq!(out.len(), 1, "one VXLAN datagram");
+        let (port, sent) = &out[0];
+        assert_eq!(*port, 1, "out of the uplink");
+        assert_eq!(&sent[OUTER_LEN..], &data[..], "the inner frame unchanged");
+        let (key, a) = rig.entry(|k| k.ifindex == 10).expect("installed");
+        assert_eq!((key.src_ip, key.dst_ip, key.pad), (OIP0, OIP1, [0; 3]));
+        assert_eq!(a.flags, FLOW_ENCAP);
+        assert_eq!(a.out_ifindex, 20);
+        assert_eq!((a.dst_mac, a.src_mac, a.ttl_dec), (MAC1, MAC0, 0));
+        assert_eq!(a.tunnel.inner_mtu, 1450);
+        // The template plus the program's length arithmetic is, byte for
+        // byte, the outer header the switch sent.
+        assert_eq!(
+            outer_as_the_program_writes_it(&a.tunnel, sent.len()),
+            sent[..OUTER_LEN]
+        );
+        assert_eq!(&a.tunnel.outer[0..6], &HOP_MAC);
+        assert!(Ipv4Packet::new_unchecked(&sent[14..34]).verify_checksum());
+    }
+
+    #[test]
+    fn a_vxlan_arrival_is_keyed_by_its_inner_headers_and_vni() {
+        let inner = overlay_tcp((MAC1, OIP1), (MAC0, OIP0), Flag::Ack);
+        let frame = from_remote_vtep(&inner);
+        let Arrival::Established(c) = arrival(20, &frame) else {
+            panic!("{:?}", arrival(20, &frame));
+        };
+        assert_eq!(c.key.ifindex, 20);
+        assert_eq!((c.key.src_ip, c.key.dst_ip), (OIP1, OIP0));
+        assert_eq!((c.key.src_mac, c.key.dst_mac), (MAC1, MAC0));
+        assert_eq!(c.key.src_port, 80u16.to_be_bytes());
+        assert_eq!(c.key.pad, [0, 0, 42], "the VNI");
+        assert_eq!(
+            c.vxlan,
+            Some(Outer {
+                src_vtep: REMOTE_VTEP,
+                dst_vtep: VTEP,
+                udp_dst_port: overlay::VXLAN_PORT.to_be_bytes(),
+            })
+        );
+        let fin = from_remote_vtep(&overlay_tcp((MAC1, OIP1), (MAC0, OIP0), Flag::Fin));
+        assert!(matches!(
+            arrival(20, &fin),
+            Arrival::Boundary { key, opens: false } if key.pad == [0, 0, 42]
+        ));
+        // A train (the datagrams' payloads end to end) is not one
+        // datagram: its inner length is not the frame's.
+        let mut train = frame.clone();
+        train.extend_from_slice(&frame[42..]);
+        let tot = (train.len() - 14) as u16;
+        train[16..18].copy_from_slice(&tot.to_be_bytes());
+        assert_eq!(arrival(20, &train), Arrival::Other);
+    }
+
+    #[test]
+    fn a_decapsulated_delivery_installs_the_decap_and_a_fin_forgets_both_directions() {
+        let mut rig = OverlayRig::new();
+        rig.send(0, &overlay_tcp((MAC0, OIP0), (MAC1, OIP1), Flag::Syn));
+        rig.send(0, &overlay_tcp((MAC0, OIP0), (MAC1, OIP1), Flag::Ack));
+        let inner = overlay_tcp((MAC1, OIP1), (MAC0, OIP0), Flag::Ack);
+        let out = rig.send(1, &from_remote_vtep(&inner));
+        assert_eq!(out, vec![(0, inner.clone())], "delivered to c1");
+        let (key, a) = rig.entry(|k| k.ifindex == 20).expect("installed");
+        assert_eq!(key.pad, [0, 0, 42]);
+        assert_eq!(a.flags, FLOW_DECAP | FLOW_TO_PEER);
+        assert_eq!(a.out_ifindex, 10);
+        assert_eq!((a.dst_mac, a.src_mac), (MAC0, MAC1));
+        assert_eq!(&a.tunnel.outer[26..30], &REMOTE_VTEP);
+        assert_eq!(&a.tunnel.outer[30..34], &VTEP);
+        assert_eq!(&a.tunnel.outer[36..38], &overlay::VXLAN_PORT.to_be_bytes());
+        assert_eq!(rig.entries.lock().unwrap().len(), 2, "both directions");
+        let fin = overlay_tcp((MAC1, OIP1), (MAC0, OIP0), Flag::Fin);
+        assert_eq!(rig.send(1, &from_remote_vtep(&fin)).len(), 1);
+        let left: Vec<FlowKey> = rig.entries.lock().unwrap().keys().copied().collect();
+        assert!(left.is_empty(), "a FIN from the remote end: {left:?}");
+    }
+
+    #[test]
+    fn a_flooded_overlay_frame_is_not_installed() {
+        let mut rig = OverlayRig::new();
+        // Unknown destination MAC: replicated to the peers and flooded.
+        let unknown = [2, 0, 0, 0, 0, 0x42];
+        rig.send(0, &overlay_tcp((MAC0, OIP0), (unknown, OIP1), Flag::Ack));
+        assert!(rig.entries.lock().unwrap().is_empty());
+    }
 }
