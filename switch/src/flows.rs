@@ -636,6 +636,30 @@ mod tests {
         f
     }
 
+    /// A pipeline over `topo` whose kernel table is `entries`, and its
+    /// control channel.
+    fn offloading(
+        topo: Topology,
+        entries: &Entries,
+        offload: Arc<OffloadCounters>,
+    ) -> (SwitchPipeline, channel::Sender<Control>) {
+        let (control, rx) = channel::unbounded();
+        let pipeline = SwitchPipeline::new(
+            Arc::new(topo),
+            SwitchSettings::default(),
+            vec![Arc::<NetCounters>::default()],
+            rx,
+            vec![],
+            vec![],
+            vec![],
+        )
+        .with_offload(OffloadedFlows::new(
+            Box::new(FakeTable(entries.clone())),
+            offload,
+        ));
+        (pipeline, control)
+    }
+
     /// A pipeline over two offload ports (veth host ends 10 and 11) of one
     /// network, with the kernel's table in memory.
     struct Rig {
@@ -664,22 +688,9 @@ mod tests {
                     }),
                 );
             }
-            let (control, rx) = channel::unbounded();
             let entries = Entries::default();
             let offload: Arc<OffloadCounters> = Arc::default();
-            let pipeline = SwitchPipeline::new(
-                Arc::new(topo.clone()),
-                SwitchSettings::default(),
-                vec![Arc::<NetCounters>::default()],
-                rx,
-                vec![],
-                vec![],
-                vec![],
-            )
-            .with_offload(OffloadedFlows::new(
-                Box::new(FakeTable(entries.clone())),
-                offload.clone(),
-            ));
+            let (pipeline, control) = offloading(topo.clone(), &entries, offload.clone());
             let counters: [Arc<PortCounters>; 2] = [Arc::default(), Arc::default()];
             let tx = TxQueues::new(&[
                 (PortId(0), counters[0].clone()),
@@ -991,21 +1002,8 @@ mod tests {
             u.vteps = Some(Arc::new(tables));
             u.overlay_nets = vec![(42, net)];
             u.static_neighbors = vec![(Ipv4Addr::from(REMOTE_VTEP), pmd::wire::MacAddr(HOP_MAC))];
-            let (_control, rx) = channel::unbounded();
             let entries = Entries::default();
-            let pipeline = SwitchPipeline::new(
-                Arc::new(topo),
-                SwitchSettings::default(),
-                vec![Arc::<NetCounters>::default()],
-                rx,
-                vec![],
-                vec![],
-                vec![],
-            )
-            .with_offload(OffloadedFlows::new(
-                Box::new(FakeTable(entries.clone())),
-                Arc::default(),
-            ));
+            let (pipeline, _control) = offloading(topo, &entries, Arc::default());
             let tx = TxQueues::new(&[(PortId(0), Arc::default()), (PortId(1), Arc::default())]);
             let pool = Pool::new(PoolConfig {
                 chunks: 64,
