@@ -41,15 +41,20 @@ impl Host {
         ctl_json(&self.socket, &["stats"])
     }
 
-    /// Bytes of `port`'s received frames that the kernel carried.
-    fn offloaded_bytes(&self, port: &str) -> u64 {
+    /// `field` of port `port` in `ctl stats` (0 when absent).
+    fn port_stat(&self, port: &str, field: &str) -> u64 {
         self.stats()["ports"]
             .as_array()
             .unwrap()
             .iter()
             .find(|p| p["port"] == port)
-            .and_then(|p| p["offloaded_bytes"].as_u64())
+            .and_then(|p| p[field].as_u64())
             .unwrap_or(0)
+    }
+
+    /// Bytes of `port`'s received frames that the kernel carried.
+    fn offloaded_bytes(&self, port: &str) -> u64 {
+        self.port_stat(port, "offloaded_bytes")
     }
 
     /// Waits until the switch has read the kernel's counters (once a
@@ -237,6 +242,19 @@ fn established_tcp_flows_between_two_podswitch_hosts_are_encapsulated_and_decaps
     for (h, name) in [(&ha, "A"), (&hb, "B")] {
         h.wait_offloaded("c1", 10 * MB, &format!("host {name} encapsulates"));
         h.wait_offloaded("up0", 10 * MB, &format!("host {name} decapsulates"));
+    }
+    // What one host's kernel encapsulated crossed the underlay whole: the
+    // other's decapsulated VXLAN datagrams of many MSS each (a GSO skb),
+    // not one per 1,400 bytes.
+    for (h, name) in [(&ha, "A"), (&hb, "B")] {
+        let (bytes, packets) = (
+            h.port_stat("up0", "offloaded_bytes"),
+            h.port_stat("up0", "offloaded_packets"),
+        );
+        assert!(
+            bytes > 4 * 1024 * packets,
+            "host {name}: {packets} datagrams for {bytes} bytes decapsulated"
+        );
     }
     let errors_after = [tcp_csum_errors(ca.name()), tcp_csum_errors(cb.name())];
     assert_eq!(errors_after, errors_before, "no TCP checksum errors");
