@@ -659,3 +659,51 @@ fn a_capture_sees_the_data_of_a_flow_the_kernel_was_carrying() {
     // pcap: a 24-byte file header, then a 16-byte header per frame.
     assert!(out.len() > 24 + 20 * 16, "{} bytes", out.len());
 }
+
+#[test]
+fn a_network_added_at_run_time_with_veth_links_gets_veths_whose_flows_the_kernel_carries() {
+    if skip_unless_root("ctl network add --endpoint-link veth") {
+        return;
+    }
+    let lab = VethLab::new();
+    let c3 = NetnsGuard::new("psv-c").unwrap();
+    ctl_ok(
+        &lab.socket(),
+        &[
+            "network",
+            "add",
+            "back",
+            "--subnet",
+            "172.31.0.0/24",
+            "--endpoint-link",
+            "veth",
+        ],
+    );
+    let bad = ctl(
+        &lab.socket(),
+        &[
+            "network",
+            "add",
+            "odd",
+            "--subnet",
+            "172.29.0.0/24",
+            "--endpoint-link",
+            "vde",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("vde"));
+    let mut args = vec!["endpoint", "add", "c3", "--network", "back"];
+    args.extend(["--netns", c3.name()]);
+    ctl_ok(&lab.socket(), &args);
+    assert!(
+        eth0_details(c3.name()).contains("veth"),
+        "{}",
+        eth0_details(c3.name())
+    );
+    let t = tcp_transfer(lab.outside.name(), OUTSIDE, 9130, c3.name(), 10 * MB).unwrap();
+    assert!(t.exact, "{t:?}");
+    wait_offloaded(&lab, "c3", 5 * MB, "c3's flow carried by the kernel");
+}
