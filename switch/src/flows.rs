@@ -860,6 +860,24 @@ mod tests {
     }
 
     #[test]
+    fn arming_a_trace_flushes_every_entry() {
+        let mut rig = Rig::with_one_flow();
+        let (reply, _report) = channel::bounded(1);
+        let (ack, _acks) = channel::unbounded();
+        let arm = crate::pipeline::TraceArm {
+            port: None,
+            filter: crate::filter::FrameMatch::new(&Default::default()).unwrap(),
+            inject: None,
+            done: std::sync::atomic::AtomicBool::new(false),
+            reply,
+            ack,
+        };
+        rig.control.send(Control::Trace(Arc::new(arm))).unwrap();
+        rig.housekeeping();
+        assert!(rig.keys().is_empty());
+    }
+
+    #[test]
     fn a_topology_change_flushes_every_entry() {
         let mut rig = Rig::with_one_flow();
         let topo = Arc::new(rig.topo.clone());

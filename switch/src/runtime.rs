@@ -45,6 +45,7 @@ fn network_request(n: &NetworkCfg) -> NetworkAdd {
         subnet: n.subnet.to_string(),
         gateway: n.gateway,
         uplink: n.uplink.clone(),
+        endpoint_link: Some(n.endpoint_link.as_str().to_string()),
     }
 }
 
@@ -977,6 +978,11 @@ fn new_network(cfg: &Config, req: &NetworkAdd) -> Result<NetworkCfg> {
     if mode == NetworkMode::Overlay && uplink.is_none() {
         bail!("an overlay network needs an uplink (its address is the VTEP)");
     }
+    let endpoint_link = match req.endpoint_link.as_deref() {
+        None => config::EndpointLink::default(),
+        Some(l) => config::EndpointLink::from_name(l)
+            .with_context(|| format!("endpoint link {l:?}: \"tap\" or \"veth\""))?,
+    };
     Ok(NetworkCfg {
         name: name.to_string(),
         mode,
@@ -990,7 +996,7 @@ fn new_network(cfg: &Config, req: &NetworkAdd) -> Result<NetworkCfg> {
         reserved: Vec::new(),
         mac_pool: None,
         dns: Vec::new(),
-        endpoint_link: Default::default(),
+        endpoint_link,
     })
 }
 

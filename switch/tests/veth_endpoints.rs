@@ -590,3 +590,120 @@ fn a_killed_podswitch_leaves_no_offload_program_behind() {
         attached().is_empty()
     });
 }
+
+#[test]
+fn a_capture_sees_the_data_of_a_flow_the_kernel_was_carrying() {
+    if skip_unless_root("capture of an offloaded flow") {
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let lab = VethLab::new();
+    // A connection c1 -> c2 that keeps sending 64 KB every 20 ms.
+    let server = std::net::SocketAddr::from((C2, 9120));
+    let listener = in_netns(lab.c2.name(), move || std::net::TcpListener::bind(server))
+        .unwrap()
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let c1 = lab.c1.name().to_string();
+    let stop_sender = stop.clone();
+    let sender = std::thread::spawn(move || {
+        in_netns(&c1, move || {
+            let mut s = std::net::TcpStream::connect(server).unwrap();
+            while !stop_sender.load(std::sync::atomic::Ordering::Relaxed) {
+                s.write_all(&[7u8; 65536]).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .unwrap()
+    });
+    let (mut conn, _) = listener.accept().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    wait_until("the flow is in the kernel", Duration::from_secs(5), || {
+        stats(&lab)["offload"]["active"].as_u64() >= Some(1)
+    });
+    let mut capture = ctl(
+        &lab.socket(),
+        &[
+            "capture", "c2", "--count", "20", "--proto", "tcp", "-w", "-",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut pcap = capture.stdout.take().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        pcap.read_to_end(&mut out).map(|_| out)
+    });
+    // Without the capture pulling the flow out of the kernel, it would
+    // see none of its frames for 30 s.
+    let mut status = None;
+    wait_until(
+        "the capture gets 20 frames",
+        Duration::from_secs(10),
+        || {
+            status = capture.try_wait().unwrap();
+            status.is_some()
+        },
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().unwrap();
+    reader.join().unwrap();
+    assert!(status.unwrap().success());
+    let out = drain.join().unwrap().unwrap();
+    // pcap: a 24-byte file header, then a 16-byte header per frame.
+    assert!(out.len() > 24 + 20 * 16, "{} bytes", out.len());
+}
+
+#[test]
+fn a_network_added_at_run_time_with_veth_links_gets_veths_whose_flows_the_kernel_carries() {
+    if skip_unless_root("ctl network add --endpoint-link veth") {
+        return;
+    }
+    let lab = VethLab::new();
+    let c3 = NetnsGuard::new("psv-c").unwrap();
+    ctl_ok(
+        &lab.socket(),
+        &[
+            "network",
+            "add",
+            "back",
+            "--subnet",
+            "172.31.0.0/24",
+            "--endpoint-link",
+            "veth",
+        ],
+    );
+    let bad = ctl(
+        &lab.socket(),
+        &[
+            "network",
+            "add",
+            "odd",
+            "--subnet",
+            "172.29.0.0/24",
+            "--endpoint-link",
+            "vde",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("vde"));
+    let mut args = vec!["endpoint", "add", "c3", "--network", "back"];
+    args.extend(["--netns", c3.name()]);
+    ctl_ok(&lab.socket(), &args);
+    assert!(
+        eth0_details(c3.name()).contains("veth"),
+        "{}",
+        eth0_details(c3.name())
+    );
+    let t = tcp_transfer(lab.outside.name(), OUTSIDE, 9130, c3.name(), 10 * MB).unwrap();
+    assert!(t.exact, "{t:?}");
+    wait_offloaded(&lab, "c3", 5 * MB, "c3's flow carried by the kernel");
+}

@@ -119,6 +119,11 @@ pub struct NetworkAdd {
     #[serde(default)]
     #[arg(long)]
     pub uplink: Option<String>,
+    /// `tap` (the default) or `veth`: what its endpoints get as eth0
+    /// (`[[network]] endpoint_link`).
+    #[serde(default)]
+    #[arg(long)]
+    pub endpoint_link: Option<String>,
 }
 
 /// What an attached endpoint got (the reply to `endpoint-add`; the CNI

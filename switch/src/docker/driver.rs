@@ -231,6 +231,8 @@ impl Driver {
                 subnet: data.pool.clone(),
                 gateway,
                 uplink: opts.remove("uplink"),
+                // Docker's endpoints are TAPs it moves itself.
+                endpoint_link: None,
             })
             .map_err(|e| format!("{e:#}"))?;
         let gateway = added

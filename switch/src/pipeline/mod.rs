@@ -101,8 +101,10 @@ pub enum Control {
 }
 
 impl Control {
-    /// True for a message after which a frame may be switched differently
-    /// (the others only read state or arm a trace).
+    /// True for a message after which the kernel must leave every flow
+    /// to the switch: a frame may be switched differently now, or a trace
+    /// waits for a frame the kernel would carry past it (the others only
+    /// read state).
     fn changes_forwarding(&self) -> bool {
         matches!(
             self,
@@ -110,6 +112,7 @@ impl Control {
                 | Control::OverlayTables(..)
                 | Control::Nat(..)
                 | Control::ForgetAddress(..)
+                | Control::Trace(..)
         )
     }
 }
@@ -459,6 +462,11 @@ impl SwitchPipeline {
 
     #[inline(never)]
     fn offer_flow_now(&mut self, ctx: &mut Ctx<'_>, out: PortId, frame: &Frame) {
+        if self.trace.is_some() {
+            // An armed trace must see its frame go through the switch.
+            self.flow_candidate = None;
+            return;
+        }
         let (Some(cand), Some(to), Some(flows)) = (
             self.flow_candidate.take(),
             self.topo.offload_of(out),
