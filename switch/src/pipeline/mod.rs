@@ -462,13 +462,8 @@ impl SwitchPipeline {
 
     #[inline(never)]
     fn offer_flow_now(&mut self, ctx: &mut Ctx<'_>, out: PortId, frame: &Frame) {
-        if self.trace.is_some() {
-            // An armed trace must see its frame go through the switch.
-            self.flow_candidate = None;
-            return;
-        }
         let (Some(cand), Some(to), Some(flows)) = (
-            self.flow_candidate.take(),
+            self.take_candidate(),
             self.topo.offload_of(out),
             self.flows.as_mut(),
         ) else {
@@ -481,6 +476,16 @@ impl SwitchPipeline {
         }
         let ports = (frame.in_port, out);
         flows.offer(ctx.tx, &cand, ports, to, ctx.pool.data(frame), ctx.now_ns);
+    }
+
+    /// The frame's candidacy, used up; none while a trace is armed: it
+    /// must see its frame go through the switch.
+    fn take_candidate(&mut self) -> Option<Candidate> {
+        let cand = self.flow_candidate.take();
+        if self.trace.is_some() {
+            return None;
+        }
+        cand
     }
 
     /// Called where the pipeline sends `sent`, a frame it encapsulated in
@@ -498,7 +503,7 @@ impl SwitchPipeline {
         let uplink = self.topo.uplink(up);
         let (port, mtu) = (uplink.port, uplink.mtu);
         let (Some(cand), Some(to), Some(flows)) = (
-            self.flow_candidate.take(),
+            self.take_candidate(),
             self.topo.offload_of(port),
             self.flows.as_mut(),
         ) else {
@@ -531,7 +536,7 @@ impl SwitchPipeline {
     #[inline(never)]
     fn offer_decap_now(&mut self, ctx: &mut Ctx<'_>, out: PortId, frame: &Frame) {
         let (Some(cand), Some(to), Some(flows)) = (
-            self.flow_candidate.take(),
+            self.take_candidate(),
             self.topo.offload_of(out),
             self.flows.as_mut(),
         ) else {
