@@ -259,9 +259,23 @@ fn an_oversized_frame_with_df_gets_fragmentation_needed_and_tcp_still_completes(
     if skip_unless_root("overlay mtu") {
         return;
     }
+    oversized_frames_get_fragmentation_needed("");
+}
+
+#[test]
+fn with_veth_endpoints_and_the_kernel_offload_an_oversized_frame_still_gets_fragmentation_needed() {
+    if skip_unless_root("overlay mtu, veth endpoints") {
+        return;
+    }
+    oversized_frames_get_fragmentation_needed("endpoint_link = \"veth\"");
+}
+
+fn oversized_frames_get_fragmentation_needed(network_extra: &str) {
     // The container is told MTU 1500 (more than the overlay carries), so
     // it sends frames the switch must refuse with ICMP frag-needed.
-    let mut lab = KernelPeer::new("mtu = 1500\ngateway = \"10.200.0.1\"");
+    let mut lab = KernelPeer::new(&format!(
+        "mtu = 1500\ngateway = \"10.200.0.1\"\n{network_extra}"
+    ));
     let far = Ipv4Addr::new(10, 200, 0, 20);
     // A 1500-byte ping with DF set: too big for the overlay.
     let _ = std::process::Command::new("ip")
