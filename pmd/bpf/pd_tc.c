@@ -5,7 +5,8 @@
  * decided. The switch writes, per flow, what it did to the flow's frames;
  * this program does the same to the flow's skbs and redirects them, so
  * 64 KB GSO segments cross without being copied into podswitch and out.
- * See pmd/src/offload/mod.rs.
+ * Overlay flows are encapsulated (pd_encap) or decapsulated (pd_decap) in
+ * VXLAN on the way. See pmd/src/offload/mod.rs.
  *
  * Whatever the program does not take goes on untouched (TC_ACT_UNSPEC,
  * i.e. TCX_NEXT: later tcx programs and clsact filters of others still

@@ -13,6 +13,14 @@
 //! ingress hook of the receiving device (`bpf_redirect_peer` into a
 //! container, `bpf_redirect` out of the uplink).
 //!
+//! Overlay flows too: a container's flow to a remote VTEP is encapsulated
+//! in VXLAN by the program ([`FLOW_ENCAP`]: `bpf_skb_adjust_room` marks the
+//! skb a UDP tunnel, so a 64 KB segment stays one skb to the peer or is
+//! segmented at the inner MSS), and one VXLAN datagram of a flow arriving
+//! on the uplink is decapsulated ([`FLOW_DECAP`], keyed by the inner
+//! headers and the VNI). A UDP GSO train of many datagrams, as podswitch's
+//! own sender emits before its flow is installed, is left to the switch.
+//!
 //! The layouts here are the C structs of `pd_tc.c`, field for field.
 
 /// A flow as it enters: the receiving device and the frame's headers, as
