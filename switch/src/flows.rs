@@ -402,27 +402,13 @@ impl OffloadedFlows {
         self.flows.is_empty()
     }
 
-    /// Records that the pipeline sent `frame`, which arrived on `in_port`
-    /// as `cand`, out of `out_port` (reached as `to`): the kernel does the
-    /// same to the flow's next frames. Nothing happens while a capture
-    /// watches either port (it must see every frame), or when the entry is
+    /// Records that the pipeline sent a frame that arrived on `in_port`
+    /// as `cand` out of `out_port`, doing `action` to it (made by
+    /// [`action_for`], [`encap_action_for`] or [`decap_action_for`] from
+    /// the frame as sent): the kernel does the same to the flow's next
+    /// frames. Nothing happens while a capture watches either port (it
+    /// must see every frame), for a closed flow, or when the entry is
     /// there already.
-    pub fn offer(
-        &mut self,
-        tx: &TxQueues,
-        cand: &Candidate,
-        (in_port, out_port): (PortId, PortId),
-        to: OffloadTarget,
-        frame: &[u8],
-        now_ns: u64,
-    ) {
-        if let Some(action) = action_for(frame, cand.ttl, to) {
-            self.offer_action(tx, cand, (in_port, out_port), action, now_ns);
-        }
-    }
-
-    /// [`offer`](Self::offer) with the action made already (a VXLAN flow's:
-    /// [`encap_action_for`], [`decap_action_for`]).
     pub fn offer_action(
         &mut self,
         tx: &TxQueues,

@@ -19,8 +19,10 @@ use crate::flows::{self, Arrival, Candidate, OffloadedFlows};
 use crate::gateway::GatewayVerdict;
 use crate::neighbor::NeighborCache;
 use crate::stats::{NetCounters, UplinkCounters};
+use crate::topology::OffloadTarget;
 use crate::topology::{L2Mode, NetId, Topology};
 use nat::{Nat, NatConfig};
+use pmd::offload::FlowAction;
 use pmd::Pool;
 
 mod bridged;
@@ -462,20 +464,14 @@ impl SwitchPipeline {
 
     #[inline(never)]
     fn offer_flow_now(&mut self, ctx: &mut Ctx<'_>, out: PortId, frame: &Frame) {
-        let (Some(cand), Some(to), Some(flows)) = (
-            self.take_candidate(),
-            self.topo.offload_of(out),
-            self.flows.as_mut(),
-        ) else {
-            return;
-        };
-        // A VXLAN datagram's inner key is only ever installed by the
-        // decapsulation (`offer_decap`).
-        if cand.vxlan.is_some() {
-            return;
-        }
-        let ports = (frame.in_port, out);
-        flows.offer(ctx.tx, &cand, ports, to, ctx.pool.data(frame), ctx.now_ns);
+        self.offer_built(ctx, out, frame, |sent, cand, to| {
+            // A VXLAN datagram's inner key is only ever installed by the
+            // decapsulation (`offer_decap`).
+            match cand.vxlan {
+                Some(_) => None,
+                None => flows::action_for(sent, cand.ttl, to),
+            }
+        });
     }
 
     /// The frame's candidacy, used up; none while a trace is armed: it
@@ -486,6 +482,30 @@ impl SwitchPipeline {
             return None;
         }
         cand
+    }
+
+    /// The one way every offer goes: the candidate used up, the action
+    /// `build` makes of the frame as sent out of `out`, handed to this
+    /// thread's flows.
+    fn offer_built(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        out: PortId,
+        frame: &Frame,
+        build: impl FnOnce(&[u8], &Candidate, OffloadTarget) -> Option<FlowAction>,
+    ) {
+        let (Some(cand), Some(to), Some(flows)) = (
+            self.take_candidate(),
+            self.topo.offload_of(out),
+            self.flows.as_mut(),
+        ) else {
+            return;
+        };
+        let Some(action) = build(ctx.pool.data(frame), &cand, to) else {
+            return;
+        };
+        let ports = (frame.in_port, out);
+        flows.offer_action(ctx.tx, &cand, ports, action, ctx.now_ns);
     }
 
     /// Called where the pipeline sends `sent`, a frame it encapsulated in
@@ -501,26 +521,15 @@ impl SwitchPipeline {
     #[inline(never)]
     fn offer_encap_now(&mut self, ctx: &mut Ctx<'_>, up: UplinkId, sent: &Frame) {
         let uplink = self.topo.uplink(up);
-        let (port, mtu) = (uplink.port, uplink.mtu);
-        let (Some(cand), Some(to), Some(flows)) = (
-            self.take_candidate(),
-            self.topo.offload_of(port),
-            self.flows.as_mut(),
-        ) else {
-            return;
-        };
-        if cand.vxlan.is_some() {
-            return;
-        }
-        let inner_mtu = mtu
+        let port = uplink.port;
+        let inner_mtu = uplink
+            .mtu
             .saturating_sub(overlay::OUTER_LEN as u32)
             .min(u16::MAX as u32) as u16;
-        let Some(action) = flows::encap_action_for(ctx.pool.data(sent), cand.ttl, to, inner_mtu)
-        else {
-            return;
-        };
-        let ports = (sent.in_port, port);
-        flows.offer_action(ctx.tx, &cand, ports, action, ctx.now_ns);
+        self.offer_built(ctx, port, sent, |sent, cand, to| match cand.vxlan {
+            Some(_) => None,
+            None => flows::encap_action_for(sent, cand.ttl, to, inner_mtu),
+        });
     }
 
     /// Called where the pipeline delivers `frame`, the inner frame of a
@@ -535,18 +544,7 @@ impl SwitchPipeline {
 
     #[inline(never)]
     fn offer_decap_now(&mut self, ctx: &mut Ctx<'_>, out: PortId, frame: &Frame) {
-        let (Some(cand), Some(to), Some(flows)) = (
-            self.take_candidate(),
-            self.topo.offload_of(out),
-            self.flows.as_mut(),
-        ) else {
-            return;
-        };
-        let Some(action) = flows::decap_action_for(ctx.pool.data(frame), &cand, to) else {
-            return;
-        };
-        let ports = (frame.in_port, out);
-        flows.offer_action(ctx.tx, &cand, ports, action, ctx.now_ns);
+        self.offer_built(ctx, out, frame, flows::decap_action_for);
     }
 
     fn dump_fdb(&self, now_ns: u64) -> Vec<FdbRow> {
