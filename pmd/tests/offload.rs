@@ -409,16 +409,12 @@ fn a_nat_flow_to_the_outside_is_translated_both_ways_byte_exact_without_checksum
     )
     .expect("conntrack liberal in M");
     // Between veths a CHECKSUM_PARTIAL skb is never checksummed: the
-    // receiver trusts it. With checksum offload off on M's own outside end
-    // (the switch's side, standing in for a NIC without it), the kernel
-    // segments the redirected 64 KB skb in software and computes every
-    // checksum from the seed the program left, and the outside verifies
-    // them: a wrong pseudo-header seed shows as InCsumErrors and a stall.
-    t.m.exec(
-        "ethtool",
-        &["-K", &t.o.m_dev, "tx", "off", "tso", "off", "gso", "off"],
-    )
-    .expect("checksum offload off on M's outside end");
+    // receiver trusts it, so InCsumErrors alone cannot catch a wrong
+    // pseudo-header seed. A capture on the outside's eth0 (every device
+    // keeps its offloads) checks each translated segment instead: a
+    // partial one must hold the seed of its new addresses, a complete
+    // one must verify.
+    let capture = OutsideCapture::start(&t.o.ns_name());
     // Not 10.72.0.2: its ones'-complement sum equals 10.73.0.1's, which
     // would hide a pseudo-header seed left unchanged.
     t.a.addr("10.72.0.5/24");
@@ -465,6 +461,16 @@ fn a_nat_flow_to_the_outside_is_translated_both_ways_byte_exact_without_checksum
     });
     let (peer, s_got, s_rest) = server.join().expect("server thread");
     eprintln!("out {out:?}, back {back:?}");
+    let csums = capture.stop();
+    eprintln!("outside capture: {csums:?}");
+    assert!(
+        csums.checked >= 20,
+        "the capture saw the transfer: {csums:?}"
+    );
+    assert_eq!(
+        csums.bad, 0,
+        "every translated segment's checksum or seed is right"
+    );
     assert_eq!(
         peer,
         v4("10.73.0.1:40000"),
@@ -974,4 +980,101 @@ fn what_the_program_does_not_take_goes_on_to_the_next_tcx_program() {
         second.bytes as usize >= total * 9 / 10,
         "the next program carried the flow ours missed: {second:?}"
     );
+}
+
+/// TCP frames from the NAT address the outside received, by whether their
+/// checksum (or, when partial, pseudo-header seed) was right.
+#[derive(Debug, Default, Clone, Copy)]
+struct CsumTally {
+    checked: u64,
+    partial: u64,
+    bad: u64,
+}
+
+/// A packet socket on eth0 of the outside namespace, tallying the
+/// checksums of TCP frames from 10.73.0.1 until stopped.
+struct OutsideCapture {
+    stop: Arc<AtomicBool>,
+    reader: std::thread::JoinHandle<CsumTally>,
+}
+
+impl OutsideCapture {
+    fn start(ns: &str) -> OutsideCapture {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let (ns, halt) = (ns.to_string(), stop.clone());
+        let reader = std::thread::spawn(move || {
+            in_netns(&ns, move || {
+                let mut port = PacketPort::open("eth0", PortId(0), PacketFilter::All)
+                    .expect("capture on the outside's eth0");
+                let _ = ready_tx.send(());
+                let mut pool = Pool::new(PoolConfig {
+                    chunks: 1024,
+                    large: 64,
+                    umem: false,
+                })
+                .expect("pool");
+                let mut frames: Vec<Frame> = Vec::new();
+                let mut tally = CsumTally::default();
+                while !halt.load(Ordering::Relaxed) {
+                    if port.rx_burst(&mut pool, &mut frames, 32) == 0 {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    for f in frames.drain(..) {
+                        let partial = f.offload.needs_csum;
+                        match csum_right(pool.data(&f), partial) {
+                            Some(true) => tally.checked += 1,
+                            Some(false) => {
+                                tally.checked += 1;
+                                tally.bad += 1;
+                            }
+                            None => {}
+                        }
+                        tally.partial += u64::from(partial);
+                        pool.free(f);
+                    }
+                }
+                port.release(&mut pool);
+                tally
+            })
+            .expect("outside namespace")
+        });
+        ready
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the capture is open");
+        OutsideCapture { stop, reader }
+    }
+
+    fn stop(self) -> CsumTally {
+        self.stop.store(true, Ordering::Relaxed);
+        self.reader.join().expect("capture thread")
+    }
+}
+
+/// For an Ethernet/IPv4/TCP frame from 10.73.0.1: whether its TCP checksum
+/// is right, or, when `partial`, whether the field holds the seed of its
+/// pseudo-header (the length being the IPv4 header's, as for a GSO skb).
+/// `None` for any other frame.
+fn csum_right(frame: &[u8], partial: bool) -> Option<bool> {
+    use pmd::wire::checksum::{fold, pseudo_header_v4, sum};
+    if frame.len() < 54 || frame[12..14] != [8, 0] || frame[23] != 6 {
+        return None;
+    }
+    let (src, dst): ([u8; 4], [u8; 4]) = (
+        frame[26..30].try_into().ok()?,
+        frame[30..34].try_into().ok()?,
+    );
+    if src != [10, 73, 0, 1] {
+        return None;
+    }
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let l4_len = total.checked_sub(ihl)? as u16;
+    let pseudo = pseudo_header_v4(src, dst, 6, l4_len);
+    let l4 = frame.get(14 + ihl..14 + total)?;
+    if partial {
+        Some(u16::from_be_bytes([l4[16], l4[17]]) == fold(pseudo))
+    } else {
+        Some(fold(sum(pseudo, l4)) == 0xffff)
+    }
 }
