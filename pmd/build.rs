@@ -1,6 +1,7 @@
 //! Builds podswitch's BPF programs with clang into OUT_DIR: the XDP filter
 //! (`bpf/pd_xdp.c`, embedded by `src/afxdp/xdp.rs`) and the tc flow
-//! offload (`bpf/pd_tc.c`, embedded by `src/offload/program.rs`).
+//! offload (`bpf/pd_tc.c`, embedded by `src/offload/program.rs`) and the
+//! steering program (`bpf/pd_steer.c`, embedded by `src/steer/program.rs`).
 
 use std::env;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CLANG");
     build("bpf/pd_xdp.c", "pd_xdp.o");
     build("bpf/pd_tc.c", "pd_tc.o");
+    build("bpf/pd_steer.c", "pd_steer.o");
 }
 
 fn build(src: &str, obj: &str) {

@@ -24,6 +24,7 @@ pub mod perf;
 pub mod pool;
 pub mod port;
 pub mod spill;
+pub mod steer;
 pub mod tap;
 pub mod thread;
 pub mod wire;

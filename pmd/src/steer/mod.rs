@@ -1,0 +1,22 @@
+//! Kernel steering for a network spread over several PMD threads.
+//!
+//! Each thread of a spread group owns its own queue of every port (a TAP
+//! queue, a packet socket in a fan-out group) and its own tables and NAT,
+//! with a slice of the SNAT port range ([`split_range`]). Frames never
+//! cross threads, so the kernel has to hand each frame to the thread that
+//! holds its connection's state. The steering program (`bpf/pd_steer.c`,
+//! loaded by [`SteerProgram`]) picks the thread; [`SteerPlan::thread_of`]
+//! is the same function in Rust, the reference the program is tested
+//! against.
+//!
+//! The choice is symmetric across the switch: a container's flow is
+//! steered by its destination on the inside and its reply by its source on
+//! the outside, which is the same address and port; a NAT reply comes back
+//! to the NAT address on a port (or echo id) of the slice of the thread
+//! that chose it.
+
+mod plan;
+mod program;
+
+pub use plan::{mix, split_range, NatSteer, Side, SteerPlan, MAX_SUBNETS};
+pub use program::{SteerError, SteerProgram, PROG_NAME};

@@ -1,0 +1,300 @@
+//! What the steering program computes, in Rust: the reference for
+//! `bpf/pd_steer.c` and the NAT port slices of the threads.
+
+use std::net::Ipv4Addr;
+
+/// Most subnets the program checks for east-west traffic.
+pub const MAX_SUBNETS: usize = 8;
+
+/// Which side of the switch a port is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The uplink: replies come back here, to the NAT address.
+    Outside,
+    /// The endpoints (containers' TAPs or veths).
+    Inside,
+}
+
+/// The NAT of a spread group: its address and its SNAT port range (also
+/// the range of ICMP echo ids), split between the threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatSteer {
+    pub ip: Ipv4Addr,
+    /// First and last port, inclusive.
+    pub ports: (u16, u16),
+}
+
+/// How the frames of one side of a group are spread over its threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SteerPlan {
+    pub threads: u16,
+    pub side: Side,
+    pub nat: Option<NatSteer>,
+    /// The group's subnets (address, prefix length): traffic between two
+    /// addresses in them is east-west and steered symmetrically.
+    pub subnets: Vec<(Ipv4Addr, u8)>,
+}
+
+/// The thread of a flow keyed by an address and a port (host order):
+/// a multiplicative hash whose high half is spread over `threads`.
+pub fn mix(ip: u32, port: u16, threads: u16) -> u16 {
+    let port = u32::from(port);
+    let h = (ip ^ ((port << 16) | port)).wrapping_mul(0x9E37_79B1) >> 16;
+    (h % u32::from(threads.max(1))) as u16
+}
+
+/// The slice of `range` (inclusive) each of `threads` threads uses for
+/// SNAT ports and echo ids: thread t gets `lo + t*chunk ..= min(hi, lo +
+/// (t+1)*chunk - 1)`, chunk = ceil(size / threads). A slice past `hi`
+/// is empty and comes back as `(1, 0)`; that happens only when the range
+/// has at most (threads - 1)² ports.
+pub fn split_range(range: (u16, u16), threads: u16) -> Vec<(u16, u16)> {
+    let (lo, hi) = (u32::from(range.0), u32::from(range.1));
+    let n = u32::from(threads.max(1));
+    let chunk = chunk(range, threads);
+    (0..n)
+        .map(|t| {
+            let start = lo + t * chunk;
+            let end = hi.min(start + chunk - 1);
+            if hi < lo || start > hi {
+                (1, 0)
+            } else {
+                (start as u16, end as u16)
+            }
+        })
+        .collect()
+}
+
+/// Ports per thread's slice (at least 1).
+pub(super) fn chunk(range: (u16, u16), threads: u16) -> u32 {
+    let size = (u32::from(range.1) + 1).saturating_sub(u32::from(range.0));
+    size.div_ceil(u32::from(threads.max(1))).max(1)
+}
+
+/// The IPv4 fields steering looks at, as `pd_steer.c` reads them.
+struct Ipv4Fields {
+    src: u32,
+    dst: u32,
+    /// TCP/UDP source and destination ports (not a non-first fragment,
+    /// and both in the frame).
+    ports: Option<(u16, u16)>,
+    /// The id of an ICMP echo reply (type 0).
+    echo_reply: Option<u16>,
+}
+
+const ETH_HLEN: usize = 14;
+
+fn ipv4_fields(frame: &[u8]) -> Option<Ipv4Fields> {
+    let ip = frame.get(ETH_HLEN..ETH_HLEN + 20)?;
+    if frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0xf);
+    if ip[0] >> 4 != 4 || ihl < 5 {
+        return None;
+    }
+    let fragment = (ip[6] & 0x1f) | ip[7] != 0;
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let be16 = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+    let l4 = ETH_HLEN + ihl * 4;
+    let (mut ports, mut echo_reply) = (None, None);
+    if !fragment {
+        match ip[9] {
+            6 | 17 => {
+                ports = frame
+                    .get(l4..l4 + 4)
+                    .map(|p| (be16(&p[0..2]), be16(&p[2..4])))
+            }
+            1 => {
+                echo_reply = frame
+                    .get(l4..l4 + 6)
+                    .filter(|i| i[0] == 0)
+                    .map(|i| be16(&i[4..6]))
+            }
+            _ => {}
+        }
+    }
+    Some(Ipv4Fields {
+        src: be32(&ip[12..16]),
+        dst: be32(&ip[16..20]),
+        ports,
+        echo_reply,
+    })
+}
+
+impl SteerPlan {
+    /// The thread an Ethernet frame belongs to, as the steering program
+    /// decides it (see the module docs of `pmd::steer` and `pd_steer.c`).
+    /// Anything that is not IPv4 goes to thread 0, as do VLAN-tagged
+    /// frames and frames too short for an IPv4 header.
+    pub fn thread_of(&self, frame: &[u8]) -> u16 {
+        let n = self.threads.max(1);
+        if n == 1 {
+            return 0;
+        }
+        let Some(f) = ipv4_fields(frame) else {
+            return 0;
+        };
+        let (sport, dport) = f.ports.unwrap_or((0, 0));
+        match self.side {
+            Side::Inside => {
+                if self.in_subnets(f.src) && self.in_subnets(f.dst) {
+                    mix(f.src ^ f.dst, sport ^ dport, n)
+                } else {
+                    mix(f.dst, dport, n)
+                }
+            }
+            Side::Outside => {
+                if let Some(nat) = &self.nat {
+                    let p = f.ports.map(|(_, d)| d).or(f.echo_reply);
+                    let (lo, hi) = nat.ports;
+                    if let Some(p) = p.filter(|p| (lo..=hi).contains(p)) {
+                        if f.dst == u32::from(nat.ip) {
+                            return ((u32::from(p - lo)) / chunk(nat.ports, n)) as u16;
+                        }
+                    }
+                }
+                mix(f.src, sport, n)
+            }
+        }
+    }
+
+    fn in_subnets(&self, ip: u32) -> bool {
+        self.subnets
+            .iter()
+            .take(MAX_SUBNETS)
+            .any(|&(net, len)| ip & prefix_mask(len) == u32::from(net) & prefix_mask(len))
+    }
+}
+
+/// The netmask of a prefix length (longer than 32 counts as 32).
+pub(super) fn prefix_mask(len: u8) -> u32 {
+    match len {
+        0 => 0,
+        l => u32::MAX << (32 - u32::from(l.min(32))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_range_splits_into_contiguous_slices_that_cover_it() {
+        assert_eq!(
+            split_range((1000, 1999), 2),
+            vec![(1000, 1499), (1500, 1999)]
+        );
+        assert_eq!(split_range((10, 20), 3), vec![(10, 13), (14, 17), (18, 20)]);
+        assert_eq!(split_range((5, 5), 1), vec![(5, 5)]);
+        // Nine ports in four slices of three: the last is empty.
+        assert_eq!(split_range((1, 9), 4), vec![(1, 3), (4, 6), (7, 9), (1, 0)]);
+        // The top of the port space does not overflow.
+        assert_eq!(
+            split_range((65530, 65535), 4),
+            vec![(65530, 65531), (65532, 65533), (65534, 65535), (1, 0)]
+        );
+    }
+
+    fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[14 + 9] = 17;
+        f[26..30].copy_from_slice(&src);
+        f[30..34].copy_from_slice(&dst);
+        f[34..36].copy_from_slice(&sport.to_be_bytes());
+        f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn a_nat_reply_goes_to_the_thread_whose_slice_holds_its_port() {
+        let plan = SteerPlan {
+            threads: 2,
+            side: Side::Outside,
+            nat: Some(NatSteer {
+                ip: Ipv4Addr::new(192, 0, 2, 1),
+                ports: (1000, 1999),
+            }),
+            subnets: vec![],
+        };
+        let to = |port| plan.thread_of(&udp([198, 51, 100, 7], 80, [192, 0, 2, 1], port));
+        assert_eq!((to(1000), to(1499), to(1500), to(1999)), (0, 0, 1, 1));
+        // Outside the range, or to another address: by the source.
+        let by_src = mix(u32::from_be_bytes([198, 51, 100, 7]), 80, 2);
+        assert_eq!(to(2000), by_src);
+        assert_eq!(
+            plan.thread_of(&udp([198, 51, 100, 7], 80, [192, 0, 2, 2], 1500)),
+            by_src
+        );
+    }
+
+    #[test]
+    fn both_directions_of_a_flow_meet_on_one_thread() {
+        let outside = SteerPlan {
+            threads: 4,
+            side: Side::Outside,
+            nat: None,
+            subnets: vec![],
+        };
+        let inside = SteerPlan {
+            side: Side::Inside,
+            subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), 24)],
+            ..outside.clone()
+        };
+        for port in 0..500u16 {
+            let out = udp([10, 0, 0, 5], 4000, [203, 0, 113, 9], port);
+            let back = udp([203, 0, 113, 9], port, [10, 0, 0, 5], 4000);
+            assert_eq!(inside.thread_of(&out), outside.thread_of(&back));
+            let east = udp([10, 0, 0, 5], 4000, [10, 0, 0, 6], port);
+            let west = udp([10, 0, 0, 6], port, [10, 0, 0, 5], 4000);
+            assert_eq!(inside.thread_of(&east), inside.thread_of(&west));
+        }
+    }
+
+    #[test]
+    fn arp_ipv6_and_vlan_frames_go_to_thread_0() {
+        let plan = SteerPlan {
+            threads: 4,
+            side: Side::Inside,
+            nat: None,
+            subnets: vec![],
+        };
+        let mut f = udp([1, 2, 3, 4], 5, [6, 7, 8, 9], 10);
+        for ethertype in [[0x08, 0x06], [0x86, 0xdd], [0x81, 0x00]] {
+            f[12..14].copy_from_slice(&ethertype);
+            assert_eq!(plan.thread_of(&f), 0);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn thread_of_never_panics_and_stays_below_the_thread_count(
+            frame in proptest::collection::vec(any::<u8>(), 0..80),
+            ipv4 in any::<bool>(),
+            threads in 0u16..6,
+            inside in any::<bool>(),
+            lo in any::<u16>(),
+            hi in any::<u16>(),
+            prefix in 0u8..40,
+        ) {
+            let mut frame = frame;
+            if ipv4 && frame.len() > 14 {
+                frame[12] = 8;
+                frame[13] = 0;
+                frame[14] = 0x40 | (frame[14] & 0xf);
+            }
+            let plan = SteerPlan {
+                threads,
+                side: if inside { Side::Inside } else { Side::Outside },
+                nat: Some(NatSteer { ip: Ipv4Addr::new(10, 0, 0, 1), ports: (lo, hi) }),
+                subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), prefix)],
+            };
+            prop_assert!(plan.thread_of(&frame) < threads.max(1));
+            let slices = split_range((lo, hi), threads);
+            prop_assert_eq!(slices.len(), usize::from(threads.max(1)));
+        }
+    }
+}
