@@ -20,7 +20,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use crate::counters::{DropReason, PortCounters};
@@ -34,11 +34,14 @@ use crate::wire::MacAddr;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+/// `_IOR('T', 224, int)`.
+const TUNSETSTEERINGEBPF: libc::c_ulong = 0x8004_54e0;
 
 /// `ifr_flags` for TUNSETIFF.
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 
 /// TUNSETOFFLOAD bits.
 const TUN_F_CSUM: libc::c_uint = 0x01;
@@ -103,6 +106,14 @@ pub enum TapError {
         name: String,
         /// The flags asked for.
         flags: u32,
+        /// The error from the ioctl.
+        source: io::Error,
+    },
+    /// TUNSETSTEERINGEBPF failed.
+    #[error("setting the steering program of TAP device {name}: {}", explain(.source))]
+    Steering {
+        /// The TAP's name.
+        name: String,
         /// The error from the ioctl.
         source: io::Error,
     },
@@ -285,7 +296,46 @@ impl TapPort {
     /// this port (see the module docs); it starts down and in the calling
     /// thread's namespace: move it, address it and bring it up with `ip`.
     pub fn create(name: &str, id: PortId) -> Result<TapPort, TapError> {
-        Self::open(name, id, true)
+        Self::open(name, id, true, false)
+    }
+
+    /// Creates the TAP `name` with `n` queues, one port each (all with
+    /// `id`, as [`TapPort::create`] makes them), for a network spread over
+    /// `n` PMD threads. The kernel picks a frame's queue with the program
+    /// [`TapPort::set_steering`] sets (by flow hash until then). `n` of 1
+    /// is exactly [`TapPort::create`]: a single-queue TAP. Call it in the
+    /// namespace the TAP is to live in; more queues of a TAP can only be
+    /// opened where the TAP is.
+    pub fn create_queues(name: &str, id: PortId, n: usize) -> Result<Vec<TapPort>, TapError> {
+        if n <= 1 {
+            return Ok(vec![Self::create(name, id)?]);
+        }
+        let first = Self::open(name, id, true, true)?;
+        // A `%d` template is resolved by the first: the rest attach to it.
+        let name = first.name.clone();
+        let mut queues = vec![first];
+        for _ in 1..n {
+            queues.push(Self::open(&name, id, true, true)?);
+        }
+        Ok(queues)
+    }
+
+    /// Sets the TAP's steering program (`pmd::steer`): the queue of every
+    /// frame the TAP receives from its namespace is what the program
+    /// returns, modulo the queues. Set on one queue, it holds for all; the
+    /// TAP holds the program until it goes away.
+    pub fn set_steering(&self, prog: BorrowedFd<'_>) -> Result<(), TapError> {
+        let fd: libc::c_int = prog.as_raw_fd();
+        // SAFETY: TUNSETSTEERINGEBPF reads one int through the pointer,
+        // which points to a live local.
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), TUNSETSTEERINGEBPF as _, &fd) };
+        if rc < 0 {
+            return Err(TapError::Steering {
+                name: self.name.clone(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
     }
 
     /// Creates a TAP without a virtio-net header and without offloads: the
@@ -293,10 +343,15 @@ impl TapPort {
     /// Such a port does not accept offloads, so the switch segments and
     /// checksums for it (useful to test [`crate::gso`] against a kernel).
     pub fn create_plain(name: &str, id: PortId) -> Result<TapPort, TapError> {
-        Self::open(name, id, false)
+        Self::open(name, id, false, false)
     }
 
-    fn open(name: &str, id: PortId, vnet_hdr: bool) -> Result<TapPort, TapError> {
+    fn open(
+        name: &str,
+        id: PortId,
+        vnet_hdr: bool,
+        multi_queue: bool,
+    ) -> Result<TapPort, TapError> {
         check_name(name)?;
         // SAFETY: the path is a NUL-terminated literal; open has no other
         // preconditions and the result is checked below.
@@ -318,6 +373,9 @@ impl TapPort {
         let mut flags = IFF_TAP | IFF_NO_PI;
         if vnet_hdr {
             flags |= IFF_VNET_HDR;
+        }
+        if multi_queue {
+            flags |= IFF_MULTI_QUEUE;
         }
         let mut req = IfReq::with_name(name).flags(flags);
         ioctl_ifreq(fd.as_raw_fd(), TUNSETIFF, &mut req).map_err(|source| TapError::Create {
