@@ -41,6 +41,9 @@ use crate::spill::SpillRx;
 use crate::tap::{build_vnet_hdr, parse_vnet_hdr, VNET_HDR_LEN};
 use crate::wire::MacAddr;
 
+mod spread;
+pub use spread::ArpDelivery;
+
 /// Frames read per `recvmmsg`; each needs a spare large buffer in case it is
 /// a 64 KB segment, so this bounds how many large buffers a port holds.
 const RX_BATCH: usize = 8;
@@ -465,6 +468,15 @@ fn unicast_membership(fd: RawFd, ifindex: u32, mac: MacAddr, add: bool) -> io::R
     set_opt(fd, libc::SOL_PACKET, opt, &mreq)
 }
 
+/// The sockets of a port, as [`PacketPort`] names them.
+struct Sockets {
+    fd: OwnedFd,
+    more: Vec<OwnedFd>,
+    tx: Option<OwnedFd>,
+    tunnel: Option<OwnedFd>,
+    hdr_len: usize,
+}
+
 /// The frames an uplink socket takes, kept to rebuild its filter.
 #[derive(Debug, Clone)]
 struct OwnedSpec {
@@ -722,6 +734,55 @@ pub fn split_train(
     n
 }
 
+/// Makes the interface deliver what `filter` takes to socket `fd`
+/// (promiscuous mode, or the switch's MACs in its unicast filter) and
+/// returns what an uplink's filter is rebuilt from. The kernel undoes
+/// memberships when the socket closes.
+fn memberships(
+    iface: &str,
+    ifindex: u32,
+    max_frame: u32,
+    fd: RawFd,
+    filter: &PacketFilter,
+) -> Result<Option<OwnedSpec>, PacketError> {
+    let wrap = |step| {
+        move |source| PacketError::Setup {
+            iface: iface.to_string(),
+            step,
+            source,
+        }
+    };
+    Ok(match filter {
+        PacketFilter::All => {
+            // SAFETY: packet_mreq is plain data; all-zero is a valid value.
+            let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+            mreq.mr_ifindex = ifindex as i32;
+            mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+            set_opt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
+                .map_err(wrap("putting the interface in promiscuous mode"))?;
+            None
+        }
+        PacketFilter::Owned {
+            ip,
+            mac,
+            vxlan_ports,
+            bridged,
+        } => {
+            for m in mac.iter().chain(&bridged.macs) {
+                unicast_membership(fd, ifindex, *m, true)
+                    .map_err(wrap("adding the switch's MACs to the interface"))?;
+            }
+            Some(OwnedSpec {
+                ifindex,
+                ip: *ip,
+                vxlan_ports: vxlan_ports.clone(),
+                max_frame,
+                bridged: bridged.clone(),
+            })
+        }
+    })
+}
+
 /// `VIRTIO_NET_HDR_GSO_TCPV4`.
 const GSO_TCPV4: u8 = 1;
 
@@ -794,63 +855,40 @@ impl PacketPort {
                 }
             }
         };
-        let wrap = |step| {
-            move |source| PacketError::Setup {
-                iface: iface.to_string(),
-                step,
-                source,
-            }
-        };
-        // The kernel undoes memberships when the socket closes.
-        let spec = match &filter {
-            PacketFilter::All => {
-                // SAFETY: packet_mreq is plain data; all-zero is a valid value.
-                let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
-                mreq.mr_ifindex = ifindex as i32;
-                mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
-                set_opt(
-                    fd.as_raw_fd(),
-                    libc::SOL_PACKET,
-                    libc::PACKET_ADD_MEMBERSHIP,
-                    &mreq,
-                )
-                .map_err(wrap("putting the interface in promiscuous mode"))?;
-                None
-            }
-            PacketFilter::Owned {
-                ip,
-                mac,
-                vxlan_ports,
-                bridged,
-            } => {
-                for m in mac.iter().chain(&bridged.macs) {
-                    unicast_membership(fd.as_raw_fd(), ifindex, *m, true)
-                        .map_err(wrap("adding the switch's MACs to the interface"))?;
-                }
-                Some(OwnedSpec {
-                    ifindex,
-                    ip: *ip,
-                    vxlan_ports: vxlan_ports.clone(),
-                    max_frame,
-                    bridged: bridged.clone(),
-                })
-            }
-        };
-        Ok(PacketPort {
-            iface: iface.to_string(),
-            id,
+        let spec = memberships(iface, ifindex, max_frame, fd.as_raw_fd(), &filter)?;
+        let sockets = Sockets {
             fd,
             more,
             tx,
-            rx_turn: 0,
-            hdr_len,
             tunnel,
+            hdr_len,
+        };
+        Ok(PacketPort::with(iface, id, sockets, mtu, spec))
+    }
+
+    /// A port over sockets already set up.
+    fn with(
+        iface: &str,
+        id: PortId,
+        sockets: Sockets,
+        mtu: u32,
+        spec: Option<OwnedSpec>,
+    ) -> PacketPort {
+        PacketPort {
+            iface: iface.to_string(),
+            id,
+            fd: sockets.fd,
+            more: sockets.more,
+            tx: sockets.tx,
+            rx_turn: 0,
+            hdr_len: sockets.hdr_len,
+            tunnel: sockets.tunnel,
             inner_mtu: mtu.saturating_sub(VXLAN_OVERHEAD) as u16,
             counters: Arc::default(),
             spill: SpillRx::new(),
             rx_small: Vec::with_capacity(RX_BATCH),
             spec,
-        })
+        }
     }
 
     /// A handle on the filter of an uplink (`PacketFilter::Owned`) that
