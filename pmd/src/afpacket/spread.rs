@@ -30,13 +30,14 @@ pub enum ArpDelivery {
 
 const PACKET_FANOUT_EBPF: u32 = 7;
 const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
-/// The group's own `PACKET_IGNORE_OUTGOING`: a member's option does not
-/// apply to the group, whose hook alone sees the interface's frames, so
-/// without it the switch's own transmissions would come back in.
-const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
 
 /// The receiving protocols of a spread port, in the order of its sockets
-/// (as [`super::Binding::AfterTc`] binds them).
+/// (as [`super::Binding::AfterTc`] binds them). Bound to one protocol, a
+/// group never sees what leaves the interface (the kernel shows outgoing
+/// frames to `ETH_P_ALL` taps only), so the switch's own frames do not
+/// come back; a group bound to `ETH_P_ALL` would need
+/// `PACKET_FANOUT_FLAG_IGNORE_OUTGOING`, a member's option not applying
+/// to its group.
 const PROTOCOLS: [u16; 3] = [
     (libc::ETH_P_IP as u16).to_be(),
     (libc::ETH_P_ARP as u16).to_be(),
@@ -63,7 +64,7 @@ impl Group {
     /// members before it). The first creates the group with an id the
     /// kernel picks, unique on the machine, and gives it the program.
     fn join(&mut self, fd: RawFd, steer: BorrowedFd<'_>) -> io::Result<()> {
-        let kind = PACKET_FANOUT_EBPF | PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+        let kind = PACKET_FANOUT_EBPF;
         match self.id {
             Some(id) => super::set_int(
                 fd,
@@ -103,9 +104,7 @@ fn explain_fanout(e: io::Error) -> io::Error {
     match e.raw_os_error() {
         Some(libc::EINVAL) => io::Error::new(
             e.kind(),
-            format!(
-                "{e} (a kernel without PACKET_FANOUT_EBPF or PACKET_FANOUT_FLAG_IGNORE_OUTGOING?)"
-            ),
+            format!("{e} (a kernel without PACKET_FANOUT_EBPF, Linux 4.3?)"),
         ),
         _ => e,
     }
