@@ -7,6 +7,10 @@
  * (TUNSETSTEERINGEBPF, taken modulo the queues) or the packet socket of a
  * PACKET_FANOUT_EBPF group (modulo its members).
  *
+ * An ICMP error (unreachable, time exceeded, parameter problem) goes with
+ * the flow of the packet it quotes, so a NAT can translate it and PMTU
+ * discovery works on every thread.
+ *
  * The same function as `SteerPlan::thread_of` in pmd/src/steer/plan.rs;
  * a test runs both over generated frames. Keep them in step.
  *
@@ -64,6 +68,97 @@ static __always_inline int in_subnets(const struct pd_steer_cfg *c, __u32 ip)
 	return 0;
 }
 
+/* What steering reads of an IPv4 header and what follows it. */
+struct v4 {
+	__u32 src, dst;
+	__u32 l4; /* offset of the L4 header from the MAC header */
+	__u32 sport, dport; /* TCP/UDP, when ports */
+	__u32 icmp_id; /* ICMP, when icmp */
+	__u8 proto;
+	__u8 ports;
+	__u8 icmp;
+	__u8 icmp_type;
+};
+
+static __always_inline __u32 be32(const __u8 *b)
+{
+	return ((__u32)b[0] << 24) | ((__u32)b[1] << 16) | ((__u32)b[2] << 8) | b[3];
+}
+
+/* The IPv4 header at `off` (from the MAC header); its ports or ICMP type
+ * and id unless it is a non-first fragment or they are cut off. */
+static __always_inline int parse_v4(struct __sk_buff *skb, __u32 off, struct v4 *v)
+{
+	__u8 h[20];
+	if (bpf_skb_load_bytes_relative(skb, off, h, sizeof(h), BPF_HDR_START_MAC))
+		return -1;
+	__u32 ihl = h[0] & 0xf;
+	if ((h[0] >> 4) != 4 || ihl < 5)
+		return -1;
+	v->src = be32(h + 12);
+	v->dst = be32(h + 16);
+	v->proto = h[9];
+	v->l4 = off + ihl * 4;
+	v->ports = 0;
+	v->icmp = 0;
+	v->sport = 0;
+	v->dport = 0;
+	v->icmp_id = 0;
+	v->icmp_type = 0;
+	if (((h[6] & 0x1f) | h[7]) != 0)
+		return 0;
+	__u8 b[6];
+	if (v->proto == IPPROTO_TCP || v->proto == IPPROTO_UDP) {
+		if (!bpf_skb_load_bytes_relative(skb, v->l4, b, 4, BPF_HDR_START_MAC)) {
+			v->ports = 1;
+			v->sport = ((__u32)b[0] << 8) | b[1];
+			v->dport = ((__u32)b[2] << 8) | b[3];
+		}
+	} else if (v->proto == IPPROTO_ICMP) {
+		if (!bpf_skb_load_bytes_relative(skb, v->l4, b, 6, BPF_HDR_START_MAC)) {
+			v->icmp = 1;
+			v->icmp_type = b[0];
+			v->icmp_id = ((__u32)b[4] << 8) | b[5];
+		}
+	}
+	return 0;
+}
+
+/* The thread of a NAT port (or echo id) in the range, else -1. */
+static __always_inline int nat_slice(const struct pd_steer_cfg *c, __u32 p)
+{
+	if (!c->chunk || p < c->nat_lo || p > c->nat_hi)
+		return -1;
+	return (p - c->nat_lo) / c->chunk;
+}
+
+/* Steers packet v, or its reply when `reversed` (an ICMP error goes with
+ * the flow of the packet it quotes, which went the other way): toward the
+ * inside by where it goes, east-west by both ends alike; from the outside
+ * by where it comes from, unless it goes to the NAT address with a port of
+ * the range (or an echo id, for ICMP type `echo`). */
+static __always_inline int steer(const struct pd_steer_cfg *c, const struct v4 *v, __u32 n,
+				 int reversed, __u8 echo)
+{
+	__u32 from_ip = reversed ? v->dst : v->src, from_port = reversed ? v->dport : v->sport;
+	__u32 to_ip = reversed ? v->src : v->dst, to_port = reversed ? v->sport : v->dport;
+	if (c->inside) {
+		if (in_subnets(c, v->src) && in_subnets(c, v->dst))
+			return mix(v->src ^ v->dst, v->sport ^ v->dport, n);
+		return mix(to_ip, to_port, n);
+	}
+	if (c->has_nat && to_ip == c->nat_ip) {
+		int t = -1;
+		if (v->ports)
+			t = nat_slice(c, to_port);
+		else if (v->icmp && v->icmp_type == echo)
+			t = nat_slice(c, v->icmp_id);
+		if (t >= 0)
+			return t;
+	}
+	return mix(from_ip, from_port, n);
+}
+
 SEC("socket")
 int pd_steer(struct __sk_buff *skb)
 {
@@ -73,49 +168,20 @@ int pd_steer(struct __sk_buff *skb)
 		return 0;
 	__u32 n = c->threads;
 
-	__u8 ip[ETH_HLEN + 20];
-	if (bpf_skb_load_bytes_relative(skb, 0, ip, sizeof(ip), BPF_HDR_START_MAC))
+	__u8 eth_type[2];
+	if (bpf_skb_load_bytes_relative(skb, 12, eth_type, 2, BPF_HDR_START_MAC))
 		return 0;
-	if (ip[12] != 0x08 || ip[13] != 0x00)
+	if (eth_type[0] != 0x08 || eth_type[1] != 0x00)
 		return 0;
-	const __u8 *h = ip + ETH_HLEN;
-	__u32 ihl = h[0] & 0xf;
-	if ((h[0] >> 4) != 4 || ihl < 5)
+	struct v4 o;
+	if (parse_v4(skb, ETH_HLEN, &o))
 		return 0;
-	__u8 proto = h[9];
-	int fragment = ((h[6] & 0x1f) | h[7]) != 0;
-	__u32 src = ((__u32)h[12] << 24) | ((__u32)h[13] << 16) | ((__u32)h[14] << 8) | h[15];
-	__u32 dst = ((__u32)h[16] << 24) | ((__u32)h[17] << 16) | ((__u32)h[18] << 8) | h[19];
-	__u32 l4 = ETH_HLEN + ihl * 4;
-
-	/* TCP/UDP ports, or an ICMP header up to the echo id. */
-	int ports = 0, echo_reply = 0;
-	__u32 sport = 0, dport = 0, echo_id = 0;
-	__u8 b[6];
-	if (!fragment && (proto == IPPROTO_TCP || proto == IPPROTO_UDP)) {
-		if (!bpf_skb_load_bytes_relative(skb, l4, b, 4, BPF_HDR_START_MAC)) {
-			ports = 1;
-			sport = ((__u32)b[0] << 8) | b[1];
-			dport = ((__u32)b[2] << 8) | b[3];
-		}
-	} else if (!fragment && proto == IPPROTO_ICMP) {
-		if (!bpf_skb_load_bytes_relative(skb, l4, b, 6, BPF_HDR_START_MAC) && b[0] == 0) {
-			echo_reply = 1;
-			echo_id = ((__u32)b[4] << 8) | b[5];
-		}
+	if (o.icmp && (o.icmp_type == 3 || o.icmp_type == 11 || o.icmp_type == 12)) {
+		struct v4 e;
+		if (!parse_v4(skb, o.l4 + 8, &e))
+			return steer(c, &e, n, 1, 8);
 	}
-
-	if (c->inside) {
-		if (in_subnets(c, src) && in_subnets(c, dst))
-			return mix(src ^ dst, sport ^ dport, n);
-		return mix(dst, dport, n);
-	}
-	if (c->has_nat && dst == c->nat_ip && c->chunk) {
-		__u32 p = ports ? dport : echo_id;
-		if ((ports || echo_reply) && p >= c->nat_lo && p <= c->nat_hi)
-			return (p - c->nat_lo) / c->chunk;
-	}
-	return mix(src, sport, n);
+	return steer(c, &o, n, 0, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -51,59 +51,76 @@ impl Rng {
     }
 }
 
-/// A frame that is mostly well-formed IPv4 with the fields steering reads
-/// drawn from the values that matter (the NAT address, the range's edges,
-/// the subnets), and now and then something broken.
-fn generated_frame(r: &mut Rng) -> Vec<u8> {
-    let addrs = [
-        [10, 66, 0, 1],
-        [10, 66, 0, 2],
-        [10, 0, 0, 5],
-        [10, 0, 0, 9],
-        [10, 1, 7, 3],
-        [192, 168, 5, 1],
-        [203, 0, 113, 77],
-    ];
-    let ports = [
-        0u16, 80, 999, 1000, 1001, 1499, 1500, 1998, 1999, 2000, 65535,
-    ];
+/// Addresses and ports that matter to the plans below: the NAT address,
+/// the range's edges, the subnets, and others.
+const ADDRS: [[u8; 4]; 7] = [
+    [10, 66, 0, 1],
+    [10, 66, 0, 2],
+    [10, 0, 0, 5],
+    [10, 0, 0, 9],
+    [10, 1, 7, 3],
+    [192, 168, 5, 1],
+    [203, 0, 113, 77],
+];
+const PORTS: [u16; 11] = [0, 80, 999, 1000, 1001, 1499, 1500, 1998, 1999, 2000, 65535];
+
+/// An IPv4 header and 8 bytes of what follows, mostly well-formed, with
+/// the fields steering reads drawn from [`ADDRS`] and [`PORTS`]; now and
+/// then options, a fragment, a wrong version or length. An ICMP error
+/// (when `quote`) quotes another such header.
+fn generated_ipv4(r: &mut Rng, quote: bool) -> Vec<u8> {
     let ihl = if r.below(8) == 0 {
         r.pick(&[0u8, 3, 5, 6, 15])
     } else {
         5
     };
-    let mut f = vec![0u8; 14 + usize::from(ihl.max(5)) * 4 + 8];
-    for b in f.iter_mut() {
-        *b = r.next() as u8;
+    let l4 = usize::from(ihl.max(5)) * 4;
+    let mut h: Vec<u8> = (0..l4 + 8).map(|_| r.next() as u8).collect();
+    h[0] = if r.below(16) == 0 { 0x65 } else { 0x40 | ihl };
+    h[6] = if r.below(6) == 0 {
+        r.next() as u8
+    } else {
+        0x40
+    };
+    h[7] = if r.below(6) == 0 { r.next() as u8 } else { 0 };
+    h[9] = r.pick(&[1u8, 6, 17, 17, 6, 47]);
+    // A quoted header is often the switch's own packet (from the NAT
+    // address), as the errors about its flows are.
+    let src = if !quote && r.below(2) == 0 {
+        ADDRS[0]
+    } else {
+        r.pick(&ADDRS)
+    };
+    h[12..16].copy_from_slice(&src);
+    h[16..20].copy_from_slice(&r.pick(&ADDRS));
+    if h[9] == 1 {
+        h[l4] = r.pick(&[0u8, 0, 8, 8, 3, 11, 12, 5]);
+        h[l4 + 4..l4 + 6].copy_from_slice(&r.pick(&PORTS).to_be_bytes());
+        if quote && [3, 11, 12].contains(&h[l4]) && r.below(4) != 0 {
+            h.extend(generated_ipv4(r, false));
+        }
+    } else {
+        h[l4..l4 + 2].copy_from_slice(&r.pick(&PORTS).to_be_bytes());
+        h[l4 + 2..l4 + 4].copy_from_slice(&r.pick(&PORTS).to_be_bytes());
     }
+    h
+}
+
+/// An Ethernet frame: mostly IPv4 from [`generated_ipv4`], now and then
+/// cut short, sometimes ARP, IPv6 or VLAN-tagged.
+fn generated_frame(r: &mut Rng) -> Vec<u8> {
+    let mut f: Vec<u8> = (0..12).map(|_| r.next() as u8).collect();
     let ethertype: [u8; 2] = match r.below(10) {
         0 => [0x08, 0x06],
         1 => [0x86, 0xdd],
         2 => [0x81, 0x00],
         _ => [0x08, 0x00],
     };
-    f[12..14].copy_from_slice(&ethertype);
-    f[14] = if r.below(16) == 0 { 0x65 } else { 0x40 | ihl };
-    f[14 + 6] = if r.below(6) == 0 {
-        r.next() as u8
-    } else {
-        0x40
-    };
-    f[14 + 7] = if r.below(6) == 0 { r.next() as u8 } else { 0 };
-    f[14 + 9] = r.pick(&[1u8, 6, 17, 17, 6, 47]);
-    f[26..30].copy_from_slice(&r.pick(&addrs));
-    f[30..34].copy_from_slice(&r.pick(&addrs));
-    let l4 = 14 + usize::from(ihl.max(5)) * 4;
-    if f[14 + 9] == 1 {
-        f[l4] = r.pick(&[0u8, 0, 8, 3]);
-        f[l4 + 4..l4 + 6].copy_from_slice(&r.pick(&ports).to_be_bytes());
-    } else {
-        f[l4..l4 + 2].copy_from_slice(&r.pick(&ports).to_be_bytes());
-        f[l4 + 2..l4 + 4].copy_from_slice(&r.pick(&ports).to_be_bytes());
-    }
-    // Cut short now and then, inside the options or the ports. (The
-    // kernel's test run refuses a frame whose ethertype's header is not
-    // whole: 20 bytes of IPv4, 40 of IPv6.)
+    f.extend_from_slice(&ethertype);
+    f.extend(generated_ipv4(r, true));
+    // Cut short now and then, inside the options, the ports or the quoted
+    // header. (The kernel's test run refuses a frame whose ethertype's
+    // header is not whole: 20 bytes of IPv4, 40 of IPv6.)
     if ethertype != [0x08, 0x00] {
         f.resize(64, 0);
     } else if r.below(8) == 0 {
@@ -151,7 +168,7 @@ fn the_program_picks_the_thread_the_reference_picks_for_thousands_of_generated_f
     for plan in &plans {
         let prog = SteerProgram::load(plan).expect("loading the steering program");
         let mut seen = vec![0usize; usize::from(plan.threads)];
-        for _ in 0..4000 {
+        for _ in 0..20_000 {
             let f = generated_frame(&mut r);
             let want = plan.thread_of(&f);
             let got = prog
@@ -170,7 +187,7 @@ fn the_program_picks_the_thread_the_reference_picks_for_thousands_of_generated_f
             "every thread gets frames under {plan:?}: {seen:?}"
         );
     }
-    assert_eq!(compared, 6 * 4000);
+    assert_eq!(compared, 6 * 20_000);
 }
 
 #[test]
@@ -526,6 +543,17 @@ fn echo_reply(src: [u8; 4], id: u16, tag: u32) -> Vec<u8> {
     ipv4(src, NAT_IP, 1, &p)
 }
 
+/// "Fragmentation needed" from a router to the NAT address about the
+/// UDP datagram the switch sent from `sport` to `dst`:53, tagged.
+fn frag_needed(sport: u16, dst: [u8; 4], tag: u32) -> Vec<u8> {
+    let quoted = l4(17, NAT_IP.octets(), sport, Ipv4Addr::from(dst), 53, 0);
+    let mut p = vec![3, 4, 0, 0, 0, 0, 0x05, 0xdc];
+    p.extend_from_slice(&quoted[14..14 + 28]);
+    p.extend_from_slice(&tag.to_be_bytes());
+    p.extend_from_slice(b"spr!");
+    ipv4([203, 0, 113, 254], NAT_IP, 1, &p)
+}
+
 fn arp_request_for(target: Ipv4Addr) -> Vec<u8> {
     let mut f = vec![0xff; 6];
     f.extend_from_slice(&PEER_MAC);
@@ -587,6 +615,8 @@ fn spread_uplink_steers_like_the_outside_plan(arp: ArpDelivery) {
             tag += 1;
         }
         add(echo_reply(src, dport, tag), Some(owner));
+        tag += 1;
+        add(frag_needed(dport, src, tag), Some(owner));
         tag += 1;
     }
     // Not in the NAT range (a published port, say): by the source.

@@ -71,54 +71,52 @@ pub(super) fn chunk(range: (u16, u16), threads: u16) -> u32 {
     size.div_ceil(u32::from(threads.max(1))).max(1)
 }
 
-/// The IPv4 fields steering looks at, as `pd_steer.c` reads them.
-struct Ipv4Fields {
+/// What steering reads of an IPv4 header and what follows it, as
+/// `pd_steer.c` reads it.
+struct V4 {
     src: u32,
     dst: u32,
+    /// Where the L4 header starts in the frame.
+    l4: usize,
     /// TCP/UDP source and destination ports (not a non-first fragment,
     /// and both in the frame).
     ports: Option<(u16, u16)>,
-    /// The id of an ICMP echo reply (type 0).
-    echo_reply: Option<u16>,
+    /// ICMP type and the id field (an echo's), likewise.
+    icmp: Option<(u8, u16)>,
 }
 
 const ETH_HLEN: usize = 14;
 
-fn ipv4_fields(frame: &[u8]) -> Option<Ipv4Fields> {
-    let ip = frame.get(ETH_HLEN..ETH_HLEN + 20)?;
-    if frame[12..14] != [0x08, 0x00] {
+/// ICMP types that quote the packet they are about (RFC 792).
+const ICMP_ERRORS: [u8; 3] = [3, 11, 12];
+
+fn v4_at(frame: &[u8], at: usize) -> Option<V4> {
+    let h = frame.get(at..at + 20)?;
+    let ihl = usize::from(h[0] & 0xf);
+    if h[0] >> 4 != 4 || ihl < 5 {
         return None;
     }
-    let ihl = usize::from(ip[0] & 0xf);
-    if ip[0] >> 4 != 4 || ihl < 5 {
-        return None;
-    }
-    let fragment = (ip[6] & 0x1f) | ip[7] != 0;
-    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let fragment = (h[6] & 0x1f) | h[7] != 0;
     let be16 = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
-    let l4 = ETH_HLEN + ihl * 4;
-    let (mut ports, mut echo_reply) = (None, None);
+    let l4 = at + ihl * 4;
+    let (mut ports, mut icmp) = (None, None);
     if !fragment {
-        match ip[9] {
+        match h[9] {
             6 | 17 => {
                 ports = frame
                     .get(l4..l4 + 4)
                     .map(|p| (be16(&p[0..2]), be16(&p[2..4])))
             }
-            1 => {
-                echo_reply = frame
-                    .get(l4..l4 + 6)
-                    .filter(|i| i[0] == 0)
-                    .map(|i| be16(&i[4..6]))
-            }
+            1 => icmp = frame.get(l4..l4 + 6).map(|i| (i[0], be16(&i[4..6]))),
             _ => {}
         }
     }
-    Some(Ipv4Fields {
-        src: be32(&ip[12..16]),
-        dst: be32(&ip[16..20]),
+    Some(V4 {
+        src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
+        dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
+        l4,
         ports,
-        echo_reply,
+        icmp,
     })
 }
 
@@ -126,35 +124,56 @@ impl SteerPlan {
     /// The thread an Ethernet frame belongs to, as the steering program
     /// decides it (see the module docs of `pmd::steer` and `pd_steer.c`).
     /// Anything that is not IPv4 goes to thread 0, as do VLAN-tagged
-    /// frames and frames too short for an IPv4 header.
+    /// frames and frames too short for an IPv4 header. An ICMP error goes
+    /// with the flow of the packet it quotes.
     pub fn thread_of(&self, frame: &[u8]) -> u16 {
         let n = self.threads.max(1);
-        if n == 1 {
+        if n == 1 || frame.get(12..14) != Some(&[0x08, 0x00]) {
             return 0;
         }
-        let Some(f) = ipv4_fields(frame) else {
+        let Some(o) = v4_at(frame, ETH_HLEN) else {
             return 0;
         };
-        let (sport, dport) = f.ports.unwrap_or((0, 0));
+        if o.icmp.is_some_and(|(t, _)| ICMP_ERRORS.contains(&t)) {
+            if let Some(e) = v4_at(frame, o.l4 + 8) {
+                return self.error_thread(&e, n);
+            }
+        }
+        self.steer(&o, n, false, 0)
+    }
+
+    /// The thread of the flow an ICMP error quotes `e` of: `e` went the
+    /// other way, so it is steered as its reply would be.
+    fn error_thread(&self, e: &V4, n: u16) -> u16 {
+        self.steer(e, n, true, 8)
+    }
+
+    /// Steers packet `p`, or its reply when `reversed`: toward the inside
+    /// by where it goes, east-west by both ends alike; from the outside by
+    /// where it comes from, unless it goes to the NAT address with a port
+    /// of the range (or an echo id, for ICMP type `echo`).
+    fn steer(&self, p: &V4, n: u16, reversed: bool, echo: u8) -> u16 {
+        let (sport, dport) = p.ports.unwrap_or((0, 0));
+        let (from, to) = match reversed {
+            false => ((p.src, sport), (p.dst, dport)),
+            true => ((p.dst, dport), (p.src, sport)),
+        };
         match self.side {
             Side::Inside => {
-                if self.in_subnets(f.src) && self.in_subnets(f.dst) {
-                    mix(f.src ^ f.dst, sport ^ dport, n)
+                if self.in_subnets(p.src) && self.in_subnets(p.dst) {
+                    mix(p.src ^ p.dst, sport ^ dport, n)
                 } else {
-                    mix(f.dst, dport, n)
+                    mix(to.0, to.1, n)
                 }
             }
             Side::Outside => {
-                if let Some(nat) = &self.nat {
-                    let p = f.ports.map(|(_, d)| d).or(f.echo_reply);
-                    let (lo, hi) = nat.ports;
-                    if let Some(p) = p.filter(|p| (lo..=hi).contains(p)) {
-                        if f.dst == u32::from(nat.ip) {
-                            return ((u32::from(p - lo)) / chunk(nat.ports, n)) as u16;
-                        }
-                    }
+                let nat = self.nat.filter(|nat| to.0 == u32::from(nat.ip));
+                let id = p.icmp.filter(|(t, _)| *t == echo).map(|(_, id)| id);
+                match (nat, p.ports.map(|_| to.1).or(id)) {
+                    (Some(nat), Some(port)) => nat_slice(&nat, port, n),
+                    _ => None,
                 }
-                mix(f.src, sport, n)
+                .unwrap_or_else(|| mix(from.0, from.1, n))
             }
         }
     }
@@ -165,6 +184,14 @@ impl SteerPlan {
             .take(MAX_SUBNETS)
             .any(|&(net, len)| ip & prefix_mask(len) == u32::from(net) & prefix_mask(len))
     }
+}
+
+/// The thread whose slice of the NAT range holds port (or echo id) `p`.
+fn nat_slice(nat: &NatSteer, p: u16, threads: u16) -> Option<u16> {
+    let (lo, hi) = nat.ports;
+    (lo..=hi)
+        .contains(&p)
+        .then(|| (u32::from(p - lo) / chunk(nat.ports, threads)) as u16)
 }
 
 /// The netmask of a prefix length (longer than 32 counts as 32).
@@ -251,6 +278,60 @@ mod tests {
             let east = udp([10, 0, 0, 5], 4000, [10, 0, 0, 6], port);
             let west = udp([10, 0, 0, 6], port, [10, 0, 0, 5], 4000);
             assert_eq!(inside.thread_of(&east), inside.thread_of(&west));
+        }
+    }
+
+    /// An ICMP error from `from` to `to` quoting `quoted` (an IPv4 frame
+    /// as `udp` builds it).
+    fn icmp_error(from: [u8; 4], to: [u8; 4], icmp_type: u8, quoted: &[u8]) -> Vec<u8> {
+        let mut f = udp(from, 0, to, 0);
+        f.truncate(34);
+        f[14 + 9] = 1;
+        f.extend_from_slice(&[icmp_type, 4, 0, 0, 0, 0, 0x05, 0xdc]);
+        f.extend_from_slice(&quoted[14..14 + 28]);
+        f
+    }
+
+    #[test]
+    fn an_icmp_error_goes_to_the_thread_of_the_flow_it_quotes() {
+        let nat = Ipv4Addr::new(192, 0, 2, 1);
+        let outside = SteerPlan {
+            threads: 4,
+            side: Side::Outside,
+            nat: Some(NatSteer {
+                ip: nat,
+                ports: (1000, 1999),
+            }),
+            subnets: vec![],
+        };
+        let inside = SteerPlan {
+            side: Side::Inside,
+            subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), 24)],
+            ..outside.clone()
+        };
+        let (server, router) = ([198, 51, 100, 7], [203, 0, 113, 1]);
+        for i in 0..200u16 {
+            // A container's flow, translated to port 1000 + 5i: its reply
+            // and a router's "fragmentation needed" about it meet.
+            let translated = udp(nat.octets(), 1000 + 5 * i, server, 53);
+            let reply = udp(server, 53, nat.octets(), 1000 + 5 * i);
+            let error = icmp_error(router, nat.octets(), 3, &translated);
+            assert_eq!(outside.thread_of(&error), outside.thread_of(&reply));
+            // A published port's flow (not in the range): by the client.
+            let client = [203, 0, 113, 50 + (i % 100) as u8];
+            let answer = udp(nat.octets(), 8080, client, 40000 + i);
+            let request = udp(client, 40000 + i, nat.octets(), 8080);
+            let error = icmp_error(router, nat.octets(), 11, &answer);
+            assert_eq!(outside.thread_of(&error), outside.thread_of(&request));
+            // The container refuses the request (DNATed to it): its error
+            // goes where the client's packets went.
+            let inbound = udp(client, 40000 + i, [10, 0, 0, 5], 80);
+            let error = icmp_error([10, 0, 0, 5], client, 3, &inbound);
+            assert_eq!(inside.thread_of(&error), outside.thread_of(&request));
+            // East-west, either way.
+            let east = udp([10, 0, 0, 5], 4000 + i, [10, 0, 0, 6], 53);
+            let error = icmp_error([10, 0, 0, 6], [10, 0, 0, 5], 3, &east);
+            assert_eq!(inside.thread_of(&error), inside.thread_of(&east));
         }
     }
 
