@@ -13,7 +13,12 @@
 //! steered by its destination on the inside and its reply by its source on
 //! the outside, which is the same address and port; a NAT reply comes back
 //! to the NAT address on a port (or echo id) of the slice of the thread
-//! that chose it.
+//! that chose it; an ICMP error goes with the flow of the packet it quotes.
+//!
+//! For the caller: a TAP's queues and a fan-out group's members are
+//! numbered in the order they were opened and renumbered when one goes
+//! (the kernel moves the last into the gap), so a group's ports are made
+//! together and dropped together; the program's thread count is theirs.
 
 mod plan;
 mod program;
