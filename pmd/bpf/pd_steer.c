@@ -52,6 +52,34 @@ struct {
 	__type(value, struct pd_steer_cfg);
 } pd_steer_cfg SEC(".maps");
 
+/* A NAT port mapping, both of its ends: kind 0 is the host port on the
+ * NAT address (ip 0), kind 1 the endpoint's address and port. Keep in sync
+ * with pmd/src/steer/program.rs (MappedKey). */
+struct pd_steer_mapped_key {
+	__u32 ip;
+	__u16 port;
+	__u8 proto;
+	__u8 kind;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct pd_steer_mapped_key);
+	__type(value, __u8);
+} pd_steer_mapped SEC(".maps");
+
+static __always_inline int mapped(__u8 proto, __u8 kind, __u32 ip, __u32 port)
+{
+	struct pd_steer_mapped_key k = {
+		.ip = ip,
+		.port = (__u16)port,
+		.proto = proto,
+		.kind = kind,
+	};
+	return bpf_map_lookup_elem(&pd_steer_mapped, &k) != 0;
+}
+
 static __always_inline __u32 mix(__u32 ip, __u32 port, __u32 n)
 {
 	__u32 h = (ip ^ ((port << 16) | port)) * 0x9E3779B1u;
@@ -134,22 +162,24 @@ static __always_inline int nat_slice(const struct pd_steer_cfg *c, __u32 p)
 
 /* Steers packet v, or its reply when `reversed` (an ICMP error goes with
  * the flow of the packet it quotes, which went the other way): toward the
- * inside by where it goes, east-west by both ends alike; from the outside
- * by where it comes from, unless it goes to the NAT address with a port of
- * the range (or an echo id, for ICMP type `echo`). */
+ * inside by both ends alike, except the replies of a mapped port, which go
+ * by their remote end; from the outside by where it comes from, unless it
+ * goes to the NAT address with a port of the range that is not mapped (or
+ * an echo id, for ICMP type `echo`). */
 static __always_inline int steer(const struct pd_steer_cfg *c, const struct v4 *v, __u32 n,
 				 int reversed, __u8 echo)
 {
 	__u32 from_ip = reversed ? v->dst : v->src, from_port = reversed ? v->dport : v->sport;
 	__u32 to_ip = reversed ? v->src : v->dst, to_port = reversed ? v->sport : v->dport;
 	if (c->inside) {
-		if (in_subnets(c, v->src) && in_subnets(c, v->dst))
-			return mix(v->src ^ v->dst, v->sport ^ v->dport, n);
-		return mix(to_ip, to_port, n);
+		int east_west = in_subnets(c, v->src) && in_subnets(c, v->dst);
+		if (!east_west && v->ports && mapped(v->proto, 1, from_ip, from_port))
+			return mix(to_ip, to_port, n);
+		return mix(v->src ^ v->dst, v->sport ^ v->dport, n);
 	}
 	if (c->has_nat && to_ip == c->nat_ip) {
 		int t = -1;
-		if (v->ports)
+		if (v->ports && !mapped(v->proto, 0, 0, to_port))
 			t = nat_slice(c, to_port);
 		else if (v->icmp && v->icmp_type == echo)
 			t = nat_slice(c, v->icmp_id);

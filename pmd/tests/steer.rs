@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pmd::afpacket::{ArpDelivery, Bridged, PacketFilter, PacketPort};
 use pmd::netns::{in_netns, unique_name, NetnsGuard};
-use pmd::steer::{mix, NatSteer, Side, SteerError, SteerPlan, SteerProgram};
+use pmd::steer::{mix, MappedPort, NatSteer, Side, SteerError, SteerPlan, SteerProgram};
 use pmd::tap::TapPort;
 use pmd::wire::MacAddr;
 use pmd::{Frame, Pool, PoolConfig, Port, PortId};
@@ -30,6 +30,7 @@ fn outside_plan(threads: u16) -> SteerPlan {
             ports: (1000, 1999),
         }),
         subnets: vec![],
+        mapped: vec![],
     }
 }
 
@@ -139,9 +140,36 @@ fn the_program_picks_the_thread_the_reference_picks_for_thousands_of_generated_f
         (Ipv4Addr::new(10, 0, 0, 0), 24),
         (Ipv4Addr::new(10, 1, 0, 0), 16),
     ];
+    // Mappings whose ends are among the generated addresses and ports,
+    // one with its host port inside the NAT range.
+    let mapped = vec![
+        MappedPort {
+            proto: 17,
+            host_port: 1500,
+            internal_ip: Ipv4Addr::new(10, 0, 0, 5),
+            internal_port: 80,
+        },
+        MappedPort {
+            proto: 6,
+            host_port: 2000,
+            internal_ip: Ipv4Addr::new(192, 168, 5, 1),
+            internal_port: 999,
+        },
+    ];
     let plans = [
         outside_plan(2),
         outside_plan(3),
+        SteerPlan {
+            mapped: mapped.clone(),
+            ..outside_plan(2)
+        },
+        SteerPlan {
+            threads: 3,
+            side: Side::Inside,
+            nat: None,
+            subnets: subnets.clone(),
+            mapped,
+        },
         SteerPlan {
             nat: None,
             ..outside_plan(4)
@@ -151,12 +179,14 @@ fn the_program_picks_the_thread_the_reference_picks_for_thousands_of_generated_f
             side: Side::Inside,
             nat: None,
             subnets: subnets.clone(),
+            mapped: vec![],
         },
         SteerPlan {
             threads: 5,
             side: Side::Inside,
             nat: None,
             subnets,
+            mapped: vec![],
         },
         SteerPlan {
             threads: 1,
@@ -187,7 +217,7 @@ fn the_program_picks_the_thread_the_reference_picks_for_thousands_of_generated_f
             "every thread gets frames under {plan:?}: {seen:?}"
         );
     }
-    assert_eq!(compared, 6 * 20_000);
+    assert_eq!(compared, plans.len() * 20_000);
 }
 
 #[test]
@@ -307,6 +337,7 @@ fn a_two_queue_tap_hands_each_frame_to_the_queue_the_inside_plan_picks() {
         side: Side::Inside,
         nat: None,
         subnets: vec![(Ipv4Addr::new(10, 77, 0, 0), 24)],
+        mapped: vec![],
     };
     let prog = SteerProgram::load(&plan).expect("load");
     let ns = NetnsGuard::new("pdst").expect("netns");
@@ -719,6 +750,7 @@ fn a_spread_container_veth_takes_every_frame_and_steers_it_by_destination_or_sym
         side: Side::Inside,
         nat: None,
         subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), 24)],
+        mapped: vec![],
     };
     let prog = SteerProgram::load(&plan).expect("load");
     let mut ports = open_spread(

@@ -9,11 +9,14 @@
 //! is the same function in Rust, the reference the program is tested
 //! against.
 //!
-//! The choice is symmetric across the switch: a container's flow is
-//! steered by its destination on the inside and its reply by its source on
-//! the outside, which is the same address and port; a NAT reply comes back
-//! to the NAT address on a port (or echo id) of the slice of the thread
-//! that chose it; an ICMP error goes with the flow of the packet it quotes.
+//! The choice is symmetric across the switch: a container's new flow may
+//! land on any thread (by a hash of both ends, the same for both
+//! directions, so east-west flows stay on one thread), and the NAT reply
+//! comes back to the NAT address on a port (or echo id) of the slice of
+//! the thread that chose it; a connection to a mapped port is steered by
+//! its remote end on both sides (its source on the outside, the
+//! destination of the container's replies on the inside); an ICMP error
+//! goes with the flow of the packet it quotes.
 //!
 //! For the caller: a TAP's queues and a fan-out group's members are
 //! numbered in the order they were opened and renumbered when one goes
@@ -23,5 +26,5 @@
 mod plan;
 mod program;
 
-pub use plan::{mix, split_range, NatSteer, Side, SteerPlan, MAX_SUBNETS};
+pub use plan::{mix, split_range, MappedPort, NatSteer, Side, SteerPlan, MAX_MAPPED, MAX_SUBNETS};
 pub use program::{SteerError, SteerProgram, PROG_NAME};

@@ -24,6 +24,24 @@ pub struct NatSteer {
     pub ports: (u16, u16),
 }
 
+/// A NAT port mapping (DNAT): its connections are steered by their
+/// remote end on both sides, because the thread that takes the first
+/// frame from the outside is the one that translates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MappedPort {
+    /// IP protocol number (TCP 6, UDP 17).
+    pub proto: u8,
+    /// The port on the NAT address.
+    pub host_port: u16,
+    /// The endpoint it leads to.
+    pub internal_ip: Ipv4Addr,
+    /// The endpoint's port.
+    pub internal_port: u16,
+}
+
+/// Most mappings the program knows (a hash map's size).
+pub const MAX_MAPPED: usize = 4096;
+
 /// How the frames of one side of a group are spread over its threads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SteerPlan {
@@ -33,6 +51,8 @@ pub struct SteerPlan {
     /// The group's subnets (address, prefix length): traffic between two
     /// addresses in them is east-west and steered symmetrically.
     pub subnets: Vec<(Ipv4Addr, u8)>,
+    /// The NAT's port mappings.
+    pub mapped: Vec<MappedPort>,
 }
 
 /// The thread of a flow keyed by an address and a port (host order):
@@ -74,6 +94,7 @@ pub(super) fn chunk(range: (u16, u16), threads: u16) -> u32 {
 /// What steering reads of an IPv4 header and what follows it, as
 /// `pd_steer.c` reads it.
 struct V4 {
+    proto: u8,
     src: u32,
     dst: u32,
     /// Where the L4 header starts in the frame.
@@ -112,6 +133,7 @@ fn v4_at(frame: &[u8], at: usize) -> Option<V4> {
         }
     }
     Some(V4 {
+        proto: h[9],
         src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
         dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
         l4,
@@ -148,10 +170,13 @@ impl SteerPlan {
         self.steer(e, n, true, 8)
     }
 
-    /// Steers packet `p`, or its reply when `reversed`: toward the inside
-    /// by where it goes, east-west by both ends alike; from the outside by
-    /// where it comes from, unless it goes to the NAT address with a port
-    /// of the range (or an echo id, for ICMP type `echo`).
+    /// Steers packet `p`, or its reply when `reversed`. Toward the inside
+    /// by both ends alike (a new connection may go to any thread: the one
+    /// it lands on picks its NAT port from its own slice), except the
+    /// replies of a mapped port, which go by their remote end. From the
+    /// outside by where it comes from (the remote end), unless it goes to
+    /// the NAT address with a port of the range that is not mapped (or an
+    /// echo id, for ICMP type `echo`): then by the slice that holds it.
     fn steer(&self, p: &V4, n: u16, reversed: bool, echo: u8) -> u16 {
         let (sport, dport) = p.ports.unwrap_or((0, 0));
         let (from, to) = match reversed {
@@ -160,22 +185,40 @@ impl SteerPlan {
         };
         match self.side {
             Side::Inside => {
-                if self.in_subnets(p.src) && self.in_subnets(p.dst) {
-                    mix(p.src ^ p.dst, sport ^ dport, n)
-                } else {
+                let east_west = self.in_subnets(p.src) && self.in_subnets(p.dst);
+                if !east_west && p.ports.is_some() && self.mapped_inside(p.proto, from) {
                     mix(to.0, to.1, n)
+                } else {
+                    mix(p.src ^ p.dst, sport ^ dport, n)
                 }
             }
             Side::Outside => {
                 let nat = self.nat.filter(|nat| to.0 == u32::from(nat.ip));
                 let id = p.icmp.filter(|(t, _)| *t == echo).map(|(_, id)| id);
+                let mapped = p.ports.is_some() && self.mapped_outside(p.proto, to.1);
                 match (nat, p.ports.map(|_| to.1).or(id)) {
-                    (Some(nat), Some(port)) => nat_slice(&nat, port, n),
+                    (Some(nat), Some(port)) if !mapped => nat_slice(&nat, port, n),
                     _ => None,
                 }
                 .unwrap_or_else(|| mix(from.0, from.1, n))
             }
         }
+    }
+
+    /// `(ip, port)` is the endpoint end of a mapping of `proto`.
+    fn mapped_inside(&self, proto: u8, (ip, port): (u32, u16)) -> bool {
+        self.mapped
+            .iter()
+            .take(MAX_MAPPED)
+            .any(|m| m.proto == proto && m.internal_port == port && u32::from(m.internal_ip) == ip)
+    }
+
+    /// `port` of `proto` on the NAT address is mapped.
+    fn mapped_outside(&self, proto: u8, port: u16) -> bool {
+        self.mapped
+            .iter()
+            .take(MAX_MAPPED)
+            .any(|m| m.proto == proto && m.host_port == port)
     }
 
     fn in_subnets(&self, ip: u32) -> bool {
@@ -246,6 +289,7 @@ mod tests {
                 ports: (1000, 1999),
             }),
             subnets: vec![],
+            mapped: vec![],
         };
         let to = |port| plan.thread_of(&udp([198, 51, 100, 7], 80, [192, 0, 2, 1], port));
         assert_eq!((to(1000), to(1499), to(1500), to(1999)), (0, 0, 1, 1));
@@ -260,25 +304,64 @@ mod tests {
 
     #[test]
     fn both_directions_of_a_flow_meet_on_one_thread() {
+        let nat = Ipv4Addr::new(192, 0, 2, 1);
         let outside = SteerPlan {
             threads: 4,
             side: Side::Outside,
-            nat: None,
+            nat: Some(NatSteer {
+                ip: nat,
+                ports: (1000, 1999),
+            }),
             subnets: vec![],
+            mapped: vec![MappedPort {
+                proto: 17,
+                host_port: 8080,
+                internal_ip: Ipv4Addr::new(10, 0, 0, 5),
+                internal_port: 4000,
+            }],
         };
         let inside = SteerPlan {
             side: Side::Inside,
             subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), 24)],
             ..outside.clone()
         };
+        let slices = split_range((1000, 1999), 4);
+        let mut used = [false; 4];
         for port in 0..500u16 {
+            // A mapped port: in by the remote end, out by the same.
+            let back = udp([203, 0, 113, 9], port, nat.octets(), 8080);
             let out = udp([10, 0, 0, 5], 4000, [203, 0, 113, 9], port);
-            let back = udp([203, 0, 113, 9], port, [10, 0, 0, 5], 4000);
             assert_eq!(inside.thread_of(&out), outside.thread_of(&back));
+            // A connection of the container's: the thread it lands on
+            // translates to its slice, and the reply finds it there.
+            let out = udp([10, 0, 0, 5], 5000, [203, 0, 113, 9], port);
+            let t = inside.thread_of(&out);
+            used[usize::from(t)] = true;
+            let reply = udp(
+                [203, 0, 113, 9],
+                port,
+                nat.octets(),
+                slices[usize::from(t)].0,
+            );
+            assert_eq!(outside.thread_of(&reply), t);
             let east = udp([10, 0, 0, 5], 4000, [10, 0, 0, 6], port);
             let west = udp([10, 0, 0, 6], port, [10, 0, 0, 5], 4000);
             assert_eq!(inside.thread_of(&east), inside.thread_of(&west));
         }
+        assert_eq!(used, [true; 4], "new connections spread over every thread");
+        // The mapped port inside the range still goes by the remote end.
+        let mapped_in_range = SteerPlan {
+            mapped: vec![MappedPort {
+                host_port: 1500,
+                ..outside.mapped[0]
+            }],
+            ..outside.clone()
+        };
+        let f = udp([203, 0, 113, 9], 7, nat.octets(), 1500);
+        assert_eq!(
+            mapped_in_range.thread_of(&f),
+            mix(u32::from_be_bytes([203, 0, 113, 9]), 7, 4)
+        );
     }
 
     /// An ICMP error from `from` to `to` quoting `quoted` (an IPv4 frame
@@ -303,6 +386,13 @@ mod tests {
                 ports: (1000, 1999),
             }),
             subnets: vec![],
+            // The published port of the DNAT case below.
+            mapped: vec![MappedPort {
+                proto: 17,
+                host_port: 8080,
+                internal_ip: Ipv4Addr::new(10, 0, 0, 5),
+                internal_port: 80,
+            }],
         };
         let inside = SteerPlan {
             side: Side::Inside,
@@ -342,6 +432,7 @@ mod tests {
             side: Side::Inside,
             nat: None,
             subnets: vec![],
+            mapped: vec![],
         };
         let mut f = udp([1, 2, 3, 4], 5, [6, 7, 8, 9], 10);
         for ethertype in [[0x08, 0x06], [0x86, 0xdd], [0x81, 0x00]] {
@@ -372,6 +463,7 @@ mod tests {
                 side: if inside { Side::Inside } else { Side::Outside },
                 nat: Some(NatSteer { ip: Ipv4Addr::new(10, 0, 0, 1), ports: (lo, hi) }),
                 subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), prefix)],
+                mapped: vec![],
             };
             prop_assert!(plan.thread_of(&frame) < threads.max(1));
             let slices = split_range((lo, hi), threads);

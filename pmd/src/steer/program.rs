@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder};
 
-use super::plan::{chunk, prefix_mask, SteerPlan, MAX_SUBNETS};
+use super::plan::{chunk, prefix_mask, SteerPlan, MAX_MAPPED, MAX_SUBNETS};
 use super::Side;
 use crate::afxdp::raise_memlock;
 
@@ -22,6 +22,7 @@ static PD_STEER_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pd_steer.
 pub const PROG_NAME: &str = "pd_steer";
 
 const MAP_NAME: &str = "pd_steer_cfg";
+const MAPPED_MAP: &str = "pd_steer_mapped";
 
 /// What can go wrong loading or configuring the steering program.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,12 @@ impl Config {
                 plan.subnets.len()
             )));
         }
+        if plan.mapped.len() > MAX_MAPPED {
+            return Err(SteerError::Plan(format!(
+                "{} port mappings on one uplink; the steering program knows at most {MAX_MAPPED}",
+                plan.mapped.len()
+            )));
+        }
         if let Some((a, l)) = plan.subnets.iter().find(|(_, l)| *l > 32) {
             return Err(SteerError::Plan(format!(
                 "subnet {a}/{l}: a prefix is at most 32 bits"
@@ -104,6 +111,28 @@ impl Config {
             )
         }
     }
+}
+
+/// `struct pd_steer_mapped_key` of `pd_steer.c`: one end of a mapping.
+/// Kind 0 is the host port (ip 0), kind 1 the endpoint's address and port.
+fn mapped_keys(plan: &SteerPlan) -> Vec<[u8; 8]> {
+    let key = |ip: u32, port: u16, proto: u8, kind: u8| {
+        let mut k = [0u8; 8];
+        k[0..4].copy_from_slice(&ip.to_ne_bytes());
+        k[4..6].copy_from_slice(&port.to_ne_bytes());
+        k[6] = proto;
+        k[7] = kind;
+        k
+    };
+    plan.mapped
+        .iter()
+        .flat_map(|m| {
+            [
+                key(0, m.host_port, m.proto, 0),
+                key(u32::from(m.internal_ip), m.internal_port, m.proto, 1),
+            ]
+        })
+        .collect()
 }
 
 /// The loaded steering program and its configuration map. Dropping it
@@ -148,7 +177,7 @@ impl SteerProgram {
             prog_fd,
             threads: plan.threads,
         };
-        prog.write(&config)?;
+        prog.write(&config, &mapped_keys(plan))?;
         Ok(prog)
     }
 
@@ -163,7 +192,7 @@ impl SteerProgram {
                 self.threads, plan.threads
             )));
         }
-        self.write(&Config::of(plan)?)
+        self.write(&Config::of(plan)?, &mapped_keys(plan))
     }
 
     /// The program's fd, for TUNSETSTEERINGEBPF and PACKET_FANOUT_DATA.
@@ -195,13 +224,29 @@ impl SteerProgram {
         Ok(opts.retval)
     }
 
-    fn write(&self, config: &Config) -> Result<(), SteerError> {
-        let map = self
-            .obj
-            .maps()
-            .find(|m| m.name() == MAP_NAME)
-            .ok_or_else(|| SteerError::Load(format!("no map {MAP_NAME} in the object")))?;
-        map.update(&0u32.to_ne_bytes(), config.bytes(), MapFlags::ANY)
-            .map_err(|e| SteerError::Map(format!("{e:#}")))
+    /// Writes the mappings (the new ones first, then the old ones that
+    /// went) and then the configuration.
+    fn write(&self, config: &Config, mapped: &[[u8; 8]]) -> Result<(), SteerError> {
+        let map_err = |e: libbpf_rs::Error| SteerError::Map(format!("{e:#}"));
+        let map = |name: &str| {
+            self.obj
+                .maps()
+                .find(|m| m.name() == name)
+                .ok_or_else(|| SteerError::Load(format!("no map {name} in the object")))
+        };
+        let m = map(MAPPED_MAP)?;
+        for k in mapped {
+            m.update(k, &[1u8], MapFlags::ANY).map_err(map_err)?;
+        }
+        let gone: Vec<Vec<u8>> = m
+            .keys()
+            .filter(|k| !mapped.iter().any(|n| n[..] == k[..]))
+            .collect();
+        for k in gone {
+            m.delete(&k).map_err(map_err)?;
+        }
+        map(MAP_NAME)?
+            .update(&0u32.to_ne_bytes(), config.bytes(), MapFlags::ANY)
+            .map_err(map_err)
     }
 }
