@@ -47,7 +47,8 @@ fi
 
 CSV=$(mktemp /tmp/podswitch-rig.XXXXXX.csv)
 trap 'rm -f "$CSV"' EXIT
-export OUR_DUT_NAME=podswitch
+# OUR_DUT_NAME names the row (e.g. podswitch-2cores for configs/rig-nat-2cores.toml).
+export OUR_DUT_NAME=${OUR_DUT_NAME:-podswitch}
 export OUR_DUT_CMD="$ROOT/target/release/podswitch run $CONFIG"
 export OUR_DUT_WARMUP=${OUR_DUT_WARMUP:-3}
 rc=0
@@ -58,11 +59,11 @@ rc=0
 echo
 echo "DUT_NAPI_CPU=${DUT_NAPI_CPU:-1}, $(uname -r), $(nproc) CPUs, $(date -Is)"
 echo
-awk -F, '
+awk -F, -v ours_name="$OUR_DUT_NAME" '
   NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
   { n++; dut[n] = $col["dut"]; mpps[n] = $col["mpps"]; busy[n] = $col["dut_cpu_busy"]
     est[n] = $col["est_mpps_at_100pct"]; st[n] = $col["status"]; fl[n] = $col["frame_len"]
-    if ($col["dut"] == "podswitch" && $col["status"] == "ok") { ours = $col["mpps"]; ours_est = $col["est_mpps_at_100pct"] } }
+    if ($col["dut"] == ours_name && $col["status"] == "ok") { ours = $col["mpps"]; ours_est = $col["est_mpps_at_100pct"] } }
   function ratio(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2f", a / b) : "-" }
   END {
     print "| DUT | frame (B) | Mpps | DUT core busy % | est. Mpps at 100% | podswitch / DUT (Mpps) | podswitch / DUT (at 100%) |"

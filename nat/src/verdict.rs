@@ -146,6 +146,21 @@ impl NatCounters {
         self.drops[reason as usize].get()
     }
 
+    /// Adds these counters to `into` (the NAT of one uplink spread over
+    /// several PMD threads, each with its own).
+    pub fn add_to(&self, into: &NatCounters) {
+        into.translated_out.add(self.translated_out.get());
+        into.translated_in.add(self.translated_in.get());
+        into.hairpin.add(self.hairpin.get());
+        into.icmp_errors.add(self.icmp_errors.get());
+        into.fragments.add(self.fragments.get());
+        into.flows_created.add(self.flows_created.get());
+        into.flows_removed.add(self.flows_removed.get());
+        for (a, b) in into.drops.iter().zip(&self.drops) {
+            a.add(b.get());
+        }
+    }
+
     /// Connections in the table now (live or expired but not yet swept).
     pub fn occupancy(&self) -> u64 {
         self.flows_created

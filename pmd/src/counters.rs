@@ -238,3 +238,21 @@ impl CounterSnapshot {
         self.drops.iter().sum()
     }
 }
+
+impl std::ops::AddAssign<&CounterSnapshot> for CounterSnapshot {
+    /// Sums the counters of one port's queues on several PMD threads.
+    fn add_assign(&mut self, o: &CounterSnapshot) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        for (a, b) in self.drops.iter_mut().zip(o.drops) {
+            *a += b;
+        }
+        self.gro_merged += o.gro_merged;
+        self.gro_segments += o.gro_segments;
+        self.gro_no_buffer += o.gro_no_buffer;
+        self.offloaded_packets += o.offloaded_packets;
+        self.offloaded_bytes += o.offloaded_bytes;
+    }
+}

@@ -113,6 +113,9 @@ impl Switch {
                             mtu,
                             routes: endpoint::routes_of(e, net),
                             link: net.endpoint_link,
+                            queues: self.live.net_spread[net_id.0 as usize]
+                                .as_ref()
+                                .map(|s| s.inside_queues()),
                         };
                         endpoint::preflight(&plan)?;
                         Some(plan)
@@ -141,9 +144,14 @@ impl Switch {
                 let veth = tap.host_ifindex();
                 // The port first, then the topology that leads to it: a
                 // frame for it never finds a port that is not there yet.
-                self.dataplane
-                    .add_port(thread, id, tap.into_port())
-                    .with_context(|| format!("endpoint {}: starting to poll its port", e.name))?;
+                // On a spread network, queue i goes to the group's thread i.
+                for (i, port) in tap.into_ports().into_iter().enumerate() {
+                    self.dataplane
+                        .add_port(thread + i, id, port)
+                        .with_context(|| {
+                            format!("endpoint {}: starting to poll its port", e.name)
+                        })?;
+                }
                 self.live.taps.insert(e.name.clone(), (id, thread));
                 if let Some(ifindex) = veth {
                     self.live.veths.insert(id, ifindex);
@@ -164,6 +172,7 @@ impl Switch {
                 }
                 self.live.topo = topo.clone();
                 self.dataplane.set_topology(topo);
+                self.dataplane.settle();
             }
         }
         Ok(attached)
@@ -193,13 +202,18 @@ impl Switch {
                 let mut topo = self.live.topo.clone();
                 self.offload_port_changed(&mut topo, OffloadPortChange::Went { port: id, ifindex });
             }
-            let port = self
-                .dataplane
-                .remove_port(thread, id)
-                .with_context(|| format!("endpoint {}: removing its port", e.name))?;
-            // Closing the TAP here, on the control thread: the kernel may
-            // take milliseconds to unregister it.
-            drop(port);
+            let queues = self.live.net_spread[net_id.0 as usize]
+                .as_ref()
+                .map_or(1, |s| s.threads);
+            for t in thread..thread + queues {
+                let port = self
+                    .dataplane
+                    .remove_port(t, id)
+                    .with_context(|| format!("endpoint {}: removing its port", e.name))?;
+                // Closing the TAP here, on the control thread: the kernel
+                // may take milliseconds to unregister it.
+                drop(port);
+            }
             self.live.free_ids.push(id);
         }
         if let Some(up) = self.live.topo.network(net_id).uplink {
@@ -217,7 +231,10 @@ impl Switch {
     fn uplink_filter(&mut self, net: NetId, e: &EndpointCfg, add: bool) -> Result<()> {
         let network = self.live.topo.network(net);
         let (l2, up) = (network.l2, network.uplink);
-        let Some(handle) = up.and_then(|u| self.live.uplink_filters.get_mut(&u)) else {
+        let Some(handles) = up.and_then(|u| self.live.uplink_filters.get_mut(&u)) else {
+            return Ok(());
+        };
+        let Some(handle) = handles.first() else {
             return Ok(());
         };
         let takes_ip = l2.is_some() || !e.policy.nat_exceptions.is_empty();
@@ -234,9 +251,13 @@ impl Switch {
         if b == before {
             return Ok(());
         }
-        handle
-            .set_bridged(b)
-            .with_context(|| format!("endpoint {}: the uplink's filter", e.name))
+        // Each thread's sockets have a filter of their own.
+        for handle in handles.iter_mut() {
+            handle
+                .set_bridged(b.clone())
+                .with_context(|| format!("endpoint {}: the uplink's filter", e.name))?;
+        }
+        Ok(())
     }
 
     /// Adds network `n` of `cfg`: a `nat` network on an uplink that
@@ -254,6 +275,15 @@ impl Switch {
             topo.set_uplink(id, u);
         }
         self.live.net_thread.push(thread);
+        let spread = uplink.and_then(|u| self.live.uplink_spread[u.0 as usize].clone());
+        if let Some(s) = &spread {
+            // Its containers' east-west traffic is steered symmetrically
+            // only once the program knows the subnet.
+            if let Err(err) = s.add_subnet(n.subnet) {
+                tracing::warn!("network {}: {err:#}", n.name);
+            }
+        }
+        self.live.net_spread.push(spread);
         self.live.topo = topo.clone();
         self.dataplane.set_topology(topo);
         Ok(())
@@ -338,6 +368,13 @@ impl Switch {
                 (None, None) => continue,
             };
             let up = UplinkId(u as u16);
+            // A spread uplink's programs steer by the port range and the
+            // mappings: they learn them before the threads do.
+            if let Some(Some(steer)) = self.live.uplink_spread.get(u) {
+                if let Err(err) = steer.set_nat(Some(&c)) {
+                    tracing::warn!("uplink {}: {err:#}", self.live.topo.uplinks[u].name);
+                }
+            }
             self.dataplane
                 .control(|| Control::Nat(up, Box::new(c.clone()), nets.clone()));
             self.dataplane.set_nat_networks(up, nets);

@@ -96,7 +96,8 @@ impl MirrorSink for CaptureSink {
 /// disarms the port.
 pub struct CaptureStream {
     port: String,
-    counters: Arc<PortCounters>,
+    /// The port's queues: one per PMD thread that polls it.
+    counters: Vec<Arc<PortCounters>>,
     rx: Receiver<Captured>,
     queued_bytes: Arc<AtomicUsize>,
     missed: Missed,
@@ -111,7 +112,7 @@ pub fn start(switch: &Switch, req: &CaptureRequest) -> Result<CaptureStream> {
         .port_named(&req.port)
         .and_then(|id| switch.dataplane().port_counters(id))
         .with_context(|| format!("capture: no port or endpoint named {:?}", req.port))?
-        .clone();
+        .to_vec();
     let (tx, rx) = channel::bounded(QUEUE_FRAMES);
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     let missed = Missed::default();
@@ -121,10 +122,15 @@ pub fn start(switch: &Switch, req: &CaptureRequest) -> Result<CaptureStream> {
         queued_bytes: queued_bytes.clone(),
         missed: missed.clone(),
     };
-    counters
-        .mirror
-        .arm(Arc::new(sink))
-        .with_context(|| format!("capture on {}", req.port))?;
+    let sink: Arc<CaptureSink> = Arc::new(sink);
+    for (armed, c) in counters.iter().enumerate() {
+        if let Err(e) = c.mirror.arm(sink.clone()) {
+            for c in &counters[..armed] {
+                c.mirror.disarm();
+            }
+            return Err(e).with_context(|| format!("capture on {}", req.port));
+        }
+    }
     Ok(CaptureStream {
         port: req.port.clone(),
         counters,
@@ -191,7 +197,9 @@ impl CaptureStream {
 
 impl Drop for CaptureStream {
     fn drop(&mut self) {
-        self.counters.mirror.disarm();
+        for c in &self.counters {
+            c.mirror.disarm();
+        }
     }
 }
 

@@ -4,8 +4,10 @@
 //! drops what was created (TAPs close, XDP links detach).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use pmd::afpacket::ArpDelivery;
 use pmd::afpacket::{Binding, Bridged, FilterHandle, PacketFilter, PacketPort};
 use pmd::afxdp::{self, AfXdpPort, L4Ports, XdpFilter};
 use pmd::netdev;
@@ -21,6 +23,7 @@ use crate::endpoint::{self, EndpointPlan};
 use crate::offload_ports::{OffloadPortChange, OffloadPortKind};
 use crate::pipeline::SwitchSettings;
 use crate::resolv::ResolvConf;
+use crate::spread::{self, GroupSteer, Replica};
 use crate::topology::{L2Mode, NetId, Topology, UplinkId};
 use nat::{InternalNet, NatConfig, PortMapping, Proto, Timeouts};
 
@@ -41,8 +44,14 @@ pub(crate) struct Live {
     pub topo: Topology,
     /// The PMD thread of each network, by `NetId`.
     pub net_thread: Vec<usize>,
+    /// The steering of each network spread over several PMD threads (its
+    /// threads start at `net_thread`), by `NetId`.
+    pub net_spread: Vec<Option<Arc<GroupSteer>>>,
     /// The PMD thread of each uplink, by `UplinkId`.
     pub uplink_thread: Vec<usize>,
+    /// The steering of each uplink spread over several PMD threads, by
+    /// `UplinkId`.
+    pub uplink_spread: Vec<Option<Arc<GroupSteer>>>,
     /// Endpoints the switch created a TAP or veth for: name, port, thread.
     pub taps: HashMap<String, (PortId, usize)>,
     /// The veth endpoints among them: port, the host end's interface index
@@ -59,7 +68,8 @@ pub(crate) struct Live {
     /// The socket filter of each `packet` uplink, by `UplinkId`: the MACs
     /// and addresses of its L2 network's endpoints and of the endpoints
     /// with OutBoundNAT exceptions behind it, changed as they come and go.
-    pub uplink_filters: HashMap<UplinkId, FilterHandle>,
+    /// One handle per thread that polls the uplink.
+    pub uplink_filters: HashMap<UplinkId, Vec<FilterHandle>>,
     /// The name server files written for endpoints, by endpoint name;
     /// each is removed with its entry.
     pub resolv: HashMap<String, ResolvConf>,
@@ -349,6 +359,8 @@ impl Switch {
                         mtu,
                         routes: endpoint::routes_of(e, net),
                         link: net.endpoint_link,
+                        // Set below, once the threads are planned.
+                        queues: None,
                     };
                     endpoint::preflight(&plan)?;
                     let id = topo.add_port(&e.name, Some(net_id));
@@ -404,13 +416,41 @@ impl Switch {
         let mut groups: Vec<usize> = plans.iter().map(|(_, _, g)| *g).collect();
         groups.sort_unstable();
         groups.dedup();
-        let threads = cores.len().min(groups.len()).max(1);
+        let nats = nat_configs(cfg, &topo);
+        let spreadable: Vec<bool> = groups
+            .iter()
+            .map(|g| can_spread(cfg, &net_group, &plans, *g))
+            .collect();
+        let ranges = spread::thread_ranges(cores.len(), &spreadable);
+        let threads = spread::thread_count(&ranges);
+        let range_of = |g: usize| {
+            let i = groups.iter().position(|x| *x == g).unwrap_or(0);
+            ranges.get(i).cloned().unwrap_or(0..1)
+        };
+        let thread_of = |g: usize| range_of(g).start;
+        let mut steers: HashMap<usize, Arc<GroupSteer>> = HashMap::new();
+        for g in &groups {
+            let n = range_of(*g).len();
+            if n > 1 {
+                let steer = group_steer(cfg, &topo, &nats, &net_group, &plans, *g, n)?;
+                tracing::info!(
+                    "networks {}: spread over {n} PMD threads (cores {:?})",
+                    steer.networks.join(", "),
+                    &cores[range_of(*g)]
+                );
+                steers.insert(*g, Arc::new(steer));
+            }
+        }
+        for (_, plan, g) in plans.iter_mut() {
+            if let (PortPlan::Endpoint(ep), Some(s)) = (plan, steers.get(g)) {
+                ep.queues = Some(s.inside_queues());
+            }
+        }
         let offload = crate::offload_ports::OffloadState::for_config(cfg)?;
-        let thread_of = |g: usize| groups.iter().position(|x| *x == g).unwrap_or(0) % threads;
         let mut specs = Vec::with_capacity(threads);
         for (t, core) in cores.iter().copied().enumerate().take(threads) {
             let umem = plans.iter().any(|(_, p, g)| {
-                thread_of(*g) == t
+                range_of(*g).contains(&t)
                     && matches!(
                         p,
                         PortPlan::Iface {
@@ -427,6 +467,13 @@ impl Switch {
                 ..PoolConfig::default()
             })
             .with_context(|| format!("PMD thread {t}: buffer pool"))?;
+            let replica = ranges
+                .iter()
+                .find(|r| r.len() > 1 && r.contains(&t))
+                .map_or_else(Replica::default, |r| Replica {
+                    index: (t - r.start) as u16,
+                    of: r.len() as u16,
+                });
             specs.push(ThreadSpec {
                 core: Some(core),
                 mode,
@@ -436,6 +483,7 @@ impl Switch {
                     Some(o) => Some(o.table()?),
                     None => None,
                 },
+                replica,
             });
         }
         // Endpoints first, in parallel: they are most of a lab's start.
@@ -452,8 +500,10 @@ impl Switch {
         let mut veths = HashMap::new();
         let mut offload_uplinks = Vec::new();
         for (id, plan, group) in plans.iter() {
-            let spec = &mut specs[thread_of(*group)];
-            let port: Box<dyn Port> = match plan {
+            let first = thread_of(*group);
+            let steer = steers.get(group);
+            let spec = &mut specs[first];
+            let ports: Vec<Box<dyn Port>> = match plan {
                 PortPlan::Endpoint(_) => {
                     let made = endpoint_taps
                         .next()
@@ -461,15 +511,33 @@ impl Switch {
                     if let Some(ifindex) = made.host_ifindex() {
                         veths.insert(*id, ifindex);
                     }
-                    made.into_port()
+                    made.into_ports()
+                }
+                PortPlan::Iface {
+                    iface,
+                    kind: PortKind::Packet,
+                } if steer.is_some() => {
+                    let s = steer.context("a spread group's steering")?;
+                    PacketPort::open_spread(
+                        iface,
+                        *id,
+                        PacketFilter::All,
+                        s.threads,
+                        s.inside.fd(),
+                        ArpDelivery::Steered,
+                    )
+                    .with_context(|| format!("opening AF_PACKET port on {iface}"))?
+                    .into_iter()
+                    .map(|p| Box::new(p) as Box<dyn Port>)
+                    .collect()
                 }
                 PortPlan::Iface {
                     iface,
                     kind: PortKind::AfXdp,
-                } => Box::new(
+                } => vec![Box::new(
                     AfXdpPort::open(iface, *id, &mut spec.pool, XdpFilter::All)
                         .with_context(|| format!("opening AF_XDP port on {iface}"))?,
-                ),
+                )],
                 PortPlan::Uplink {
                     iface,
                     kind: PortKind::AfXdp,
@@ -482,18 +550,18 @@ impl Switch {
                         shared_ips: Vec::new(),
                         l4: L4Ports::default(),
                     };
-                    Box::new(
+                    vec![Box::new(
                         AfXdpPort::open(iface, *id, &mut spec.pool, filter)
                             .with_context(|| format!("opening AF_XDP uplink on {iface}"))?,
-                    )
+                    )]
                 }
                 PortPlan::Iface {
                     iface,
                     kind: PortKind::Packet,
-                } => Box::new(
+                } => vec![Box::new(
                     PacketPort::open(iface, *id, PacketFilter::All)
                         .with_context(|| format!("opening AF_PACKET port on {iface}"))?,
-                ),
+                )],
                 PortPlan::Uplink {
                     iface,
                     kind: PortKind::Packet,
@@ -528,17 +596,40 @@ impl Switch {
                     } else {
                         Binding::AllFrames
                     };
-                    let port = PacketPort::open_bound(iface, *id, filter, binding)
-                        .with_context(|| format!("opening AF_PACKET uplink on {iface}"))?;
+                    // Spread: a socket per thread in a fan-out group, and
+                    // every thread sees every ARP frame (each resolves its
+                    // own next hops).
+                    let what = || format!("opening AF_PACKET uplink on {iface}");
+                    let queues = match steer {
+                        None => vec![PacketPort::open_bound(iface, *id, filter, binding)
+                            .with_context(what)?],
+                        Some(s) => {
+                            let out = s.outside.as_ref().context("a spread uplink's steering")?;
+                            PacketPort::open_spread(
+                                iface,
+                                *id,
+                                filter,
+                                s.threads,
+                                out.fd(),
+                                ArpDelivery::Every,
+                            )
+                            .with_context(what)?
+                        }
+                    };
+                    let mut ports = Vec::with_capacity(queues.len());
+                    let mut handles = Vec::with_capacity(queues.len());
+                    for port in queues {
+                        // Endpoints attached at run time join the filter.
+                        handles.push(port.filter_handle()?.context("an uplink has a filter")?);
+                        ports.push(Box::new(port) as Box<dyn Port>);
+                    }
                     if let Some(ifindex) = netdev::ifindex(iface) {
-                        offload_uplinks.push((*id, ifindex, thread_of(*group)));
+                        offload_uplinks.push((*id, ifindex, first));
                     }
                     if let Some(up) = topo.uplinks.iter().position(|u| u.port == *id) {
-                        // Endpoints attached at run time join the filter.
-                        let handle = port.filter_handle()?.context("an uplink has a filter")?;
-                        uplink_filters.insert(UplinkId(up as u16), handle);
+                        uplink_filters.insert(UplinkId(up as u16), handles);
                     }
-                    Box::new(port)
+                    ports
                 }
                 PortPlan::Iface {
                     iface,
@@ -548,18 +639,19 @@ impl Switch {
                     iface,
                     kind: PortKind::Tap,
                     ..
-                } => Box::new(
+                } => vec![Box::new(
                     TapPort::create(iface, *id)
                         .with_context(|| format!("creating TAP port {iface}"))?,
-                ),
+                )],
             };
-            spec.ports.push((*id, port));
+            for (i, port) in ports.into_iter().enumerate() {
+                specs[first + i].ports.push((*id, port));
+            }
         }
         let settings = SwitchSettings {
             mac_aging_secs: cfg.switch.mac_aging_secs,
             fdb_size: cfg.switch.fdb_size,
         };
-        let nats = nat_configs(cfg, &topo);
         let net_thread: Vec<usize> = (0..topo.networks.len())
             .map(|n| thread_of(group_of(NetId(n as u16))))
             .collect();
@@ -570,20 +662,33 @@ impl Switch {
                 _ => None,
             })
             .collect();
-        let uplink_thread: Vec<usize> = topo
+        let uplink_group: Vec<Option<usize>> = topo
             .uplinks
             .iter()
             .map(|u| {
                 plans
                     .iter()
                     .find(|(id, _, _)| *id == u.port)
-                    .map_or(0, |(_, _, g)| thread_of(*g))
+                    .map(|(_, _, g)| *g)
             })
+            .collect();
+        let uplink_thread: Vec<usize> = uplink_group
+            .iter()
+            .map(|g| g.map_or(0, thread_of))
+            .collect();
+        let uplink_spread: Vec<Option<Arc<GroupSteer>>> = uplink_group
+            .iter()
+            .map(|g| g.and_then(|g| steers.get(&g).cloned()))
+            .collect();
+        let net_spread: Vec<Option<Arc<GroupSteer>>> = (0..topo.networks.len())
+            .map(|n| steers.get(&group_of(NetId(n as u16))).cloned())
             .collect();
         let live = Live {
             topo: topo.clone(),
             net_thread,
+            net_spread,
             uplink_thread,
+            uplink_spread,
             taps,
             veths,
             uplink_mtu: uplink_mtu
@@ -792,4 +897,67 @@ pub(crate) fn build_overlay(
         u.overlay_nets = nets;
     }
     Ok(())
+}
+
+/// True when group `g` can run on several PMD threads (`crate::spread`):
+/// it has networks, all of them `nat`, and every port of it is one the
+/// kernel steers between queues (an endpoint's TAP or veth, an AF_PACKET
+/// port).
+fn can_spread(
+    cfg: &Config,
+    net_group: &[usize],
+    plans: &[(PortId, PortPlan, usize)],
+    g: usize,
+) -> bool {
+    let mut nets = cfg
+        .networks
+        .iter()
+        .zip(net_group)
+        .filter(|(_, ng)| **ng == g)
+        .peekable();
+    if nets.peek().is_none() || !nets.all(|(n, _)| n.mode == NetworkMode::Nat) {
+        return false;
+    }
+    plans.iter().filter(|(_, _, pg)| *pg == g).all(|(_, p, _)| {
+        matches!(
+            p,
+            PortPlan::Endpoint(_)
+                | PortPlan::Iface {
+                    kind: PortKind::Packet,
+                    ..
+                }
+                | PortPlan::Uplink {
+                    kind: PortKind::Packet,
+                    ..
+                }
+        )
+    })
+}
+
+/// Loads the steering programs of group `g`, spread over `threads`.
+fn group_steer(
+    cfg: &Config,
+    topo: &Topology,
+    nats: &[Option<UplinkNat>],
+    net_group: &[usize],
+    plans: &[(PortId, PortPlan, usize)],
+    g: usize,
+    threads: usize,
+) -> Result<GroupSteer> {
+    let networks: Vec<(String, ipnet::Ipv4Net)> = cfg
+        .networks
+        .iter()
+        .zip(net_group)
+        .filter(|(_, ng)| **ng == g)
+        .map(|(n, _)| (n.name.clone(), n.subnet))
+        .collect();
+    let uplink = plans
+        .iter()
+        .find(|(_, p, pg)| *pg == g && matches!(p, PortPlan::Uplink { .. }))
+        .map(|(id, _, _)| *id);
+    let nat = uplink
+        .and_then(|port| topo.uplinks.iter().position(|u| u.port == port))
+        .and_then(|u| nats.get(u)?.as_ref())
+        .map(|un| &un.config);
+    GroupSteer::load(threads, networks, uplink.is_some(), nat)
 }

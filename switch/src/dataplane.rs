@@ -3,8 +3,10 @@
 //! (topology swaps).
 //!
 //! Frames never cross PMD threads (see `pmd::thread`): a network, its
-//! uplink and every network sharing that uplink are polled by one thread.
-//! `Dataplane::start` refuses a thread plan that splits them.
+//! uplink and every network sharing that uplink are polled by one thread,
+//! or, spread (`crate::spread`), each of their ports by the same several
+//! threads, each with a queue of its own. `Dataplane::start` refuses a
+//! thread plan that splits them otherwise.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use pmd::{Pool, Port, PortId};
 use crate::flows::{KernelFlowTable, OffloadedFlows};
 use crate::inspect::{ConntrackRow, NeighborRow, OverlayView};
 use crate::pipeline::{Control, FdbRow, SwitchPipeline, SwitchSettings, TraceArm};
+use crate::spread::Replica;
 use crate::stats::{NetCounters, NetSnapshot, OffloadCounters, OffloadSnapshot, UplinkCounters};
 use crate::topology::{NetId, Topology, UplinkId};
 
@@ -30,7 +33,7 @@ pub enum StartError {
     /// by different PMD threads; frames never cross threads, so the
     /// network could not switch between them.
     #[error(
-        "network {network}: port {port} is on PMD thread {thread} but port {other} is on thread {other_thread}; a network, its uplink and the networks sharing that uplink must be on one PMD thread"
+        "network {network}: port {port} is on PMD thread {thread} but port {other} is on thread {other_thread}; a network, its uplink and the networks sharing that uplink must be on the same PMD threads"
     )]
     SplitNetwork {
         /// The network.
@@ -52,15 +55,13 @@ pub enum StartError {
         /// The port.
         port: String,
     },
-    /// One port id was given to two PMD threads.
-    #[error("port {port} is given to PMD threads {first} and {second}")]
-    TwoThreads {
+    /// One port id was given to one PMD thread twice.
+    #[error("port {port} is given to PMD thread {thread} twice")]
+    Twice {
         /// The port.
         port: String,
-        /// One thread.
-        first: usize,
-        /// The other.
-        second: usize,
+        /// The thread.
+        thread: usize,
     },
     /// The threads could not be started (threads, epoll).
     #[error("starting PMD threads: {0}")]
@@ -80,6 +81,8 @@ pub struct ThreadSpec {
     /// The kernel's flow table, when the thread installs the flows it
     /// switches between offload ports (`crate::flows`).
     pub flows: Option<Box<dyn KernelFlowTable>>,
+    /// Which of its group's threads this is (`crate::spread`).
+    pub replica: Replica,
 }
 
 /// The NAT of one uplink, shared by its `nat` networks: the config, and
@@ -113,12 +116,16 @@ impl ControlHandle {
 pub struct Dataplane {
     engine: Engine,
     topo: Arc<Topology>,
-    port_counters: Vec<Arc<PortCounters>>,
+    /// By `PortId`: the counters of the port's queue on each thread
+    /// that polls it.
+    port_counters: Vec<Vec<Arc<PortCounters>>>,
     net_counters: Vec<Vec<Arc<NetCounters>>>,
-    nat_counters: Vec<Option<Arc<NatCounters>>>,
+    /// By `UplinkId`: the NAT counters of each thread that runs its NAT.
+    nat_counters: Vec<Vec<Arc<NatCounters>>>,
     nat_networks: Vec<Vec<NetId>>,
     overlay_counters: Vec<Arc<OverlayCounters>>,
-    uplink_counters: Vec<Arc<UplinkCounters>>,
+    /// By thread, then `UplinkId`.
+    uplink_counters: Vec<Vec<Arc<UplinkCounters>>>,
     offload_counters: Vec<Arc<OffloadCounters>>,
     /// Some thread installs flows in the kernel.
     offloading: bool,
@@ -147,11 +154,10 @@ impl Dataplane {
     ) -> Result<Dataplane, StartError> {
         check_placement(&topo, &threads)?;
         let topo = Arc::new(topo);
-        let mut port_counters: Vec<Arc<PortCounters>> =
-            (0..topo.ports.len()).map(|_| Arc::default()).collect();
+        let mut port_counters: Vec<Vec<Arc<PortCounters>>> = vec![Vec::new(); topo.ports.len()];
         for t in &threads {
             for (id, port) in &t.ports {
-                port_counters[id.0 as usize] = port.counters().clone();
+                port_counters[id.0 as usize].push(port.counters().clone());
             }
         }
         let nat_networks: Vec<Vec<NetId>> = (0..topo.uplinks.len())
@@ -166,13 +172,14 @@ impl Dataplane {
         let mut pmd_threads = Vec::new();
         let mut offload_counters = Vec::new();
         let offloading = threads.iter().any(|t| t.flows.is_some());
-        let mut nat_counters: Vec<Option<Arc<NatCounters>>> = vec![None; topo.uplinks.len()];
-        // Per-uplink counters: only the uplink's thread writes them.
+        let mut nat_counters: Vec<Vec<Arc<NatCounters>>> = vec![Vec::new(); topo.uplinks.len()];
+        // Only the uplink's thread writes them: an overlay never spreads.
         let overlay_counters: Vec<Arc<OverlayCounters>> =
             topo.uplinks.iter().map(|_| Arc::default()).collect();
-        let uplink_counters: Vec<Arc<UplinkCounters>> =
-            topo.uplinks.iter().map(|_| Arc::default()).collect();
+        let mut all_uplink_counters = Vec::new();
         for t in threads {
+            let uplink_counters: Vec<Arc<UplinkCounters>> =
+                topo.uplinks.iter().map(|_| Arc::default()).collect();
             let counters: Vec<Arc<NetCounters>> =
                 topo.networks.iter().map(|_| Arc::default()).collect();
             // This thread runs the NAT of every uplink it polls.
@@ -183,8 +190,8 @@ impl Dataplane {
                 .map(|(u, up)| {
                     t.ports.iter().any(|(id, _)| *id == up.port).then_some(())?;
                     let un = nats.get(u)?.clone()?;
-                    let nat = Nat::new(un.config);
-                    nat_counters[u] = Some(nat.counters().clone());
+                    let nat = Nat::new(t.replica.nat_slice(un.config));
+                    nat_counters[u].push(nat.counters().clone());
                     Some((nat, un.networks))
                 })
                 .collect();
@@ -197,7 +204,9 @@ impl Dataplane {
                 thread_nats,
                 overlay_counters.clone(),
                 uplink_counters.clone(),
-            );
+            )
+            .with_replica(t.replica);
+            all_uplink_counters.push(uplink_counters);
             let offloaded: Arc<OffloadCounters> = Arc::default();
             if let Some(table) = t.flows {
                 pipeline = pipeline.with_offload(OffloadedFlows::new(table, offloaded.clone()));
@@ -222,7 +231,7 @@ impl Dataplane {
             nat_counters,
             nat_networks,
             overlay_counters,
-            uplink_counters,
+            uplink_counters: all_uplink_counters,
             offload_counters,
             offloading,
             controls,
@@ -247,14 +256,27 @@ impl Dataplane {
         &self.topo
     }
 
-    /// The counters of one port, with its capture mirror.
-    pub fn port_counters(&self, port: PortId) -> Option<&Arc<PortCounters>> {
-        self.port_counters.get(port.0 as usize)
+    /// The counters of one port's queues (one per thread that polls it),
+    /// each with its capture mirror.
+    pub fn port_counters(&self, port: PortId) -> Option<&[Arc<PortCounters>]> {
+        self.port_counters
+            .get(port.0 as usize)
+            .map(Vec::as_slice)
+            .filter(|c| !c.is_empty())
     }
 
-    /// Counters of every port, by `PortId`.
+    /// Counters of every port, summed over its queues, by `PortId`.
     pub fn port_stats(&self) -> Vec<CounterSnapshot> {
-        self.port_counters.iter().map(|c| c.snapshot()).collect()
+        self.port_counters
+            .iter()
+            .map(|queues| {
+                let mut sum = CounterSnapshot::default();
+                for q in queues {
+                    sum += &q.snapshot();
+                }
+                sum
+            })
+            .collect()
     }
 
     /// Counters of every network summed over threads, by `NetId`.
@@ -268,9 +290,22 @@ impl Dataplane {
         out
     }
 
-    /// NAT counters of each uplink that has NAT networks, by `UplinkId`.
-    pub fn nat_stats(&self) -> &[Option<Arc<NatCounters>>] {
-        &self.nat_counters
+    /// NAT counters of each uplink that has NAT networks, summed over the
+    /// threads that run it, by `UplinkId`.
+    pub fn nat_stats(&self) -> Vec<Option<NatCounters>> {
+        self.nat_counters
+            .iter()
+            .map(|per_thread| {
+                if per_thread.is_empty() {
+                    return None;
+                }
+                let sum = NatCounters::default();
+                for c in per_thread {
+                    c.add_to(&sum);
+                }
+                Some(sum)
+            })
+            .collect()
     }
 
     /// The networks that share uplink `up`'s NAT.
@@ -278,9 +313,20 @@ impl Dataplane {
         self.nat_networks.get(up.0 as usize).map_or(&[], |v| v)
     }
 
-    /// Echo counters of each uplink, by `UplinkId`.
-    pub fn uplink_stats(&self) -> &[Arc<UplinkCounters>] {
-        &self.uplink_counters
+    /// Echo counters of each uplink, summed over threads, by `UplinkId`.
+    pub fn uplink_stats(&self) -> Vec<UplinkCounters> {
+        let sum: Vec<UplinkCounters> = self
+            .topo
+            .uplinks
+            .iter()
+            .map(|_| UplinkCounters::default())
+            .collect();
+        for per_thread in &self.uplink_counters {
+            for (c, into) in per_thread.iter().zip(&sum) {
+                c.add_to(into);
+            }
+        }
+        sum
     }
 
     /// Overlay counters of each uplink, by `UplinkId`.
@@ -324,10 +370,12 @@ impl Dataplane {
     ) -> Result<(), PortChangeError> {
         let i = id.0 as usize;
         if self.port_counters.len() <= i {
-            self.port_counters.resize_with(i + 1, Arc::default);
+            self.port_counters.resize_with(i + 1, Vec::new);
         }
-        self.port_counters[i] = port.counters().clone();
-        self.engine.add_port(thread, id, port)
+        let counters = port.counters().clone();
+        self.engine.add_port(thread, id, port)?;
+        self.port_counters[i].push(counters);
+        Ok(())
     }
 
     /// Stops PMD thread `thread` polling port `id` and returns it.
@@ -336,7 +384,11 @@ impl Dataplane {
         thread: usize,
         id: PortId,
     ) -> Result<Option<Box<dyn Port>>, PortChangeError> {
-        self.engine.remove_port(thread, id)
+        let port = self.engine.remove_port(thread, id)?;
+        if let (Some(p), Some(queues)) = (&port, self.port_counters.get_mut(id.0 as usize)) {
+            queues.retain(|c| !Arc::ptr_eq(c, p.counters()));
+        }
+        Ok(port)
     }
 
     /// A handle for other control threads (the cluster store).
@@ -374,6 +426,14 @@ impl Dataplane {
             }
         }
         answers
+    }
+
+    /// Waits (up to 2 s a thread) until every thread has the messages
+    /// sent so far in force: a port added to several threads (a spread
+    /// network) gets frames on each at once, and a thread still on the
+    /// old topology would drop them as `filtered`.
+    pub fn settle(&self) {
+        self.ask(Control::Applied);
     }
 
     /// Every live FDB entry, merged over threads (newest wins).
@@ -430,49 +490,52 @@ impl Dataplane {
 }
 
 /// Checks the invariant that lets frames stay on their thread: every port
-/// of a network, and its uplink, is polled by one and the same thread
-/// (networks sharing an uplink then share its thread too).
+/// of a network, and its uplink, is polled by one and the same set of
+/// threads (networks sharing an uplink then share its threads too), and
+/// no thread polls one port twice.
 fn check_placement(topo: &Topology, threads: &[ThreadSpec]) -> Result<(), StartError> {
     let name = |p: PortId| {
         topo.ports
             .get(p.0 as usize)
             .map_or_else(|| format!("#{}", p.0), |i| i.name.clone())
     };
-    let mut thread_of: Vec<Option<usize>> = vec![None; topo.ports.len()];
+    let mut threads_of: Vec<Vec<usize>> = vec![Vec::new(); topo.ports.len()];
     for (t, spec) in threads.iter().enumerate() {
         for (id, _) in &spec.ports {
-            let Some(slot) = thread_of.get_mut(id.0 as usize) else {
+            let Some(slot) = threads_of.get_mut(id.0 as usize) else {
                 continue;
             };
-            if let Some(first) = *slot {
-                return Err(StartError::TwoThreads {
+            if slot.contains(&t) {
+                return Err(StartError::Twice {
                     port: name(*id),
-                    first,
-                    second: t,
+                    thread: t,
                 });
             }
-            *slot = Some(t);
+            slot.push(t);
         }
     }
     for net in &topo.networks {
         let uplink = net.uplink.map(|u| topo.uplink(u).port);
-        let mut placed: Option<(PortId, usize)> = None;
+        let mut placed: Option<(PortId, &[usize])> = None;
         for port in net.members.iter().copied().chain(uplink) {
-            let Some(t) = thread_of.get(port.0 as usize).copied().flatten() else {
+            let ts = threads_of
+                .get(port.0 as usize)
+                .map_or(&[][..], Vec::as_slice);
+            if ts.is_empty() {
                 return Err(StartError::Unpolled {
                     network: net.name.clone(),
                     port: name(port),
                 });
-            };
+            }
             match placed {
-                None => placed = Some((port, t)),
-                Some((other, other_thread)) if other_thread != t => {
+                None => placed = Some((port, ts)),
+                Some((other, other_ts)) if other_ts != ts => {
                     return Err(StartError::SplitNetwork {
                         network: net.name.clone(),
                         port: name(port),
-                        thread: t,
+                        thread: ts[0],
                         other: name(other),
-                        other_thread,
+                        other_thread: other_ts[0],
                     })
                 }
                 Some(_) => {}

@@ -41,6 +41,7 @@ pub mod resolv;
 pub mod route;
 pub mod runtime;
 pub mod spoof;
+pub mod spread;
 pub mod stats;
 pub mod topology;
 pub mod trace;

@@ -62,6 +62,15 @@ pub struct UplinkCounters {
     pub echo_limited: Counter,
 }
 
+impl UplinkCounters {
+    /// Adds these counters to `into` (an uplink polled by several PMD
+    /// threads, each with its own).
+    pub fn add_to(&self, into: &UplinkCounters) {
+        into.echo_replies.add(self.echo_replies.get());
+        into.echo_limited.add(self.echo_limited.get());
+    }
+}
+
 /// Flow-offload counters of one PMD thread (`flows`), written only by it.
 #[derive(Debug, Default)]
 #[repr(align(128))]

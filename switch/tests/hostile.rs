@@ -136,6 +136,7 @@ fn start() -> (Dataplane, Vec<MemPeer>) {
         .unwrap(),
         ports,
         flows: None,
+        replica: Default::default(),
     };
     let settings = SwitchSettings {
         mac_aging_secs: 300,

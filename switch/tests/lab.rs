@@ -119,6 +119,7 @@ fn plan(name: &str, netns: &str, ifname: &str, host: u8) -> EndpointPlan {
         mtu: 1500,
         routes: Vec::new(),
         link: EndpointLink::Tap,
+        queues: None,
     }
 }
 

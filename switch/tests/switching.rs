@@ -52,6 +52,7 @@ fn thread_spec() -> ThreadSpec {
         .unwrap(),
         ports: Vec::new(),
         flows: None,
+        replica: Default::default(),
     }
 }
 
@@ -194,7 +195,7 @@ fn start_placed(
 }
 
 #[test]
-fn a_network_spread_over_two_pmd_threads_is_refused_with_its_ports_named() {
+fn a_network_split_between_two_pmd_threads_is_refused_with_its_ports_named() {
     let mut topo = Topology::default();
     let a = topo.add_network("a", "172.30.0.0/24".parse().unwrap(), None);
     let p0 = topo.add_port("p0", Some(a));
@@ -205,8 +206,36 @@ fn a_network_spread_over_two_pmd_threads_is_refused_with_its_ports_named() {
     assert_eq!(
         err.to_string(),
         "network a: port p1 is on PMD thread 1 but port p0 is on thread 0; a network, \
-         its uplink and the networks sharing that uplink must be on one PMD thread"
+         its uplink and the networks sharing that uplink must be on the same PMD threads"
     );
+}
+
+#[test]
+fn a_network_whose_every_port_has_a_queue_on_both_threads_starts_and_a_port_twice_on_one_does_not()
+{
+    let mut topo = Topology::default();
+    let a = topo.add_network("a", "172.30.0.0/24".parse().unwrap(), None);
+    let p0 = topo.add_port("p0", Some(a));
+    let p1 = topo.add_port("p1", Some(a));
+    let dp = start_placed(topo.clone(), 2, &[(p0, 0), (p1, 0), (p0, 1), (p1, 1)])
+        .expect("a spread network starts");
+    assert_eq!(
+        dp.port_counters(p0).map(<[_]>::len),
+        Some(2),
+        "a queue per thread"
+    );
+    for r in dp.stop() {
+        assert!(!r.panicked);
+    }
+    // p1 on thread 1 only: split.
+    assert!(matches!(
+        start_placed(topo.clone(), 2, &[(p0, 0), (p1, 0), (p0, 1)]),
+        Err(StartError::SplitNetwork { .. })
+    ));
+    let err = start_placed(topo, 1, &[(p0, 0), (p1, 0), (p0, 0)])
+        .err()
+        .expect("one port twice on one thread is refused");
+    assert_eq!(err.to_string(), "port p0 is given to PMD thread 0 twice");
 }
 
 /// Network `a` with port p0 and uplink up0: (topology, p0, up0's port).

@@ -341,6 +341,7 @@ fn veth_plan(name: &str, ns: &NetnsGuard, ifname: &str, host: u8) -> EndpointPla
         mtu: 1400,
         routes: Vec::new(),
         link: EndpointLink::Veth,
+        queues: None,
     }
 }
 

@@ -56,6 +56,9 @@ pub struct EndpointPlan {
     pub routes: Vec<(ipnet::Ipv4Net, Ipv4Addr)>,
     /// A TAP or a veth pair (the network's `endpoint_link`).
     pub link: EndpointLink,
+    /// On a network spread over several PMD threads: a queue per thread,
+    /// steered by the group's program (`crate::spread`).
+    pub queues: Option<crate::spread::Queues>,
 }
 
 /// An endpoint's port as created.
@@ -64,6 +67,9 @@ pub enum EndpointPort {
     // Boxed: the AF_PACKET port's receive state is large, and the port
     // is boxed for its thread anyway.
     Veth(Box<VethPort>),
+    /// An endpoint of a spread network: its first queue, and the queues of
+    /// the other threads in order.
+    Spread(Box<EndpointPort>, Vec<Box<dyn Port>>),
 }
 
 impl std::fmt::Debug for EndpointPort {
@@ -71,6 +77,7 @@ impl std::fmt::Debug for EndpointPort {
         match self {
             EndpointPort::Tap(t) => write!(f, "TAP {}", t.name()),
             EndpointPort::Veth(v) => write!(f, "veth {}", v.host_name()),
+            EndpointPort::Spread(first, more) => write!(f, "{first:?} + {} queues", more.len()),
         }
     }
 }
@@ -82,14 +89,21 @@ impl EndpointPort {
         match self {
             EndpointPort::Tap(_) => None,
             EndpointPort::Veth(v) => Some(v.host_ifindex()),
+            EndpointPort::Spread(first, _) => first.host_ifindex(),
         }
     }
 
-    /// The port for a PMD thread.
-    pub fn into_port(self) -> Box<dyn Port> {
+    /// The ports for the PMD threads, in the order of the threads of the
+    /// endpoint's group (one unless its network is spread).
+    pub fn into_ports(self) -> Vec<Box<dyn Port>> {
         match self {
-            EndpointPort::Tap(t) => Box::new(t),
-            EndpointPort::Veth(v) => v,
+            EndpointPort::Tap(t) => vec![Box::new(t)],
+            EndpointPort::Veth(v) => vec![v],
+            EndpointPort::Spread(first, more) => {
+                let mut all = first.into_ports();
+                all.extend(more);
+                all
+            }
         }
     }
 }
@@ -186,10 +200,10 @@ pub fn create(plan: &EndpointPlan, id: PortId, tap_label: &str) -> Result<Endpoi
                 format!("endpoint {}: entering netns {}", plan.name, plan.netns)
             })?;
             match veth {
-                None => create_here(plan, id, tap_label).map(EndpointPort::Tap),
+                None => create_here(plan, id, tap_label),
                 Some(v) => {
                     configure_here(plan)?;
-                    Ok(EndpointPort::Veth(Box::new(v)))
+                    Ok(v)
                 }
             }
         })
@@ -207,15 +221,31 @@ pub fn create(plan: &EndpointPlan, id: PortId, tap_label: &str) -> Result<Endpoi
 /// a lab's start; a rename costs another. The TAP's fd keeps working from
 /// the PMD thread in podswitch's namespace; it also holds the namespace
 /// while podswitch runs.
-fn create_here(plan: &EndpointPlan, id: PortId, tap_label: &str) -> Result<TapPort> {
-    let tap = TapPort::create(&plan.ifname, id).with_context(|| {
+fn create_here(plan: &EndpointPlan, id: PortId, tap_label: &str) -> Result<EndpointPort> {
+    let what = || {
         format!(
             "endpoint {}: creating its TAP ({tap_label}) as {}",
             plan.name, plan.ifname
         )
-    })?;
+    };
+    let port = match &plan.queues {
+        None => EndpointPort::Tap(TapPort::create(&plan.ifname, id).with_context(what)?),
+        Some(q) => {
+            let mut taps =
+                TapPort::create_queues(&plan.ifname, id, q.threads).with_context(what)?;
+            let first = taps.remove(0);
+            first
+                .set_steering(q.steer.fd())
+                .with_context(|| format!("endpoint {}: steering its TAP's queues", plan.name))?;
+            let more = taps
+                .into_iter()
+                .map(|t| Box::new(t) as Box<dyn Port>)
+                .collect();
+            EndpointPort::Spread(Box::new(EndpointPort::Tap(first)), more)
+        }
+    };
     configure_here(plan)?;
-    Ok(tap)
+    Ok(port)
 }
 
 /// Configures the endpoint's interface, which exists in this thread's
@@ -305,10 +335,10 @@ pub fn create_many(items: &[(EndpointPlan, PortId, String)]) -> Result<Vec<Endpo
                         format!("endpoint {}: entering netns {}", plan.name, plan.netns)
                     })?;
                     match veth {
-                        None => create_here(plan, *id, label).map(EndpointPort::Tap),
+                        None => create_here(plan, *id, label),
                         Some(v) => {
                             configure_here(plan)?;
-                            Ok(EndpointPort::Veth(Box::new(v)))
+                            Ok(v)
                         }
                     }
                 });

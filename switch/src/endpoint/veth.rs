@@ -20,7 +20,8 @@ use pmd::afpacket::{Binding, PacketFilter, PacketPort};
 use pmd::netlink::{LinkChange, Rtnl};
 use pmd::{Frame, Pool, Port, PortCounters, PortId};
 
-use super::EndpointPlan;
+use super::{EndpointPlan, EndpointPort};
+use pmd::afpacket::ArpDelivery;
 
 /// Where podswitch's own namespace is, for the steps that must run there
 /// from threads that moved into containers' namespaces.
@@ -161,7 +162,7 @@ pub fn create_host_side(
     id: PortId,
     ns: &File,
     host: &HostNs,
-) -> Result<VethPort> {
+) -> Result<EndpointPort> {
     let name = host_name(&plan.netns, &plan.name);
     let mut nl = Rtnl::open()?;
     let ifindex = nl
@@ -197,8 +198,35 @@ pub fn create_host_side(
         },
     )
     .with_context(|| format!("endpoint {}: setting {name} up", plan.name))?;
-    let port = open_socket(&name, id).with_context(|| format!("endpoint {}", plan.name))?;
-    Ok(VethPort { port, host: end })
+    let Some(q) = &plan.queues else {
+        let port = open_socket(&name, id).with_context(|| format!("endpoint {}", plan.name))?;
+        return Ok(EndpointPort::Veth(Box::new(VethPort { port, host: end })));
+    };
+    // One socket per thread in a fan-out group; ARP goes to the first
+    // thread alone, which answers for the gateway.
+    let mut ports = PacketPort::open_spread(
+        &name,
+        id,
+        PacketFilter::All,
+        q.threads,
+        q.steer.fd(),
+        ArpDelivery::Steered,
+    )
+    .with_context(|| {
+        format!(
+            "endpoint {}: opening AF_PACKET sockets on {name}",
+            plan.name
+        )
+    })?;
+    let port = ports.remove(0);
+    let more = ports
+        .into_iter()
+        .map(|p| Box::new(p) as Box<dyn Port>)
+        .collect();
+    Ok(EndpointPort::Spread(
+        Box::new(EndpointPort::Veth(Box::new(VethPort { port, host: end }))),
+        more,
+    ))
 }
 
 impl Port for VethPort {

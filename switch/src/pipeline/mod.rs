@@ -18,6 +18,7 @@ use crate::fdb::{Fdb, FdbEntry, Learned};
 use crate::flows::{self, Arrival, Candidate, OffloadedFlows};
 use crate::gateway::GatewayVerdict;
 use crate::neighbor::NeighborCache;
+use crate::spread::Replica;
 use crate::stats::{NetCounters, UplinkCounters};
 use crate::topology::OffloadTarget;
 use crate::topology::{L2Mode, NetId, Topology};
@@ -100,6 +101,8 @@ pub enum Control {
     DumpOverlay(Sender<crate::inspect::OverlayView>),
     /// Arm a trace, or run an injected frame (`ctl trace`).
     Trace(Arc<TraceArm>),
+    /// Answer once every message sent before this one is in force.
+    Applied(Sender<()>),
 }
 
 impl Control {
@@ -146,6 +149,8 @@ pub struct SwitchPipeline {
     overlay_counters: Vec<Arc<OverlayCounters>>,
     /// Echo and other counters per uplink (written only on its thread).
     uplink_counters: Vec<Arc<UplinkCounters>>,
+    /// Which of its group's threads this is (`crate::spread`).
+    replica: Replica,
     /// Echo replies each uplink's address may still send.
     echo_limits: Vec<TokenBucket>,
     /// Reused vector for GSO segments.
@@ -232,7 +237,16 @@ impl SwitchPipeline {
             trace: None,
             flows: None,
             flow_candidate: None,
+            replica: Replica::default(),
         }
+    }
+
+    /// Makes this pipeline one of several threads of a spread group: its
+    /// NAT translates to its own slice of the port range, and only the
+    /// first answers ARP requests on the uplink (every thread sees them).
+    pub fn with_replica(mut self, replica: Replica) -> Self {
+        self.replica = replica;
+        self
     }
 
     /// Lets this thread install the flows it switches between offload
@@ -650,7 +664,7 @@ impl Pipeline for SwitchPipeline {
                 }
                 Control::Nat(up, cfg, nets) => {
                     if let Some(Some(nat)) = self.nats.get_mut(up.0 as usize) {
-                        nat.reconfigure(*cfg);
+                        nat.reconfigure(self.replica.nat_slice(*cfg));
                         for slot in self.nat_slot.iter_mut() {
                             if slot.is_some_and(|(u, _)| u == up) {
                                 *slot = None;
@@ -683,6 +697,9 @@ impl Pipeline for SwitchPipeline {
                     let _ = reply.send(self.dump_overlay());
                 }
                 Control::Trace(arm) => self.take_trace(ctx, arm),
+                Control::Applied(reply) => {
+                    let _ = reply.send(());
+                }
             }
         }
         self.expire_trace();

@@ -251,10 +251,15 @@ impl SwitchPipeline {
                 let l3 = meta.l3_off as usize;
                 let buf = ctx.pool.data_mut(&mut frame);
                 match arp::answer_in_place(buf, l3, ip, mac) {
-                    // The asker tells where it is.
+                    // The asker tells where it is. Every thread of a
+                    // spread uplink gets the request; one answers.
                     ArpSeen::Answered { ip: from, mac: at } => {
                         self.learn_neighbor(ctx, up, from, at);
-                        ctx.send(port, frame);
+                        if self.replica.is_first() {
+                            ctx.send(port, frame);
+                        } else {
+                            ctx.pool.free(frame);
+                        }
                     }
                     ArpSeen::Reply { ip: from, mac: at } => {
                         ctx.pool.free(frame);

@@ -1,0 +1,303 @@
+//! A nat network spread over two PMD threads (`[switch] cores = [0, 1]`),
+//! as root: containers' TAP or veth queues and the uplink's AF_PACKET
+//! sockets steered by the kernel (`pmd::steer`), each thread with its own
+//! slice of the NAT port range. The uplink is a veth into an "outside"
+//! namespace (10.99.0.1/24; podswitch's uplink address 10.99.0.2/24).
+//! Every interface keeps its defaults; every namespace is the test's own
+//! and is removed by a guard, also when the test fails.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use common::*;
+use pmd::netns::NetnsGuard;
+use switch::lab::traffic::{ping, tcp_fetch, tcp_transfer, tcp_upload, udp_echo};
+
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+const EXTERNAL: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 31, 0, 1);
+const C1: Ipv4Addr = Ipv4Addr::new(172, 31, 0, 10);
+const C2: Ipv4Addr = Ipv4Addr::new(172, 31, 0, 11);
+const KB: u64 = 1024;
+/// The default NAT port range (32768-60999) cut in two: thread 1's slice
+/// starts here.
+const SECOND_SLICE: u16 = 32768 + (60999u16 - 32768 + 1).div_ceil(2);
+
+struct SpreadLab {
+    daemon: Option<Daemon>,
+    socket: String,
+    host: NetnsGuard,
+    outside: NetnsGuard,
+    c1: NetnsGuard,
+    c2: NetnsGuard,
+}
+
+impl SpreadLab {
+    fn new(link: &str) -> SpreadLab {
+        let host = NetnsGuard::new("pss-h").unwrap();
+        let outside = NetnsGuard::new("pss-o").unwrap();
+        let c1 = NetnsGuard::new("pss-a").unwrap();
+        let c2 = NetnsGuard::new("pss-b").unwrap();
+        uplink_veth(&host, &outside, "10.99.0.1/24");
+        let socket = control_path();
+        let text = format!(
+            r#"
+[switch]
+control = "{socket}"
+cores = [0, 1]
+log = "info"
+
+[[port]]
+name = "up0"
+iface = "up0"
+kind = "packet"
+ip = "10.99.0.2/24"
+gateway = "10.99.0.1"
+
+[[network]]
+name = "front"
+mode = "nat"
+subnet = "172.31.0.0/24"
+gateway = "172.31.0.1"
+uplink = "up0"
+endpoint_link = "{link}"
+
+[[endpoint]]
+name = "c1"
+network = "front"
+netns = "{}"
+ip = "172.31.0.10"
+
+[[endpoint]]
+name = "c2"
+network = "front"
+netns = "{}"
+ip = "172.31.0.11"
+
+[[port_mapping]]
+protocol = "tcp"
+host_port = 8081
+endpoint = "c1"
+port = 81
+"#,
+            c1.name(),
+            c2.name(),
+        );
+        let daemon = Daemon::start_in(Some(host.name()), &["run"], &text);
+        daemon.wait_for_log("spread over 2 PMD threads");
+        SpreadLab {
+            daemon: Some(daemon),
+            socket,
+            host,
+            outside,
+            c1,
+            c2,
+        }
+    }
+
+    /// Frames each PMD thread received, from `ctl stats`.
+    fn thread_frames(&self) -> Vec<u64> {
+        let stats = ctl_json(&self.socket, &["stats"]);
+        stats["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["frames"].as_u64().unwrap())
+            .collect()
+    }
+
+    /// The NAT drops `ctl stats` reports, by reason.
+    fn nat_drops(&self) -> serde_json::Value {
+        ctl_json(&self.socket, &["stats"])["nat"][0]["drops"].clone()
+    }
+
+    /// Connections from c1 to `n` servers on the outside (ports from
+    /// `first_port`), `bytes` each, byte-exact: the translated source
+    /// ports the servers saw.
+    fn fetch_from_outside(&self, first_port: u16, n: u16, bytes: u64) -> BTreeSet<u16> {
+        let mut seen = BTreeSet::new();
+        for i in 0..n {
+            let port = first_port + i;
+            let (t, peer) = tcp_fetch(
+                self.outside.name(),
+                OUTSIDE,
+                port,
+                self.c1.name(),
+                SocketAddr::from((OUTSIDE, port)),
+                bytes,
+            )
+            .unwrap_or_else(|e| panic!("c1 fetching from the outside's port {port}: {e:#}"));
+            assert!(t.exact && t.bytes == bytes, "port {port}: {t:?}");
+            assert_eq!(
+                peer.ip(),
+                IpAddr::V4(EXTERNAL),
+                "translated to the uplink address"
+            );
+            seen.insert(peer.port());
+        }
+        seen
+    }
+}
+
+impl Drop for SpreadLab {
+    fn drop(&mut self) {
+        // The daemon goes before the namespaces it uses.
+        self.daemon.take();
+    }
+}
+
+/// Both slices of the port range hold some of `ports`: both threads
+/// translated connections, and the replies found the thread that did.
+fn assert_both_slices(ports: &BTreeSet<u16>) {
+    let first = ports.iter().filter(|p| **p < SECOND_SLICE).count();
+    assert!(
+        first > 0 && first < ports.len(),
+        "translated ports in both threads' slices (split at {SECOND_SLICE}): {ports:?}"
+    );
+}
+
+#[test]
+fn a_nat_network_on_two_cores_carries_every_connection_and_both_threads_translate() {
+    if skip_unless_root("spread nat network (TAP)") {
+        return;
+    }
+    let mut lab = SpreadLab::new("tap");
+    assert_eq!(
+        ping(lab.c1.name(), GATEWAY, 2).unwrap().received,
+        2,
+        "gateway"
+    );
+    assert_eq!(
+        ping(lab.c1.name(), OUTSIDE, 2).unwrap().received,
+        2,
+        "outside"
+    );
+
+    // Outbound through NAT: destinations on many ports land on both
+    // threads; each connection completes byte-exact.
+    let ports = lab.fetch_from_outside(9100, 24, 256 * KB);
+    assert_both_slices(&ports);
+
+    // Inbound through the mapping, from many source ports.
+    for i in 0..12 {
+        let t = tcp_upload(
+            lab.c1.name(),
+            C1,
+            81,
+            lab.outside.name(),
+            SocketAddr::from((EXTERNAL, 8081)),
+            128 * KB,
+        )
+        .unwrap_or_else(|e| panic!("mapping, connection {i}: {e:#}"));
+        assert!(t.exact && t.bytes == 128 * KB, "mapping {i}: {t:?}");
+    }
+
+    // Container to container, and UDP out through NAT.
+    for i in 0..8 {
+        let t = tcp_transfer(lab.c2.name(), C2, 9200 + i, lab.c1.name(), 128 * KB).unwrap();
+        assert!(t.exact, "c1 to c2 on port {}: {t:?}", 9200 + i);
+        let (echoed, peers) = udp_echo(
+            lab.outside.name(),
+            OUTSIDE,
+            9300 + i,
+            lab.c2.name(),
+            SocketAddr::from((OUTSIDE, 9300 + i)),
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            echoed,
+            5,
+            "UDP to the outside's port {}: {peers:?}",
+            9300 + i
+        );
+    }
+
+    let frames = lab.thread_frames();
+    assert_eq!(frames.len(), 2, "two PMD threads: {frames:?}");
+    assert!(
+        frames.iter().all(|f| *f > 200),
+        "both threads carried traffic: {frames:?}"
+    );
+    let drops = lab.nat_drops();
+    assert!(
+        drops.as_object().is_none_or(|d| d.is_empty()),
+        "no NAT drops (a reply on the wrong thread would be one): {drops}"
+    );
+    let err = lab.daemon.take().unwrap().stop_clean();
+    assert!(!err.contains("leaked"), "{err}");
+}
+
+#[test]
+fn veth_endpoints_on_two_cores_keep_the_flow_offload_and_both_slices() {
+    if skip_unless_root("spread nat network (veth)") {
+        return;
+    }
+    let lab = SpreadLab::new("veth");
+    let ports = lab.fetch_from_outside(9400, 16, 1024 * KB);
+    assert_both_slices(&ports);
+    let t = tcp_transfer(lab.c2.name(), C2, 9500, lab.c1.name(), 4096 * KB).unwrap();
+    assert!(t.exact, "c1 to c2: {t:?}");
+    let stats = ctl_json(&lab.socket, &["stats"]);
+    assert!(
+        stats["offload"]["installed"].as_u64().unwrap_or(0) > 0,
+        "the kernel carried established flows: {}",
+        stats["offload"]
+    );
+    let frames = lab.thread_frames();
+    assert!(frames.iter().all(|f| *f > 20), "both threads: {frames:?}");
+}
+
+#[test]
+fn an_endpoint_added_at_run_time_to_a_spread_network_gets_a_queue_per_thread() {
+    if skip_unless_root("spread nat network, endpoint add") {
+        return;
+    }
+    let lab = SpreadLab::new("tap");
+    let c3 = NetnsGuard::new("pss-c").unwrap();
+    let out = ctl_ok(
+        &lab.socket,
+        &[
+            "endpoint",
+            "add",
+            "c3",
+            "--network",
+            "front",
+            "--netns",
+            c3.name(),
+            "--ip",
+            "172.31.0.12",
+        ],
+    );
+    assert!(out.contains("172.31.0.12/24"), "{out}");
+    let d = ip_in(c3.name(), &["-d", "link", "show", "dev", "eth0"]);
+    assert!(d.contains("numtxqueues 2"), "two queues: {d}");
+    // A frame on either queue right after `add` returns: every thread
+    // has the endpoint by then.
+    assert_eq!(ping(c3.name(), GATEWAY, 2).unwrap().received, 2);
+    let mut seen = BTreeSet::new();
+    for i in 0..16 {
+        let (t, peer) = tcp_fetch(
+            lab.outside.name(),
+            OUTSIDE,
+            9600 + i,
+            c3.name(),
+            SocketAddr::from((OUTSIDE, 9600 + i)),
+            64 * KB,
+        )
+        .unwrap();
+        assert!(t.exact, "{t:?}");
+        seen.insert(peer.port());
+    }
+    assert_both_slices(&seen);
+    let out = ctl_ok(&lab.socket, &["endpoint", "del", "c3"]);
+    assert!(out.contains("deleted"), "{out}");
+    let d = ip_in(c3.name(), &["link", "show"]);
+    assert!(
+        !d.contains("eth0"),
+        "every queue closed, the TAP is gone: {d}"
+    );
+    let _ = &lab.host;
+}
