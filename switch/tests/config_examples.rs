@@ -109,6 +109,30 @@ fn the_rig_example_is_a_busy_polling_l2_switch_between_two_ports() {
 }
 
 #[test]
+fn the_rig_nat_examples_measure_af_xdp_on_one_core_and_af_packet_spread_over_two() {
+    let one = example("rig-nat.toml");
+    assert_eq!(one.switch.cores, [1]);
+    assert!(
+        one.ports.iter().all(|p| p.kind == PortKind::AfXdp),
+        "packet rates"
+    );
+    let two = example("rig-nat-2cores.toml");
+    assert_eq!(two.switch.cores, [1, 0], "the DUT core first");
+    assert!(
+        two.ports.iter().all(|p| p.kind == PortKind::Packet),
+        "ports the kernel fans out"
+    );
+    assert_eq!(
+        two.network("inside").map(|n| n.mode),
+        Some(NetworkMode::Nat)
+    );
+    assert_ne!(
+        one.switch.control, two.switch.control,
+        "both can run at once"
+    );
+}
+
+#[test]
 fn the_nat_networks_example_shares_one_uplink_and_one_mapping_table() {
     let cfg = example("nat-networks.toml");
     for name in ["front", "back"] {
