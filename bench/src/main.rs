@@ -105,6 +105,11 @@ enum Cmd {
         /// through the PMD thread), to measure what the offload gives.
         #[arg(long)]
         no_offload: bool,
+        /// `[switch] cores` of podswitch (e.g. `0,1`: a nat network spread
+        /// over two PMD threads); default: podswitch's own (the last
+        /// core). The overlay paths keep one core per host.
+        #[arg(long, value_delimiter = ',')]
+        cores: Vec<usize>,
         /// Print JSON (every run, and the medians) instead of the table.
         #[arg(long)]
         json: bool,
@@ -252,6 +257,7 @@ fn main() -> Result<()> {
             uplink_kind,
             endpoint_link,
             no_offload,
+            cores,
             json,
         } => {
             let opts = tcp::TcpOpts {
@@ -260,6 +266,7 @@ fn main() -> Result<()> {
                     uplink: uplink_kind,
                     endpoint_link,
                     offload: !no_offload,
+                    cores,
                 },
                 secs,
                 runs,

@@ -115,10 +115,12 @@ vtep = "{vtep}"
     );
     // Two hosts have a core each: the two daemons' PMD threads on one
     // core would share it as no two hosts do.
-    let head = sw.config_head(Some(&format!("{}/24", VTEP[i]))).replacen(
-        "[switch]\n",
-        &format!("[switch]\ncores = [{i}]\n"),
-        1,
-    );
+    let one_core = SwitchOpts {
+        cores: Vec::new(),
+        ..sw.clone()
+    };
+    let head = one_core
+        .config_head(Some(&format!("{}/24", VTEP[i])))
+        .replacen("[switch]\n", &format!("[switch]\ncores = [{i}]\n"), 1);
     sw.start(host, &head, &body)
 }

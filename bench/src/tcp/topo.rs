@@ -220,6 +220,8 @@ pub struct SwitchOpts {
     pub endpoint_link: EndpointLink,
     /// `[switch] offload`.
     pub offload: bool,
+    /// `[switch] cores` (empty: podswitch's default).
+    pub cores: Vec<usize>,
 }
 
 impl SwitchOpts {
@@ -230,6 +232,9 @@ impl SwitchOpts {
             "[switch]\ncontrol = \"{{control}}\"\noffload = {}\n",
             self.offload
         );
+        if !self.cores.is_empty() {
+            s += &format!("cores = {:?}\n", self.cores);
+        }
         if let Some(cidr) = uplink_cidr {
             s += &format!(
                 "\n[[port]]\nname = \"up0\"\niface = \"up0\"\nkind = \"{}\"\nip = \"{cidr}\"\n",
