@@ -756,6 +756,21 @@ impl Switch {
         }
     }
 
+    /// The PMD threads that run network `name` (several when it is
+    /// spread); empty for one the switch does not run.
+    pub fn threads_of(&self, name: &str) -> Vec<usize> {
+        let Some(id) = self.live.topo.network_id(name) else {
+            return Vec::new();
+        };
+        let i = id.0 as usize;
+        let (Some(first), spread) = (self.live.net_thread.get(i), self.live.net_spread.get(i))
+        else {
+            return Vec::new();
+        };
+        let n = spread.and_then(Option::as_ref).map_or(1, |s| s.threads);
+        (*first..first + n).collect()
+    }
+
     /// The running data plane (counters, FDB).
     pub fn dataplane(&self) -> &Dataplane {
         &self.dataplane
@@ -916,6 +931,29 @@ fn can_spread(
         .filter(|(_, ng)| **ng == g)
         .peekable();
     if nets.peek().is_none() || !nets.all(|(n, _)| n.mode == NetworkMode::Nat) {
+        return false;
+    }
+    // What the steering program holds: past that the group keeps one
+    // thread rather than steer some flows to a thread without their state.
+    let names: Vec<&str> = cfg
+        .networks
+        .iter()
+        .zip(net_group)
+        .filter(|(_, ng)| **ng == g)
+        .map(|(n, _)| n.name.as_str())
+        .collect();
+    let mappings = cfg
+        .port_mappings
+        .iter()
+        .filter(|m| names.contains(&m.network.as_str()))
+        .count();
+    if names.len() > pmd::steer::MAX_SUBNETS || mappings > pmd::steer::MAX_MAPPED {
+        tracing::warn!(
+            "networks {}: more than {} networks or {} port mappings on one uplink; they stay on one PMD thread",
+            names.join(", "),
+            pmd::steer::MAX_SUBNETS,
+            pmd::steer::MAX_MAPPED
+        );
         return false;
     }
     plans.iter().filter(|(_, _, pg)| *pg == g).all(|(_, p, _)| {

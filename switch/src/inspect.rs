@@ -43,6 +43,9 @@ pub struct NetworkRow {
     pub uplink: Option<String>,
     /// Overlay VNI.
     pub vni: Option<u32>,
+    /// The PMD threads that run it (more than one: spread).
+    #[serde(default)]
+    pub threads: Vec<usize>,
 }
 
 /// An endpoint.
@@ -322,6 +325,7 @@ pub fn show(switch: &Switch, cfg: &Config) -> Show {
             gateway: n.gateway,
             uplink: n.uplink.clone(),
             vni: n.vni,
+            threads: switch.threads_of(&n.name),
         })
         .collect();
     let endpoints = cfg

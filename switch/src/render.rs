@@ -88,8 +88,17 @@ fn section(out: &mut String, title: &str, t: &Table) {
 /// `ctl show`.
 pub fn show(s: &Show) -> String {
     let mut out = String::new();
-    let mut t = Table::new(&["name", "mode", "subnet", "gateway", "uplink", ">vni"]);
+    let mut t = Table::new(&[
+        "name",
+        "mode",
+        "subnet",
+        "gateway",
+        "uplink",
+        ">vni",
+        "pmd threads",
+    ]);
     for n in &s.networks {
+        let threads: Vec<String> = n.threads.iter().map(usize::to_string).collect();
         t.row(vec![
             n.name.clone(),
             n.mode.clone(),
@@ -97,6 +106,7 @@ pub fn show(s: &Show) -> String {
             opt(&n.gateway),
             opt(&n.uplink),
             opt(&n.vni),
+            threads.join(","),
         ]);
     }
     section(&mut out, "networks", &t);

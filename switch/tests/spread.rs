@@ -164,6 +164,12 @@ fn a_nat_network_on_two_cores_carries_every_connection_and_both_threads_translat
         return;
     }
     let mut lab = SpreadLab::new("tap");
+    let show = ctl_json(&lab.socket, &["show"]);
+    assert_eq!(
+        show["networks"][0]["threads"],
+        serde_json::json!([0, 1]),
+        "ctl show names both threads: {show}"
+    );
     assert_eq!(
         ping(lab.c1.name(), GATEWAY, 2).unwrap().received,
         2,
