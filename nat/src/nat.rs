@@ -578,12 +578,16 @@ impl Nat {
             .ok_or(NatDrop::NoMapping)?;
         let to = self.net_of(ip).ok_or(NatDrop::NoMapping)?;
         let target = self.nets[to];
-        if to != from {
+        if to != from || t.src == ip {
             // A port mapped into another network: as Docker's proxy does,
             // the target sees its own gateway as the client, so no address
             // of the client's network enters it. The source port is the
             // client's SNAT port, which no other internal endpoint holds,
-            // so clients from several networks never collide.
+            // so clients from several networks never collide. A container
+            // reaching its own mapped port would see its own address as
+            // client and answer itself; it sees the gateway too, with an
+            // SNAT port, so its answers go by the port's slice on a spread
+            // network (as the answers from another network do).
             let ext_port = self.snat_port(pkt, now_s)?;
             let reply = Tuple {
                 src: ip,
@@ -593,14 +597,11 @@ impl Nat {
             };
             return self.open_snat(pkt, reply, F_HAIRPIN, now_s);
         }
-        // Within one network the client keeps its address. A container
-        // reaching its own mapped port would see its own address as client
-        // and answer itself; like Docker, it sees the gateway instead.
-        let client = if t.src == ip { target.gw } else { t.src };
+        // Within one network the client keeps its address.
         let reply = Tuple {
             src: ip,
             sport: port,
-            dst: client,
+            dst: t.src,
             dport: t.sport,
         };
         self.open(pkt, reply, F_HAIRPIN, now_s)

@@ -512,11 +512,20 @@ fn hairpin_to_its_own_mapped_port_sees_the_gateway() {
     let mut nat = Nat::new(cfg());
     let mut syn = tcp(WEB, 44444, EXT, 8080, F::Syn);
     assert_eq!(out(&mut nat, &mut syn, 0), to(WEB));
-    assert_eq!(view(&syn), (ip(GW), 44444, ip(WEB), 80));
+    // From the gateway, with an SNAT port of the range (as a client from
+    // another network gets), not the container's own port.
+    let (src, sport, dst, dport) = view(&syn);
+    assert_eq!((src, dst, dport), (ip(GW), ip(WEB), 80));
+    let range = cfg().port_range;
+    assert!((range.0..=range.1).contains(&sport), "{sport} in {range:?}");
+    assert_eq!(nat.counters().hairpin.get(), 1);
     // The container answers the gateway address: an outbound frame.
-    let mut synack = tcp(WEB, 80, GW, 44444, F::SynAck);
+    let mut synack = tcp(WEB, 80, GW, sport, F::SynAck);
     assert_eq!(out(&mut nat, &mut synack, 0), to(WEB));
     assert_eq!(view(&synack), (ip(EXT), 8080, ip(WEB), 44444));
+    // Its answers come to the gateway, so the switch need not offer its
+    // frames to `hairpin_reply`.
+    assert!(!nat.has_hairpin_flows());
 }
 
 #[test]

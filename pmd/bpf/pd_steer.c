@@ -43,6 +43,8 @@ struct pd_steer_cfg {
 		__u32 net;
 		__u32 mask;
 	} subnet[PD_STEER_SUBNETS];
+	__u32 gateways;
+	__u32 gateway[PD_STEER_SUBNETS];
 };
 
 struct {
@@ -54,7 +56,7 @@ struct {
 
 /* A NAT port mapping, both of its ends: kind 0 is the host port on the
  * NAT address (ip 0), kind 1 the endpoint's address and port. Keep in sync
- * with pmd/src/steer/program.rs (MappedKey). */
+ * with pmd/src/steer/program.rs (mapped_entries). */
 struct pd_steer_mapped_key {
 	__u32 ip;
 	__u16 port;
@@ -62,14 +64,22 @@ struct pd_steer_mapped_key {
 	__u8 kind;
 };
 
+/* Of a kind 0 key, the endpoint the host port leads to (zero for kind 1). */
+struct pd_steer_mapped_val {
+	__u32 ip;
+	__u16 port;
+	__u16 pad;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
 	__type(key, struct pd_steer_mapped_key);
-	__type(value, __u8);
+	__type(value, struct pd_steer_mapped_val);
 } pd_steer_mapped SEC(".maps");
 
-static __always_inline int mapped(__u8 proto, __u8 kind, __u32 ip, __u32 port)
+static __always_inline const struct pd_steer_mapped_val *mapped_val(__u8 proto, __u8 kind,
+								     __u32 ip, __u32 port)
 {
 	struct pd_steer_mapped_key k = {
 		.ip = ip,
@@ -77,7 +87,12 @@ static __always_inline int mapped(__u8 proto, __u8 kind, __u32 ip, __u32 port)
 		.proto = proto,
 		.kind = kind,
 	};
-	return bpf_map_lookup_elem(&pd_steer_mapped, &k) != 0;
+	return bpf_map_lookup_elem(&pd_steer_mapped, &k);
+}
+
+static __always_inline int mapped(__u8 proto, __u8 kind, __u32 ip, __u32 port)
+{
+	return mapped_val(proto, kind, ip, port) != 0;
 }
 
 static __always_inline __u32 mix(__u32 ip, __u32 port, __u32 n)
@@ -91,6 +106,16 @@ static __always_inline int in_subnets(const struct pd_steer_cfg *c, __u32 ip)
 #pragma unroll
 	for (int i = 0; i < PD_STEER_SUBNETS; i++) {
 		if (i < c->subnets && (ip & c->subnet[i].mask) == c->subnet[i].net)
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline int is_gateway(const struct pd_steer_cfg *c, __u32 ip)
+{
+#pragma unroll
+	for (int i = 0; i < PD_STEER_SUBNETS; i++) {
+		if (i < c->gateways && ip == c->gateway[i])
 			return 1;
 	}
 	return 0;
@@ -163,15 +188,30 @@ static __always_inline int nat_slice(const struct pd_steer_cfg *c, __u32 p)
 /* Steers packet v, or its reply when `reversed` (an ICMP error goes with
  * the flow of the packet it quotes, which went the other way): toward the
  * inside by both ends alike, except the replies of a mapped port, which go
- * by their remote end; from the outside by where it comes from, unless it
- * goes to the NAT address with a port of the range that is not mapped (or
- * an echo id, for ICMP type `echo`). */
+ * by their remote end, a hairpin to a mapped port of the NAT address, which
+ * goes by both ends of the connection it becomes (where the endpoint's
+ * answers to a client that keeps its address go), and a packet to a
+ * gateway with a port of the range (the answer to a hairpin NAT gave that
+ * port), which goes by its slice; from the outside by where it comes from,
+ * unless it goes to the NAT address with a port of the range that is not
+ * mapped (or an echo id, for ICMP type `echo`). */
 static __always_inline int steer(const struct pd_steer_cfg *c, const struct v4 *v, __u32 n,
 				 int reversed, __u8 echo)
 {
 	__u32 from_ip = reversed ? v->dst : v->src, from_port = reversed ? v->dport : v->sport;
 	__u32 to_ip = reversed ? v->src : v->dst, to_port = reversed ? v->sport : v->dport;
 	if (c->inside) {
+		if (c->has_nat && v->ports) {
+			if (to_ip == c->nat_ip) {
+				const struct pd_steer_mapped_val *m = mapped_val(v->proto, 0, 0, to_port);
+				if (m)
+					return mix(from_ip ^ m->ip, from_port ^ m->port, n);
+			} else if (is_gateway(c, to_ip)) {
+				int t = nat_slice(c, to_port);
+				if (t >= 0)
+					return t;
+			}
+		}
 		int east_west = in_subnets(c, v->src) && in_subnets(c, v->dst);
 		if (!east_west && v->ports && mapped(v->proto, 1, from_ip, from_port))
 			return mix(to_ip, to_port, n);

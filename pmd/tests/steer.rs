@@ -30,6 +30,7 @@ fn outside_plan(threads: u16) -> SteerPlan {
             ports: (1000, 1999),
         }),
         subnets: vec![],
+        gateways: vec![],
         mapped: vec![],
     }
 }
@@ -54,8 +55,9 @@ impl Rng {
 
 /// Addresses and ports that matter to the plans below: the NAT address,
 /// the range's edges, the subnets, and others.
-const ADDRS: [[u8; 4]; 7] = [
+const ADDRS: [[u8; 4]; 8] = [
     [10, 66, 0, 1],
+    [10, 0, 0, 1],
     [10, 66, 0, 2],
     [10, 0, 0, 5],
     [10, 0, 0, 9],
@@ -168,7 +170,8 @@ fn the_program_picks_the_thread_the_reference_picks_for_thousands_of_generated_f
             side: Side::Inside,
             nat: None,
             subnets: subnets.clone(),
-            mapped,
+            gateways: vec![],
+            mapped: mapped.clone(),
         },
         SteerPlan {
             nat: None,
@@ -179,14 +182,26 @@ fn the_program_picks_the_thread_the_reference_picks_for_thousands_of_generated_f
             side: Side::Inside,
             nat: None,
             subnets: subnets.clone(),
+            gateways: vec![],
             mapped: vec![],
         },
         SteerPlan {
             threads: 5,
             side: Side::Inside,
             nat: None,
-            subnets,
+            subnets: subnets.clone(),
+            gateways: vec![],
             mapped: vec![],
+        },
+        // The inside of a NAT with mappings and gateways: hairpins to the
+        // mapped ports and their answers to a gateway.
+        SteerPlan {
+            threads: 3,
+            side: Side::Inside,
+            subnets,
+            gateways: vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 1, 7, 3)],
+            mapped: mapped.clone(),
+            ..outside_plan(3)
         },
         SteerPlan {
             threads: 1,
@@ -255,6 +270,7 @@ fn the_program_is_reconfigured_in_place_and_gone_once_dropped() {
     // Too many subnets are refused with the limit, not truncated.
     let nine = SteerPlan {
         subnets: (0..9).map(|i| (Ipv4Addr::new(10, i, 0, 0), 16)).collect(),
+        gateways: vec![],
         ..outside_plan(2)
     };
     let e = prog.update(&nine).unwrap_err();
@@ -337,6 +353,7 @@ fn a_two_queue_tap_hands_each_frame_to_the_queue_the_inside_plan_picks() {
         side: Side::Inside,
         nat: None,
         subnets: vec![(Ipv4Addr::new(10, 77, 0, 0), 24)],
+        gateways: vec![],
         mapped: vec![],
     };
     let prog = SteerProgram::load(&plan).expect("load");
@@ -750,6 +767,7 @@ fn a_spread_container_veth_takes_every_frame_and_steers_it_by_destination_or_sym
         side: Side::Inside,
         nat: None,
         subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), 24)],
+        gateways: vec![],
         mapped: vec![],
     };
     let prog = SteerProgram::load(&plan).expect("load");

@@ -277,9 +277,10 @@ impl Switch {
         self.live.net_thread.push(thread);
         let spread = uplink.and_then(|u| self.live.uplink_spread[u.0 as usize].clone());
         if let Some(s) = &spread {
-            // Its containers' east-west traffic is steered symmetrically
-            // only once the program knows the subnet.
-            if let Err(err) = s.add_subnet(n.subnet) {
+            // Its containers' east-west traffic is steered symmetrically,
+            // and hairpins answered to its gateway by their NAT port's
+            // slice, only once the program knows the network.
+            if let Err(err) = s.add_network(n.subnet, n.gateway) {
                 tracing::warn!("network {}: {err:#}", n.name);
             }
         }

@@ -982,12 +982,12 @@ fn group_steer(
     g: usize,
     threads: usize,
 ) -> Result<GroupSteer> {
-    let networks: Vec<(String, ipnet::Ipv4Net)> = cfg
+    let networks: Vec<(String, ipnet::Ipv4Net, Option<std::net::Ipv4Addr>)> = cfg
         .networks
         .iter()
         .zip(net_group)
         .filter(|(_, ng)| **ng == g)
-        .map(|(n, _)| (n.name.clone(), n.subnet))
+        .map(|(n, _)| (n.name.clone(), n.subnet, n.gateway))
         .collect();
     let uplink = plans
         .iter()

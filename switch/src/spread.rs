@@ -86,43 +86,48 @@ pub struct GroupSteer {
     pub inside: Arc<SteerProgram>,
     /// For the uplink, when the group has one.
     pub outside: Option<Arc<SteerProgram>>,
-    /// What the programs were told: the group's subnets and its uplink's
-    /// NAT (address, port range, mappings).
+    /// What the programs were told: the group's subnets and gateways and
+    /// its uplink's NAT (address, port range, mappings).
     known: Mutex<Known>,
 }
 
 /// What a group's steering programs were last told.
 struct Known {
     subnets: Vec<(Ipv4Addr, u8)>,
+    gateways: Vec<Ipv4Addr>,
     nat: Option<NatConfig>,
 }
 
 impl GroupSteer {
-    /// Loads the programs for `threads` threads, `networks` (name, subnet)
-    /// and, with an uplink, its NAT.
+    /// Loads the programs for `threads` threads, `networks` (name, subnet,
+    /// gateway) and, with an uplink, its NAT.
     pub fn load(
         threads: usize,
-        networks: Vec<(String, Ipv4Net)>,
+        networks: Vec<(String, Ipv4Net, Option<Ipv4Addr>)>,
         uplink: bool,
         nat: Option<&NatConfig>,
     ) -> Result<GroupSteer> {
         let subnets: Vec<(Ipv4Addr, u8)> = networks
             .iter()
-            .map(|(_, s)| (s.network(), s.prefix_len()))
+            .map(|(_, s, _)| (s.network(), s.prefix_len()))
             .collect();
-        let names: Vec<String> = networks.into_iter().map(|(n, _)| n).collect();
+        let gateways: Vec<Ipv4Addr> = networks.iter().filter_map(|(_, _, g)| *g).collect();
+        let names: Vec<String> = networks.into_iter().map(|(n, _, _)| n).collect();
+        let known = Known {
+            subnets,
+            gateways,
+            nat: nat.cloned(),
+        };
         let what = || {
             format!(
                 "networks {}: loading the steering program",
                 names.join(", ")
             )
         };
-        let inside =
-            SteerProgram::load(&plan(threads, Side::Inside, &subnets, nat)).with_context(what)?;
+        let inside = SteerProgram::load(&plan(threads, Side::Inside, &known)).with_context(what)?;
         let outside = match uplink {
             true => Some(Arc::new(
-                SteerProgram::load(&plan(threads, Side::Outside, &subnets, nat))
-                    .with_context(what)?,
+                SteerProgram::load(&plan(threads, Side::Outside, &known)).with_context(what)?,
             )),
             false => None,
         };
@@ -131,18 +136,16 @@ impl GroupSteer {
             networks: names,
             inside: Arc::new(inside),
             outside,
-            known: Mutex::new(Known {
-                subnets,
-                nat: nat.cloned(),
-            }),
+            known: Mutex::new(known),
         })
     }
 
     /// Tells the programs of a network added at run time.
-    pub fn add_subnet(&self, subnet: Ipv4Net) -> Result<()> {
+    pub fn add_network(&self, subnet: Ipv4Net, gateway: Option<Ipv4Addr>) -> Result<()> {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         known.subnets.push((subnet.network(), subnet.prefix_len()));
-        self.update(&known.subnets, known.nat.as_ref())
+        known.gateways.extend(gateway);
+        self.update(&known)
     }
 
     /// Tells the programs the uplink's NAT as it is now (a reload, or a
@@ -150,15 +153,15 @@ impl GroupSteer {
     pub fn set_nat(&self, nat: Option<&NatConfig>) -> Result<()> {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         known.nat = nat.cloned();
-        self.update(&known.subnets, nat)
+        self.update(&known)
     }
 
-    fn update(&self, subnets: &[(Ipv4Addr, u8)], nat: Option<&NatConfig>) -> Result<()> {
+    fn update(&self, known: &Known) -> Result<()> {
         self.inside
-            .update(&plan(self.threads, Side::Inside, subnets, nat))
+            .update(&plan(self.threads, Side::Inside, known))
             .context("updating the steering program")?;
         if let Some(out) = &self.outside {
-            out.update(&plan(self.threads, Side::Outside, subnets, nat))
+            out.update(&plan(self.threads, Side::Outside, known))
                 .context("updating the steering program")?;
         }
         Ok(())
@@ -176,12 +179,8 @@ impl GroupSteer {
 /// The steering plan of one side: the NAT's address and port range,
 /// whose slices say which thread a reply belongs to, and its mappings,
 /// whose connections are steered by the remote end on both sides.
-fn plan(
-    threads: usize,
-    side: Side,
-    subnets: &[(Ipv4Addr, u8)],
-    nat: Option<&NatConfig>,
-) -> SteerPlan {
+fn plan(threads: usize, side: Side, known: &Known) -> SteerPlan {
+    let nat = known.nat.as_ref();
     SteerPlan {
         threads: threads as u16,
         side,
@@ -189,7 +188,8 @@ fn plan(
             ip: n.external_ip,
             ports: n.port_range,
         }),
-        subnets: subnets.to_vec(),
+        subnets: known.subnets.clone(),
+        gateways: known.gateways.clone(),
         mapped: nat
             .map(|n| {
                 n.mappings

@@ -307,3 +307,40 @@ fn an_endpoint_added_at_run_time_to_a_spread_network_gets_a_queue_per_thread() {
     );
     let _ = &lab.host;
 }
+
+#[test]
+fn hairpin_connections_on_two_cores_reach_the_mapped_container_from_every_source_port() {
+    if skip_unless_root("spread nat network, hairpin") {
+        return;
+    }
+    let lab = SpreadLab::new("tap");
+    // c2 through the uplink's mapped port to c1 (one network: c1 sees
+    // c2's own address), and c1 to its own mapped port (it sees the
+    // gateway). Each source port lands on either thread; the thread that
+    // translated the connection must also get c1's answers.
+    for i in 0..16 {
+        for (client, name, seen) in [(&lab.c2, "c2", C2), (&lab.c1, "c1", GATEWAY)] {
+            let (t, peer) = tcp_fetch(
+                lab.c1.name(),
+                C1,
+                81,
+                client.name(),
+                SocketAddr::from((EXTERNAL, 8081)),
+                64 * KB,
+            )
+            .unwrap_or_else(|e| panic!("{name} to {EXTERNAL}:8081, connection {i}: {e:#}"));
+            assert!(
+                t.exact && t.bytes == 64 * KB,
+                "{name}, connection {i}: {t:?}"
+            );
+            assert_eq!(peer.ip(), IpAddr::V4(seen), "{name}, connection {i}");
+        }
+    }
+    let frames = lab.thread_frames();
+    assert!(frames.iter().all(|f| *f > 100), "both threads: {frames:?}");
+    let drops = lab.nat_drops();
+    assert!(
+        drops.as_object().is_none_or(|d| d.is_empty()),
+        "no NAT drops: {drops}"
+    );
+}

@@ -51,6 +51,9 @@ pub struct SteerPlan {
     /// The group's subnets (address, prefix length): traffic between two
     /// addresses in them is east-west and steered symmetrically.
     pub subnets: Vec<(Ipv4Addr, u8)>,
+    /// The group's gateways (at most [`MAX_SUBNETS`]): a hairpin that
+    /// NAT gave a port of the range comes back to one of them.
+    pub gateways: Vec<Ipv4Addr>,
     /// The NAT's port mappings.
     pub mapped: Vec<MappedPort>,
 }
@@ -172,11 +175,20 @@ impl SteerPlan {
 
     /// Steers packet `p`, or its reply when `reversed`. Toward the inside
     /// by both ends alike (a new connection may go to any thread: the one
-    /// it lands on picks its NAT port from its own slice), except the
-    /// replies of a mapped port, which go by their remote end. From the
-    /// outside by where it comes from (the remote end), unless it goes to
-    /// the NAT address with a port of the range that is not mapped (or an
-    /// echo id, for ICMP type `echo`): then by the slice that holds it.
+    /// it lands on picks its NAT port from its own slice), except:
+    /// - the replies of a mapped port, which go by their remote end;
+    /// - a hairpin (from a container to a mapped port of the NAT
+    ///   address), which goes by both ends of the connection it becomes
+    ///   (client and mapped endpoint), where the endpoint's answers to a
+    ///   client that keeps its address go;
+    /// - a packet to a gateway with a port of the range, the answer to a
+    ///   hairpin that NAT gave that port, which goes by the slice that
+    ///   holds it.
+    ///
+    /// From the outside by where it comes from (the remote end), unless it
+    /// goes to the NAT address with a port of the range that is not mapped
+    /// (or an echo id, for ICMP type `echo`): then by the slice that holds
+    /// it.
     fn steer(&self, p: &V4, n: u16, reversed: bool, echo: u8) -> u16 {
         let (sport, dport) = p.ports.unwrap_or((0, 0));
         let (from, to) = match reversed {
@@ -185,6 +197,18 @@ impl SteerPlan {
         };
         match self.side {
             Side::Inside => {
+                if let (Some(nat), Some(_)) = (self.nat, p.ports) {
+                    if to.0 == u32::from(nat.ip) {
+                        if let Some(m) = self.mapping_of(p.proto, to.1) {
+                            let (ip, port) = (u32::from(m.internal_ip), m.internal_port);
+                            return mix(from.0 ^ ip, from.1 ^ port, n);
+                        }
+                    } else if self.is_gateway(to.0) {
+                        if let Some(t) = nat_slice(&nat, to.1, n) {
+                            return t;
+                        }
+                    }
+                }
                 let east_west = self.in_subnets(p.src) && self.in_subnets(p.dst);
                 if !east_west && p.ports.is_some() && self.mapped_inside(p.proto, from) {
                     mix(to.0, to.1, n)
@@ -215,10 +239,22 @@ impl SteerPlan {
 
     /// `port` of `proto` on the NAT address is mapped.
     fn mapped_outside(&self, proto: u8, port: u16) -> bool {
+        self.mapping_of(proto, port).is_some()
+    }
+
+    /// The mapping of `port` of `proto` on the NAT address.
+    fn mapping_of(&self, proto: u8, port: u16) -> Option<&MappedPort> {
         self.mapped
             .iter()
             .take(MAX_MAPPED)
-            .any(|m| m.proto == proto && m.host_port == port)
+            .find(|m| m.proto == proto && m.host_port == port)
+    }
+
+    fn is_gateway(&self, ip: u32) -> bool {
+        self.gateways
+            .iter()
+            .take(MAX_SUBNETS)
+            .any(|g| u32::from(*g) == ip)
     }
 
     fn in_subnets(&self, ip: u32) -> bool {
@@ -279,17 +315,27 @@ mod tests {
         f
     }
 
-    #[test]
-    fn a_nat_reply_goes_to_the_thread_whose_slice_holds_its_port() {
-        let plan = SteerPlan {
-            threads: 2,
-            side: Side::Outside,
+    /// NAT at 192.0.2.1 with ports 1000-1999 over 4 threads, no subnets,
+    /// gateways or mappings.
+    fn nat_plan(side: Side) -> SteerPlan {
+        SteerPlan {
+            threads: 4,
+            side,
             nat: Some(NatSteer {
                 ip: Ipv4Addr::new(192, 0, 2, 1),
                 ports: (1000, 1999),
             }),
             subnets: vec![],
+            gateways: vec![],
             mapped: vec![],
+        }
+    }
+
+    #[test]
+    fn a_nat_reply_goes_to_the_thread_whose_slice_holds_its_port() {
+        let plan = SteerPlan {
+            threads: 2,
+            ..nat_plan(Side::Outside)
         };
         let to = |port| plan.thread_of(&udp([198, 51, 100, 7], 80, [192, 0, 2, 1], port));
         assert_eq!((to(1000), to(1499), to(1500), to(1999)), (0, 0, 1, 1));
@@ -306,23 +352,18 @@ mod tests {
     fn both_directions_of_a_flow_meet_on_one_thread() {
         let nat = Ipv4Addr::new(192, 0, 2, 1);
         let outside = SteerPlan {
-            threads: 4,
-            side: Side::Outside,
-            nat: Some(NatSteer {
-                ip: nat,
-                ports: (1000, 1999),
-            }),
-            subnets: vec![],
             mapped: vec![MappedPort {
                 proto: 17,
                 host_port: 8080,
                 internal_ip: Ipv4Addr::new(10, 0, 0, 5),
                 internal_port: 4000,
             }],
+            ..nat_plan(Side::Outside)
         };
         let inside = SteerPlan {
             side: Side::Inside,
             subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), 24)],
+            gateways: vec![],
             ..outside.clone()
         };
         let slices = split_range((1000, 1999), 4);
@@ -364,6 +405,58 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_hairpin_and_the_answers_to_it_meet_on_one_thread() {
+        let nat = Ipv4Addr::new(192, 0, 2, 1);
+        let (gateway, target) = ([10, 0, 0, 1], [10, 0, 0, 5]);
+        let inside = SteerPlan {
+            subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), 24)],
+            gateways: vec![gateway.into()],
+            mapped: vec![MappedPort {
+                proto: 6,
+                host_port: 8080,
+                internal_ip: target.into(),
+                internal_port: 80,
+            }],
+            ..nat_plan(Side::Inside)
+        };
+        let slices = split_range((1000, 1999), 4);
+        let mut used = [false; 4];
+        for port in 0..400u16 {
+            let client = [10, 0, 0, 7 + (port % 3) as u8];
+            // Keeping the client's address, the target answers it
+            // directly: its answer goes where the hairpin went.
+            let hairpin = udp(client, 30000 + port, nat.octets(), 8080);
+            let mut h = hairpin.clone();
+            h[14 + 9] = 6;
+            let t = inside.thread_of(&h);
+            used[usize::from(t)] = true;
+            let mut answer = udp(target, 80, client, 30000 + port);
+            answer[14 + 9] = 6;
+            assert_eq!(inside.thread_of(&answer), t, "direct answer, port {port}");
+            // Translated to the gateway with a port of t's slice (the
+            // target reaching its own mapped port): the answer goes by
+            // the slice.
+            let mut answer = udp(target, 80, gateway, slices[usize::from(t)].0 + port % 50);
+            answer[14 + 9] = 6;
+            assert_eq!(
+                inside.thread_of(&answer),
+                t,
+                "answer to the gateway, port {port}"
+            );
+            // UDP to the mapped port is not mapped (the mapping is TCP).
+            assert_eq!(
+                inside.thread_of(&hairpin),
+                mix(
+                    u32::from_be_bytes(client) ^ u32::from(nat),
+                    (30000 + port) ^ 8080,
+                    4
+                )
+            );
+        }
+        assert_eq!(used, [true; 4], "hairpins spread over every thread");
+    }
+
     /// An ICMP error from `from` to `to` quoting `quoted` (an IPv4 frame
     /// as `udp` builds it).
     fn icmp_error(from: [u8; 4], to: [u8; 4], icmp_type: u8, quoted: &[u8]) -> Vec<u8> {
@@ -379,13 +472,6 @@ mod tests {
     fn an_icmp_error_goes_to_the_thread_of_the_flow_it_quotes() {
         let nat = Ipv4Addr::new(192, 0, 2, 1);
         let outside = SteerPlan {
-            threads: 4,
-            side: Side::Outside,
-            nat: Some(NatSteer {
-                ip: nat,
-                ports: (1000, 1999),
-            }),
-            subnets: vec![],
             // The published port of the DNAT case below.
             mapped: vec![MappedPort {
                 proto: 17,
@@ -393,10 +479,12 @@ mod tests {
                 internal_ip: Ipv4Addr::new(10, 0, 0, 5),
                 internal_port: 80,
             }],
+            ..nat_plan(Side::Outside)
         };
         let inside = SteerPlan {
             side: Side::Inside,
             subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), 24)],
+            gateways: vec![],
             ..outside.clone()
         };
         let (server, router) = ([198, 51, 100, 7], [203, 0, 113, 1]);
@@ -432,6 +520,7 @@ mod tests {
             side: Side::Inside,
             nat: None,
             subnets: vec![],
+            gateways: vec![],
             mapped: vec![],
         };
         let mut f = udp([1, 2, 3, 4], 5, [6, 7, 8, 9], 10);
@@ -463,6 +552,7 @@ mod tests {
                 side: if inside { Side::Inside } else { Side::Outside },
                 nat: Some(NatSteer { ip: Ipv4Addr::new(10, 0, 0, 1), ports: (lo, hi) }),
                 subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), prefix)],
+                gateways: vec![],
                 mapped: vec![],
             };
             prop_assert!(plan.thread_of(&frame) < threads.max(1));

@@ -55,9 +55,11 @@ struct Config {
     chunk: u32,
     subnets: u32,
     subnet: [[u32; 2]; MAX_SUBNETS],
+    gateways: u32,
+    gateway: [u32; MAX_SUBNETS],
 }
 
-const _: () = assert!(std::mem::size_of::<Config>() == 32 + 8 * MAX_SUBNETS);
+const _: () = assert!(std::mem::size_of::<Config>() == 32 + 8 * MAX_SUBNETS + 4 + 4 * MAX_SUBNETS);
 
 impl Config {
     fn of(plan: &SteerPlan) -> Result<Config, SteerError> {
@@ -68,6 +70,12 @@ impl Config {
             return Err(SteerError::Plan(format!(
                 "{} subnets in one group; the steering program checks at most {MAX_SUBNETS}",
                 plan.subnets.len()
+            )));
+        }
+        if plan.gateways.len() > MAX_SUBNETS {
+            return Err(SteerError::Plan(format!(
+                "{} gateways in one group; the steering program checks at most {MAX_SUBNETS}",
+                plan.gateways.len()
             )));
         }
         if plan.mapped.len() > MAX_MAPPED {
@@ -85,6 +93,7 @@ impl Config {
             threads: u32::from(plan.threads),
             inside: u32::from(plan.side == Side::Inside),
             subnets: plan.subnets.len() as u32,
+            gateways: plan.gateways.len() as u32,
             ..Config::default()
         };
         if let Some(nat) = &plan.nat {
@@ -97,6 +106,9 @@ impl Config {
         for (slot, (net, len)) in c.subnet.iter_mut().zip(&plan.subnets) {
             let mask = prefix_mask(*len);
             *slot = [u32::from(*net) & mask, mask];
+        }
+        for (slot, gw) in c.gateway.iter_mut().zip(&plan.gateways) {
+            *slot = u32::from(*gw);
         }
         Ok(c)
     }
@@ -113,13 +125,21 @@ impl Config {
     }
 }
 
-/// `struct pd_steer_mapped_key` of `pd_steer.c`: one end of a mapping.
-/// Kind 0 is the host port (ip 0), kind 1 the endpoint's address and port.
-fn mapped_keys(plan: &SteerPlan) -> Vec<[u8; 8]> {
-    let key = |ip: u32, port: u16, proto: u8, kind: u8| {
+/// A key and value of the mappings' map.
+type MappedEntry = ([u8; 8], [u8; 8]);
+
+/// `struct pd_steer_mapped_key` and `_val` of `pd_steer.c`: both ends of
+/// each mapping. Kind 0 is the host port (ip 0), whose value is the
+/// endpoint's address and port; kind 1 the endpoint's, valued zero.
+fn mapped_entries(plan: &SteerPlan) -> Vec<MappedEntry> {
+    let ip_port = |ip: u32, port: u16| {
         let mut k = [0u8; 8];
         k[0..4].copy_from_slice(&ip.to_ne_bytes());
         k[4..6].copy_from_slice(&port.to_ne_bytes());
+        k
+    };
+    let key = |ip: u32, port: u16, proto: u8, kind: u8| {
+        let mut k = ip_port(ip, port);
         k[6] = proto;
         k[7] = kind;
         k
@@ -127,9 +147,13 @@ fn mapped_keys(plan: &SteerPlan) -> Vec<[u8; 8]> {
     plan.mapped
         .iter()
         .flat_map(|m| {
+            let endpoint = (u32::from(m.internal_ip), m.internal_port);
             [
-                key(0, m.host_port, m.proto, 0),
-                key(u32::from(m.internal_ip), m.internal_port, m.proto, 1),
+                (
+                    key(0, m.host_port, m.proto, 0),
+                    ip_port(endpoint.0, endpoint.1),
+                ),
+                (key(endpoint.0, endpoint.1, m.proto, 1), [0u8; 8]),
             ]
         })
         .collect()
@@ -177,7 +201,7 @@ impl SteerProgram {
             prog_fd,
             threads: plan.threads,
         };
-        prog.write(&config, &mapped_keys(plan))?;
+        prog.write(&config, &mapped_entries(plan))?;
         Ok(prog)
     }
 
@@ -192,7 +216,7 @@ impl SteerProgram {
                 self.threads, plan.threads
             )));
         }
-        self.write(&Config::of(plan)?, &mapped_keys(plan))
+        self.write(&Config::of(plan)?, &mapped_entries(plan))
     }
 
     /// The program's fd, for TUNSETSTEERINGEBPF and PACKET_FANOUT_DATA.
@@ -226,7 +250,7 @@ impl SteerProgram {
 
     /// Writes the mappings (the new ones first, then the old ones that
     /// went) and then the configuration.
-    fn write(&self, config: &Config, mapped: &[[u8; 8]]) -> Result<(), SteerError> {
+    fn write(&self, config: &Config, mapped: &[MappedEntry]) -> Result<(), SteerError> {
         let map_err = |e: libbpf_rs::Error| SteerError::Map(format!("{e:#}"));
         let map = |name: &str| {
             self.obj
@@ -235,12 +259,12 @@ impl SteerProgram {
                 .ok_or_else(|| SteerError::Load(format!("no map {name} in the object")))
         };
         let m = map(MAPPED_MAP)?;
-        for k in mapped {
-            m.update(k, &[1u8], MapFlags::ANY).map_err(map_err)?;
+        for (k, v) in mapped {
+            m.update(k, v, MapFlags::ANY).map_err(map_err)?;
         }
         let gone: Vec<Vec<u8>> = m
             .keys()
-            .filter(|k| !mapped.iter().any(|n| n[..] == k[..]))
+            .filter(|k| !mapped.iter().any(|(n, _)| n[..] == k[..]))
             .collect();
         for k in gone {
             m.delete(&k).map_err(map_err)?;
