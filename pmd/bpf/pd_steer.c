@@ -9,7 +9,8 @@
  *
  * An ICMP error (unreachable, time exceeded, parameter problem) goes with
  * the flow of the packet it quotes, so a NAT can translate it and PMTU
- * discovery works on every thread.
+ * discovery works on every thread. A datagram's later fragments go where
+ * its first went (pd_steer_frags), if that came first.
  *
  * The same function as `SteerPlan::thread_of` in pmd/src/steer/plan.rs;
  * a test runs both over generated frames. Keep them in step.
@@ -95,6 +96,27 @@ static __always_inline int mapped(__u8 proto, __u8 kind, __u32 ip, __u32 port)
 	return mapped_val(proto, kind, ip, port) != 0;
 }
 
+/* A fragmented datagram (RFC 791: source, destination, protocol,
+ * identification). Keep the map's size in sync with MAX_FRAGMENTED in
+ * pmd/src/steer/plan.rs. */
+struct pd_steer_frag_key {
+	__u32 src;
+	__u32 dst;
+	__u16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
+/* The thread each datagram's first fragment went to: its later fragments,
+ * which carry no ports, follow it to the thread that holds its connection
+ * and the NAT's record of how the first was translated. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct pd_steer_frag_key);
+	__type(value, __u32);
+} pd_steer_frags SEC(".maps");
+
 static __always_inline __u32 mix(__u32 ip, __u32 port, __u32 n)
 {
 	__u32 h = (ip ^ ((port << 16) | port)) * 0x9E3779B1u;
@@ -127,11 +149,17 @@ struct v4 {
 	__u32 l4; /* offset of the L4 header from the MAC header */
 	__u32 sport, dport; /* TCP/UDP, when ports */
 	__u32 icmp_id; /* ICMP, when icmp */
+	__u16 id; /* identification */
 	__u8 proto;
 	__u8 ports;
 	__u8 icmp;
 	__u8 icmp_type;
+	__u8 frag; /* FRAG_NONE, FRAG_FIRST (offset 0, more to come), FRAG_LATER */
 };
+
+#define FRAG_NONE 0
+#define FRAG_FIRST 1
+#define FRAG_LATER 2
 
 static __always_inline __u32 be32(const __u8 *b)
 {
@@ -158,8 +186,12 @@ static __always_inline int parse_v4(struct __sk_buff *skb, __u32 off, struct v4 
 	v->dport = 0;
 	v->icmp_id = 0;
 	v->icmp_type = 0;
-	if (((h[6] & 0x1f) | h[7]) != 0)
+	v->id = ((__u16)h[4] << 8) | h[5];
+	v->frag = (h[6] & 0x20) ? FRAG_FIRST : FRAG_NONE;
+	if (((h[6] & 0x1f) | h[7]) != 0) {
+		v->frag = FRAG_LATER;
 		return 0;
+	}
 	__u8 b[6];
 	if (v->proto == IPPROTO_TCP || v->proto == IPPROTO_UDP) {
 		if (!bpf_skb_load_bytes_relative(skb, v->l4, b, 4, BPF_HDR_START_MAC)) {
@@ -246,12 +278,31 @@ int pd_steer(struct __sk_buff *skb)
 	struct v4 o;
 	if (parse_v4(skb, ETH_HLEN, &o))
 		return 0;
+	struct pd_steer_frag_key fk = {
+		.src = o.src,
+		.dst = o.dst,
+		.id = o.id,
+		.proto = o.proto,
+		.pad = 0,
+	};
+	if (o.frag == FRAG_LATER) {
+		__u32 *first = bpf_map_lookup_elem(&pd_steer_frags, &fk);
+		if (first)
+			return *first;
+	}
+	int t = -1;
 	if (o.icmp && (o.icmp_type == 3 || o.icmp_type == 11 || o.icmp_type == 12)) {
 		struct v4 e;
 		if (!parse_v4(skb, o.l4 + 8, &e))
-			return steer(c, &e, n, 1, 8);
+			t = steer(c, &e, n, 1, 8);
 	}
-	return steer(c, &o, n, 0, 0);
+	if (t < 0)
+		t = steer(c, &o, n, 0, 0);
+	if (o.frag == FRAG_FIRST) {
+		__u32 v = t;
+		bpf_map_update_elem(&pd_steer_frags, &fk, &v, BPF_ANY);
+	}
+	return t;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

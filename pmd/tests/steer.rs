@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use pmd::afpacket::{ArpDelivery, Bridged, PacketFilter, PacketPort};
 use pmd::netns::{in_netns, unique_name, NetnsGuard};
-use pmd::steer::{mix, MappedPort, NatSteer, Side, SteerError, SteerPlan, SteerProgram};
+use pmd::steer::{
+    mix, FragmentThreads, MappedPort, NatSteer, Side, SteerError, SteerPlan, SteerProgram,
+};
 use pmd::tap::TapPort;
 use pmd::wire::MacAddr;
 use pmd::{Frame, Pool, PoolConfig, Port, PortId};
@@ -210,12 +212,25 @@ fn the_program_picks_the_thread_the_reference_picks_for_thousands_of_generated_f
     ];
     let mut r = Rng(0x5eed_1234_abcd_0001);
     let mut compared = 0;
+    let mut followed = 0;
     for plan in &plans {
         let prog = SteerProgram::load(plan).expect("loading the steering program");
+        let mut memory = FragmentThreads::default();
+        let mut firsts: Vec<Vec<u8>> = Vec::new();
         let mut seen = vec![0usize; usize::from(plan.threads)];
         for _ in 0..20_000 {
-            let f = generated_frame(&mut r);
-            let want = plan.thread_of(&f);
+            // Now and then a later fragment of a first one sent before.
+            let f = match r.below(6) {
+                0 if !firsts.is_empty() => {
+                    followed += 1;
+                    later_fragment_of(&firsts[r.below(firsts.len() as u64) as usize], &mut r)
+                }
+                _ => generated_frame(&mut r),
+            };
+            if is_first_fragment(&f) {
+                firsts.push(f.clone());
+            }
+            let want = plan.thread_remembering(&f, &mut memory);
             let got = prog
                 .test_run(&f)
                 .unwrap_or_else(|e| panic!("test run of {f:02x?}: {e}"));
@@ -233,6 +248,30 @@ fn the_program_picks_the_thread_the_reference_picks_for_thousands_of_generated_f
         );
     }
     assert_eq!(compared, plans.len() * 20_000);
+    assert!(
+        followed > 10_000,
+        "later fragments of known datagrams: {followed}"
+    );
+}
+
+/// An IPv4 frame whose header says: offset 0, more fragments.
+fn is_first_fragment(f: &[u8]) -> bool {
+    f.len() >= 34
+        && f[12..14] == [0x08, 0x00]
+        && f[14] >> 4 == 4
+        && f[20] & 0x3f == 0x20
+        && f[21] == 0
+}
+
+/// A later fragment of the datagram `first` starts: its header with an
+/// offset above 0 (the last fragment or not), and bytes that are no ports.
+fn later_fragment_of(first: &[u8], r: &mut Rng) -> Vec<u8> {
+    let mut f = first[..34].to_vec();
+    let offset = 1 + r.below(0x1fff) as u16;
+    let more = if r.below(2) == 0 { 0x2000 } else { 0 };
+    f[20..22].copy_from_slice(&(offset | more).to_be_bytes());
+    f.extend((0..26).map(|_| r.next() as u8));
+    f
 }
 
 #[test]

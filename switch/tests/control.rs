@@ -203,6 +203,7 @@ fn ctl_shows_the_endpoints_counters_macs_flows_and_neighbors_of_a_running_switch
         lab.c1.name(),
         SocketAddr::from((OUTSIDE, 7000)),
         3,
+        0,
     )
     .unwrap();
     assert_eq!(echoed, 3, "the fixture's UDP flow goes through NAT");

@@ -174,6 +174,7 @@ fn outbound_tcp_udp_and_ping_leave_from_the_uplink_address() {
         lab.c1.name(),
         SocketAddr::from((OUTSIDE, 7000)),
         5,
+        0,
     )
     .unwrap();
     assert_eq!(ok, 5, "UDP echoes");
@@ -288,6 +289,7 @@ fn mapped_host_ports_reach_the_container_and_keep_the_client_address() {
         lab.outside.name(),
         SocketAddr::from((EXTERNAL, 5353)),
         5,
+        0,
     )
     .unwrap();
     assert_eq!(ok, 5, "UDP mapping both ways");

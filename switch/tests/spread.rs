@@ -211,6 +211,7 @@ fn a_nat_network_on_two_cores_carries_every_connection_and_both_threads_translat
             lab.c2.name(),
             SocketAddr::from((OUTSIDE, 9300 + i)),
             5,
+            0,
         )
         .unwrap();
         assert_eq!(
@@ -342,5 +343,47 @@ fn hairpin_connections_on_two_cores_reach_the_mapped_container_from_every_source
     assert!(
         drops.as_object().is_none_or(|d| d.is_empty()),
         "no NAT drops: {drops}"
+    );
+}
+
+#[test]
+fn fragmented_datagrams_through_nat_on_two_cores_find_the_thread_of_their_first_fragment() {
+    if skip_unless_root("spread nat network, fragments") {
+        return;
+    }
+    let lab = SpreadLab::new("tap");
+    // 4,000-byte datagrams leave c1 as three fragments and come back as
+    // three: only the first carries the ports that steer it, so the later
+    // ones must follow it to the thread whose NAT translated it. Sixteen
+    // flows (server ports) land on both threads.
+    let mut seen = BTreeSet::new();
+    for i in 0..16 {
+        let (echoed, peers) = udp_echo(
+            lab.outside.name(),
+            OUTSIDE,
+            9700 + i,
+            lab.c1.name(),
+            SocketAddr::from((OUTSIDE, 9700 + i)),
+            4,
+            4000,
+        )
+        .unwrap();
+        assert_eq!(
+            echoed,
+            4,
+            "4,000-byte datagrams to port {}: {peers:?}",
+            9700 + i
+        );
+        assert!(
+            peers.iter().all(|p| p.ip() == IpAddr::V4(EXTERNAL)),
+            "{peers:?}"
+        );
+        seen.extend(peers.iter().map(|p| p.port()));
+    }
+    assert_both_slices(&seen);
+    let drops = lab.nat_drops();
+    assert!(
+        drops.as_object().is_none_or(|d| d.is_empty()),
+        "no NAT drops (a later fragment on the wrong thread is FragmentUnknown): {drops}"
     );
 }

@@ -16,7 +16,10 @@
 //! the thread that chose it; a connection to a mapped port is steered by
 //! its remote end on both sides (its source on the outside, the
 //! destination of the container's replies on the inside); an ICMP error
-//! goes with the flow of the packet it quotes.
+//! goes with the flow of the packet it quotes. Only a datagram's first
+//! fragment carries its ports: the program remembers where each first
+//! fragment went, and the later ones follow it (a NAT translates them by
+//! what it recorded of the first).
 //!
 //! For the caller: a TAP's queues and a fan-out group's members are
 //! numbered in the order they were opened and renumbered when one goes
@@ -26,5 +29,8 @@
 mod plan;
 mod program;
 
-pub use plan::{mix, split_range, MappedPort, NatSteer, Side, SteerPlan, MAX_MAPPED, MAX_SUBNETS};
+pub use plan::{
+    mix, split_range, FragmentThreads, MappedPort, NatSteer, Side, SteerPlan, MAX_FRAGMENTED,
+    MAX_MAPPED, MAX_SUBNETS,
+};
 pub use program::{SteerError, SteerProgram, PROG_NAME};

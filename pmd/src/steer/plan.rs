@@ -1,6 +1,7 @@
 //! What the steering program computes, in Rust: the reference for
 //! `bpf/pd_steer.c` and the NAT port slices of the threads.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 /// Most subnets the program checks for east-west traffic.
@@ -107,6 +108,35 @@ struct V4 {
     ports: Option<(u16, u16)>,
     /// ICMP type and the id field (an echo's), likewise.
     icmp: Option<(u8, u16)>,
+    /// The datagram's identity (RFC 791: source, destination, protocol,
+    /// identification) when this is one of its fragments.
+    fragment: Option<(Fragment, DatagramId)>,
+}
+
+/// Which fragment of a datagram a packet is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fragment {
+    /// Offset 0, more to come: it carries the ports.
+    First,
+    /// Offset above 0: no ports.
+    Later,
+}
+
+/// Source, destination, protocol and identification of an IPv4 datagram.
+type DatagramId = (u32, u32, u8, u16);
+
+/// Most datagrams whose fragments the steering program remembers (an LRU
+/// map; the oldest go first).
+pub const MAX_FRAGMENTED: usize = 16384;
+
+/// What a steering program remembers of fragmented datagrams: the thread
+/// each one's first fragment went to, so its later fragments (which carry
+/// no ports) follow it to the thread that holds its connection and the
+/// NAT's record of its translation. As `pd_steer_frags` in the program,
+/// unbounded here (the tests stay below [`MAX_FRAGMENTED`]).
+#[derive(Debug, Default)]
+pub struct FragmentThreads {
+    first_went_to: HashMap<DatagramId, u16>,
 }
 
 const ETH_HLEN: usize = 14;
@@ -120,11 +150,12 @@ fn v4_at(frame: &[u8], at: usize) -> Option<V4> {
     if h[0] >> 4 != 4 || ihl < 5 {
         return None;
     }
-    let fragment = (h[6] & 0x1f) | h[7] != 0;
+    let later = (h[6] & 0x1f) | h[7] != 0;
+    let more = h[6] & 0x20 != 0;
     let be16 = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
     let l4 = at + ihl * 4;
     let (mut ports, mut icmp) = (None, None);
-    if !fragment {
+    if !later {
         match h[9] {
             6 | 17 => {
                 ports = frame
@@ -135,23 +166,42 @@ fn v4_at(frame: &[u8], at: usize) -> Option<V4> {
             _ => {}
         }
     }
+    let (src, dst) = (
+        u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
+        u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
+    );
+    let fragment = match (later, more) {
+        (true, _) => Some(Fragment::Later),
+        (false, true) => Some(Fragment::First),
+        (false, false) => None,
+    }
+    .map(|f| (f, (src, dst, h[9], be16(&h[4..6]))));
     Some(V4 {
         proto: h[9],
-        src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
-        dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
+        src,
+        dst,
         l4,
         ports,
         icmp,
+        fragment,
     })
 }
 
 impl SteerPlan {
     /// The thread an Ethernet frame belongs to, as the steering program
-    /// decides it (see the module docs of `pmd::steer` and `pd_steer.c`).
-    /// Anything that is not IPv4 goes to thread 0, as do VLAN-tagged
-    /// frames and frames too short for an IPv4 header. An ICMP error goes
-    /// with the flow of the packet it quotes.
+    /// decides it (see the module docs of `pmd::steer` and `pd_steer.c`)
+    /// when it has seen no fragment before: a later fragment goes where
+    /// its addresses send it. Anything that is not IPv4 goes to thread 0,
+    /// as do VLAN-tagged frames and frames too short for an IPv4 header.
+    /// An ICMP error goes with the flow of the packet it quotes.
     pub fn thread_of(&self, frame: &[u8]) -> u16 {
+        self.thread_remembering(frame, &mut FragmentThreads::default())
+    }
+
+    /// [`SteerPlan::thread_of`] for a program that has seen the frames
+    /// `seen` remembers: a later fragment goes where its datagram's first
+    /// fragment went, if that came first.
+    pub fn thread_remembering(&self, frame: &[u8], seen: &mut FragmentThreads) -> u16 {
         let n = self.threads.max(1);
         if n == 1 || frame.get(12..14) != Some(&[0x08, 0x00]) {
             return 0;
@@ -159,12 +209,20 @@ impl SteerPlan {
         let Some(o) = v4_at(frame, ETH_HLEN) else {
             return 0;
         };
-        if o.icmp.is_some_and(|(t, _)| ICMP_ERRORS.contains(&t)) {
-            if let Some(e) = v4_at(frame, o.l4 + 8) {
-                return self.error_thread(&e, n);
+        if let Some((Fragment::Later, id)) = o.fragment {
+            if let Some(&t) = seen.first_went_to.get(&id) {
+                return t;
             }
         }
-        self.steer(&o, n, false, 0)
+        let t = match o.icmp.is_some_and(|(t, _)| ICMP_ERRORS.contains(&t)) {
+            true => v4_at(frame, o.l4 + 8).map(|e| self.error_thread(&e, n)),
+            false => None,
+        }
+        .unwrap_or_else(|| self.steer(&o, n, false, 0));
+        if let Some((Fragment::First, id)) = o.fragment {
+            seen.first_went_to.insert(id, t);
+        }
+        t
     }
 
     /// The thread of the flow an ICMP error quotes `e` of: `e` went the

@@ -295,8 +295,10 @@ pub fn tcp_fetch(
 }
 
 /// A UDP echo server in `server_ns` on `server_ip:port` answers `count`
-/// datagrams sent from `client_ns` to `send_to`. Returns how many echoes
-/// came back intact and the client addresses the server saw.
+/// datagrams sent from `client_ns` to `send_to`, each of at least `size`
+/// bytes (padded with a pattern; above the MTU both kernels send them as
+/// IPv4 fragments). Returns how many echoes came back intact and the
+/// client addresses the server saw.
 pub fn udp_echo(
     server_ns: &str,
     server_ip: Ipv4Addr,
@@ -304,6 +306,7 @@ pub fn udp_echo(
     client_ns: &str,
     send_to: SocketAddr,
     count: u32,
+    size: usize,
 ) -> Result<(u32, Vec<SocketAddr>)> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let addr = SocketAddr::from((server_ip, port));
@@ -314,7 +317,7 @@ pub fn udp_echo(
             sock.set_read_timeout(Some(Duration::from_millis(1500)))?;
             let _ = ready_tx.send(());
             let mut peers = Vec::new();
-            let mut buf = [0u8; 2048];
+            let mut buf = vec![0u8; 65536];
             for _ in 0..count {
                 let Ok((n, peer)) = sock.recv_from(&mut buf) else {
                     break;
@@ -333,12 +336,15 @@ pub fn udp_echo(
         let sock = UdpSocket::bind(("0.0.0.0", 0))?;
         sock.set_read_timeout(Some(Duration::from_millis(1000)))?;
         let mut ok = 0;
-        let mut buf = [0u8; 2048];
+        let mut buf = vec![0u8; 65536];
         for i in 0..count {
-            let msg = format!("podswitch udp echo {i}");
-            sock.send_to(msg.as_bytes(), send_to)?;
+            let mut msg = format!("podswitch udp echo {i}").into_bytes();
+            let pattern = (0..=255u8).cycle().skip(i as usize);
+            let pad = size.saturating_sub(msg.len());
+            msg.extend(pattern.take(pad));
+            sock.send_to(&msg, send_to)?;
             if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                if &buf[..n] == msg.as_bytes() {
+                if buf[..n] == msg[..] {
                     ok += 1;
                 }
             }
