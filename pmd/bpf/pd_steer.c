@@ -57,7 +57,7 @@ struct {
 
 /* A NAT port mapping, both of its ends: kind 0 is the host port on the
  * NAT address (ip 0), kind 1 the endpoint's address and port. Keep in sync
- * with pmd/src/steer/program.rs (mapped_entries). */
+ * with pmd/src/steer/program.rs (mapped_keys). */
 struct pd_steer_mapped_key {
 	__u32 ip;
 	__u16 port;
@@ -65,22 +65,14 @@ struct pd_steer_mapped_key {
 	__u8 kind;
 };
 
-/* Of a kind 0 key, the endpoint the host port leads to (zero for kind 1). */
-struct pd_steer_mapped_val {
-	__u32 ip;
-	__u16 port;
-	__u16 pad;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
 	__type(key, struct pd_steer_mapped_key);
-	__type(value, struct pd_steer_mapped_val);
+	__type(value, __u8);
 } pd_steer_mapped SEC(".maps");
 
-static __always_inline const struct pd_steer_mapped_val *mapped_val(__u8 proto, __u8 kind,
-								     __u32 ip, __u32 port)
+static __always_inline int mapped(__u8 proto, __u8 kind, __u32 ip, __u32 port)
 {
 	struct pd_steer_mapped_key k = {
 		.ip = ip,
@@ -88,12 +80,7 @@ static __always_inline const struct pd_steer_mapped_val *mapped_val(__u8 proto, 
 		.proto = proto,
 		.kind = kind,
 	};
-	return bpf_map_lookup_elem(&pd_steer_mapped, &k);
-}
-
-static __always_inline int mapped(__u8 proto, __u8 kind, __u32 ip, __u32 port)
-{
-	return mapped_val(proto, kind, ip, port) != 0;
+	return bpf_map_lookup_elem(&pd_steer_mapped, &k) != 0;
 }
 
 /* A fragmented datagram (RFC 791: source, destination, protocol,
@@ -218,15 +205,16 @@ static __always_inline int nat_slice(const struct pd_steer_cfg *c, __u32 p)
 }
 
 /* Steers packet v, or its reply when `reversed` (an ICMP error goes with
- * the flow of the packet it quotes, which went the other way): toward the
- * inside by both ends alike, except the replies of a mapped port, which go
- * by their remote end, a hairpin to a mapped port of the NAT address, which
- * goes by both ends of the connection it becomes (where the endpoint's
- * answers to a client that keeps its address go), and a packet to a
- * gateway with a port of the range (the answer to a hairpin NAT gave that
- * port), which goes by its slice; from the outside by where it comes from,
- * unless it goes to the NAT address with a port of the range that is not
- * mapped (or an echo id, for ICMP type `echo`). */
+ * the flow of the packet it quotes, which went the other way). From the
+ * inside: a hairpin (to a mapped port of the NAT address) by its client; a
+ * packet to a gateway with a port of the range (the answer to a hairpin NAT
+ * gave that port) by its slice; a mapped port's packets by their remote
+ * end; east-west flows by both ends alike; anything else, leaving through
+ * NAT, by the container's address and port, so each of those keeps one
+ * NAT port for every destination (RFC 4787 endpoint-independent mapping).
+ * From the outside by where it comes from, unless it goes to the NAT
+ * address with a port of the range that is not mapped (or an echo id, for
+ * ICMP type `echo`). */
 static __always_inline int steer(const struct pd_steer_cfg *c, const struct v4 *v, __u32 n,
 				 int reversed, __u8 echo)
 {
@@ -235,19 +223,19 @@ static __always_inline int steer(const struct pd_steer_cfg *c, const struct v4 *
 	if (c->inside) {
 		if (c->has_nat && v->ports) {
 			if (to_ip == c->nat_ip) {
-				const struct pd_steer_mapped_val *m = mapped_val(v->proto, 0, 0, to_port);
-				if (m)
-					return mix(from_ip ^ m->ip, from_port ^ m->port, n);
+				if (mapped(v->proto, 0, 0, to_port))
+					return mix(from_ip, from_port, n);
 			} else if (is_gateway(c, to_ip)) {
 				int t = nat_slice(c, to_port);
 				if (t >= 0)
 					return t;
 			}
 		}
-		int east_west = in_subnets(c, v->src) && in_subnets(c, v->dst);
-		if (!east_west && v->ports && mapped(v->proto, 1, from_ip, from_port))
+		if (v->ports && mapped(v->proto, 1, from_ip, from_port))
 			return mix(to_ip, to_port, n);
-		return mix(v->src ^ v->dst, v->sport ^ v->dport, n);
+		if (in_subnets(c, v->src) && in_subnets(c, v->dst))
+			return mix(v->src ^ v->dst, v->sport ^ v->dport, n);
+		return mix(from_ip, from_port, n);
 	}
 	if (c->has_nat && to_ip == c->nat_ip) {
 		int t = -1;

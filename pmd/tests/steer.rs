@@ -794,8 +794,7 @@ fn a_one_queue_tap_is_an_ordinary_tap() {
 }
 
 #[test]
-fn a_spread_container_veth_takes_every_frame_and_steers_it_by_destination_or_symmetrically_east_west(
-) {
+fn a_spread_container_veth_takes_every_frame_and_steers_it_by_source_or_symmetrically_east_west() {
     if skip() {
         return;
     }

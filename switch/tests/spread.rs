@@ -387,3 +387,49 @@ fn fragmented_datagrams_through_nat_on_two_cores_find_the_thread_of_their_first_
         "no NAT drops (a later fragment on the wrong thread is FragmentUnknown): {drops}"
     );
 }
+
+#[test]
+fn one_udp_socket_keeps_one_external_port_for_every_destination_on_two_cores() {
+    if skip_unless_root("spread nat network, endpoint-independent mapping") {
+        return;
+    }
+    let lab = SpreadLab::new("tap");
+    // RFC 4787 REQ-1 (endpoint-independent mapping): one internal
+    // address and port leaves through one external port, whichever
+    // destination it sends to, so a peer told its address by another can
+    // reach it. Twelve servers on the outside each answer with the
+    // address they saw.
+    let ports: Vec<u16> = (9800..9812).collect();
+    let servers: Vec<std::net::UdpSocket> = pmd::netns::in_netns(lab.outside.name(), {
+        let ports = ports.clone();
+        move || {
+            ports
+                .iter()
+                .map(|p| std::net::UdpSocket::bind((OUTSIDE, *p)).unwrap())
+                .collect()
+        }
+    })
+    .unwrap();
+    let client = pmd::netns::in_netns(lab.c1.name(), || {
+        std::net::UdpSocket::bind((C1, 40001)).unwrap()
+    })
+    .unwrap();
+    let mut seen = BTreeSet::new();
+    for (server, port) in servers.iter().zip(&ports) {
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        client.send_to(b"where am I", (OUTSIDE, *port)).unwrap();
+        let mut buf = [0u8; 64];
+        let (_, from) = server
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("the server on {port} got nothing: {e}"));
+        assert_eq!(from.ip(), IpAddr::V4(EXTERNAL));
+        seen.insert(from.port());
+    }
+    assert_eq!(
+        seen.len(),
+        1,
+        "one external port for every destination: {seen:?}"
+    );
+}

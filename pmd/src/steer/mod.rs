@@ -9,14 +9,16 @@
 //! is the same function in Rust, the reference the program is tested
 //! against.
 //!
-//! The choice is symmetric across the switch: a container's new flow may
-//! land on any thread (by a hash of both ends, the same for both
-//! directions, so east-west flows stay on one thread), and the NAT reply
-//! comes back to the NAT address on a port (or echo id) of the slice of
-//! the thread that chose it; a connection to a mapped port is steered by
-//! its remote end on both sides (its source on the outside, the
-//! destination of the container's replies on the inside); an ICMP error
-//! goes with the flow of the packet it quotes. Only a datagram's first
+//! The choice agrees across the switch: a container's flow through NAT
+//! goes by its own address and port (so that pair keeps one NAT port for
+//! every destination, RFC 4787's endpoint-independent mapping), and the
+//! NAT reply comes back to the NAT address on a port (or echo id) of the
+//! slice of the thread that chose it; east-west flows go by a hash of
+//! both ends, the same for both directions; a connection to a mapped port
+//! is steered by its remote end on both sides (its source on the outside,
+//! the destination of the container's replies on the inside), and so is
+//! a hairpin to it from a container; an ICMP error goes with the flow of
+//! the packet it quotes. Only a datagram's first
 //! fragment carries its ports: the program remembers where each first
 //! fragment went, and the later ones follow it (a NAT translates them by
 //! what it recorded of the first).

@@ -231,17 +231,18 @@ impl SteerPlan {
         self.steer(e, n, true, 8)
     }
 
-    /// Steers packet `p`, or its reply when `reversed`. Toward the inside
-    /// by both ends alike (a new connection may go to any thread: the one
-    /// it lands on picks its NAT port from its own slice), except:
-    /// - the replies of a mapped port, which go by their remote end;
-    /// - a hairpin (from a container to a mapped port of the NAT
-    ///   address), which goes by both ends of the connection it becomes
-    ///   (client and mapped endpoint), where the endpoint's answers to a
-    ///   client that keeps its address go;
+    /// Steers packet `p`, or its reply when `reversed`. From the inside:
+    /// - a hairpin (from a container to a mapped port of the NAT address)
+    ///   by its client's address and port;
     /// - a packet to a gateway with a port of the range, the answer to a
-    ///   hairpin that NAT gave that port, which goes by the slice that
-    ///   holds it.
+    ///   hairpin that NAT gave that port, by the slice that holds it;
+    /// - the packets of a mapped port (source = its endpoint) by their
+    ///   remote end: the client, on either side of the switch;
+    /// - east-west flows by both ends alike (both directions meet);
+    /// - anything else, leaving through NAT, by the container's address
+    ///   and port: the thread it lands on picks the NAT port from its own
+    ///   slice, and every destination of that address and port gets the
+    ///   same one (RFC 4787 endpoint-independent mapping).
     ///
     /// From the outside by where it comes from (the remote end), unless it
     /// goes to the NAT address with a port of the range that is not mapped
@@ -257,9 +258,8 @@ impl SteerPlan {
             Side::Inside => {
                 if let (Some(nat), Some(_)) = (self.nat, p.ports) {
                     if to.0 == u32::from(nat.ip) {
-                        if let Some(m) = self.mapping_of(p.proto, to.1) {
-                            let (ip, port) = (u32::from(m.internal_ip), m.internal_port);
-                            return mix(from.0 ^ ip, from.1 ^ port, n);
+                        if self.mapped_outside(p.proto, to.1) {
+                            return mix(from.0, from.1, n);
                         }
                     } else if self.is_gateway(to.0) {
                         if let Some(t) = nat_slice(&nat, to.1, n) {
@@ -267,11 +267,12 @@ impl SteerPlan {
                         }
                     }
                 }
-                let east_west = self.in_subnets(p.src) && self.in_subnets(p.dst);
-                if !east_west && p.ports.is_some() && self.mapped_inside(p.proto, from) {
+                if p.ports.is_some() && self.mapped_inside(p.proto, from) {
                     mix(to.0, to.1, n)
-                } else {
+                } else if self.in_subnets(p.src) && self.in_subnets(p.dst) {
                     mix(p.src ^ p.dst, sport ^ dport, n)
+                } else {
+                    mix(from.0, from.1, n)
                 }
             }
             Side::Outside => {
@@ -297,15 +298,10 @@ impl SteerPlan {
 
     /// `port` of `proto` on the NAT address is mapped.
     fn mapped_outside(&self, proto: u8, port: u16) -> bool {
-        self.mapping_of(proto, port).is_some()
-    }
-
-    /// The mapping of `port` of `proto` on the NAT address.
-    fn mapping_of(&self, proto: u8, port: u16) -> Option<&MappedPort> {
         self.mapped
             .iter()
             .take(MAX_MAPPED)
-            .find(|m| m.proto == proto && m.host_port == port)
+            .any(|m| m.proto == proto && m.host_port == port)
     }
 
     fn is_gateway(&self, ip: u32) -> bool {
@@ -433,18 +429,17 @@ mod tests {
             assert_eq!(inside.thread_of(&out), outside.thread_of(&back));
             // A connection of the container's: the thread it lands on
             // translates to its slice, and the reply finds it there.
-            let out = udp([10, 0, 0, 5], 5000, [203, 0, 113, 9], port);
+            let out = udp([10, 0, 0, 5], 5000 + port, [203, 0, 113, 9], 53);
             let t = inside.thread_of(&out);
             used[usize::from(t)] = true;
-            let reply = udp(
-                [203, 0, 113, 9],
-                port,
-                nat.octets(),
-                slices[usize::from(t)].0,
-            );
+            let reply = udp([203, 0, 113, 9], 53, nat.octets(), slices[usize::from(t)].0);
             assert_eq!(outside.thread_of(&reply), t);
-            let east = udp([10, 0, 0, 5], 4000, [10, 0, 0, 6], port);
-            let west = udp([10, 0, 0, 6], port, [10, 0, 0, 5], 4000);
+            // Its other destinations go to the same thread, which keeps
+            // the same NAT port for them (endpoint-independent mapping).
+            let elsewhere = udp([10, 0, 0, 5], 5000 + port, [198, 51, 100, 7], port);
+            assert_eq!(inside.thread_of(&elsewhere), t);
+            let east = udp([10, 0, 0, 5], 4001, [10, 0, 0, 6], port);
+            let west = udp([10, 0, 0, 6], port, [10, 0, 0, 5], 4001);
             assert_eq!(inside.thread_of(&east), inside.thread_of(&west));
         }
         assert_eq!(used, [true; 4], "new connections spread over every thread");
@@ -502,14 +497,11 @@ mod tests {
                 t,
                 "answer to the gateway, port {port}"
             );
-            // UDP to the mapped port is not mapped (the mapping is TCP).
+            // UDP to that port is no hairpin (the mapping is TCP): it
+            // leaves by its source like any flow through NAT.
             assert_eq!(
                 inside.thread_of(&hairpin),
-                mix(
-                    u32::from_be_bytes(client) ^ u32::from(nat),
-                    (30000 + port) ^ 8080,
-                    4
-                )
+                mix(u32::from_be_bytes(client), 30000 + port, 4)
             );
         }
         assert_eq!(used, [true; 4], "hairpins spread over every thread");

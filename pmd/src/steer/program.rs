@@ -125,21 +125,13 @@ impl Config {
     }
 }
 
-/// A key and value of the mappings' map.
-type MappedEntry = ([u8; 8], [u8; 8]);
-
-/// `struct pd_steer_mapped_key` and `_val` of `pd_steer.c`: both ends of
-/// each mapping. Kind 0 is the host port (ip 0), whose value is the
-/// endpoint's address and port; kind 1 the endpoint's, valued zero.
-fn mapped_entries(plan: &SteerPlan) -> Vec<MappedEntry> {
-    let ip_port = |ip: u32, port: u16| {
+/// `struct pd_steer_mapped_key` of `pd_steer.c`: one end of a mapping.
+/// Kind 0 is the host port (ip 0), kind 1 the endpoint's address and port.
+fn mapped_keys(plan: &SteerPlan) -> Vec<[u8; 8]> {
+    let key = |ip: u32, port: u16, proto: u8, kind: u8| {
         let mut k = [0u8; 8];
         k[0..4].copy_from_slice(&ip.to_ne_bytes());
         k[4..6].copy_from_slice(&port.to_ne_bytes());
-        k
-    };
-    let key = |ip: u32, port: u16, proto: u8, kind: u8| {
-        let mut k = ip_port(ip, port);
         k[6] = proto;
         k[7] = kind;
         k
@@ -147,13 +139,9 @@ fn mapped_entries(plan: &SteerPlan) -> Vec<MappedEntry> {
     plan.mapped
         .iter()
         .flat_map(|m| {
-            let endpoint = (u32::from(m.internal_ip), m.internal_port);
             [
-                (
-                    key(0, m.host_port, m.proto, 0),
-                    ip_port(endpoint.0, endpoint.1),
-                ),
-                (key(endpoint.0, endpoint.1, m.proto, 1), [0u8; 8]),
+                key(0, m.host_port, m.proto, 0),
+                key(u32::from(m.internal_ip), m.internal_port, m.proto, 1),
             ]
         })
         .collect()
@@ -201,7 +189,7 @@ impl SteerProgram {
             prog_fd,
             threads: plan.threads,
         };
-        prog.write(&config, &mapped_entries(plan))?;
+        prog.write(&config, &mapped_keys(plan))?;
         Ok(prog)
     }
 
@@ -216,7 +204,7 @@ impl SteerProgram {
                 self.threads, plan.threads
             )));
         }
-        self.write(&Config::of(plan)?, &mapped_entries(plan))
+        self.write(&Config::of(plan)?, &mapped_keys(plan))
     }
 
     /// The program's fd, for TUNSETSTEERINGEBPF and PACKET_FANOUT_DATA.
@@ -250,7 +238,7 @@ impl SteerProgram {
 
     /// Writes the mappings (the new ones first, then the old ones that
     /// went) and then the configuration.
-    fn write(&self, config: &Config, mapped: &[MappedEntry]) -> Result<(), SteerError> {
+    fn write(&self, config: &Config, mapped: &[[u8; 8]]) -> Result<(), SteerError> {
         let map_err = |e: libbpf_rs::Error| SteerError::Map(format!("{e:#}"));
         let map = |name: &str| {
             self.obj
@@ -259,12 +247,12 @@ impl SteerProgram {
                 .ok_or_else(|| SteerError::Load(format!("no map {name} in the object")))
         };
         let m = map(MAPPED_MAP)?;
-        for (k, v) in mapped {
-            m.update(k, v, MapFlags::ANY).map_err(map_err)?;
+        for k in mapped {
+            m.update(k, &[1u8], MapFlags::ANY).map_err(map_err)?;
         }
         let gone: Vec<Vec<u8>> = m
             .keys()
-            .filter(|k| !mapped.iter().any(|(n, _)| n[..] == k[..]))
+            .filter(|k| !mapped.iter().any(|n| n[..] == k[..]))
             .collect();
         for k in gone {
             m.delete(&k).map_err(map_err)?;
