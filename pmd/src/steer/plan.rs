@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use crate::wire::ipv4::{self, Ipv4Packet};
+
 /// Most subnets the program checks for east-west traffic.
 pub const MAX_SUBNETS: usize = 8;
 
@@ -145,18 +147,21 @@ const ETH_HLEN: usize = 14;
 const ICMP_ERRORS: [u8; 3] = [3, 11, 12];
 
 fn v4_at(frame: &[u8], at: usize) -> Option<V4> {
-    let h = frame.get(at..at + 20)?;
-    let ihl = usize::from(h[0] & 0xf);
-    if h[0] >> 4 != 4 || ihl < 5 {
+    // The program loads the fixed 20 bytes, whatever the header length
+    // says, so the view gets exactly those (only fixed fields are read).
+    let h = Ipv4Packet::new_unchecked(frame.get(at..at + ipv4::HEADER_LEN)?);
+    let ihl = h.header_len();
+    if h.version() != 4 || ihl < ipv4::HEADER_LEN {
         return None;
     }
-    let later = (h[6] & 0x1f) | h[7] != 0;
-    let more = h[6] & 0x20 != 0;
+    let later = h.frag_offset() != 0;
     let be16 = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
-    let l4 = at + ihl * 4;
+    let l4 = at + ihl;
     let (mut ports, mut icmp) = (None, None);
+    // The program loads 4 bytes of TCP/UDP (the ports) and 6 of ICMP
+    // (type to id), not whole headers: so does the reference.
     if !later {
-        match h[9] {
+        match h.protocol() {
             6 | 17 => {
                 ports = frame
                     .get(l4..l4 + 4)
@@ -166,18 +171,15 @@ fn v4_at(frame: &[u8], at: usize) -> Option<V4> {
             _ => {}
         }
     }
-    let (src, dst) = (
-        u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
-        u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
-    );
-    let fragment = match (later, more) {
+    let (src, dst) = (u32::from(h.src_addr()), u32::from(h.dst_addr()));
+    let fragment = match (later, h.more_frags()) {
         (true, _) => Some(Fragment::Later),
         (false, true) => Some(Fragment::First),
         (false, false) => None,
     }
-    .map(|f| (f, (src, dst, h[9], be16(&h[4..6]))));
+    .map(|f| (f, (src, dst, h.protocol(), h.ident())));
     Some(V4 {
-        proto: h[9],
+        proto: h.protocol(),
         src,
         dst,
         l4,
