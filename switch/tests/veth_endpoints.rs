@@ -535,6 +535,22 @@ fn established_tcp_flows_between_veth_containers_and_through_nat_are_carried_by_
         "the mapped flow carried by the kernel",
     );
 
+    // Hairpins through the mapping: from c2 (which keeps its address) and
+    // from c1 itself (which sees the gateway).
+    for (client, seen_as) in [(&lab.c2, C2), (&lab.c1, GATEWAY)] {
+        let (t, seen) = tcp_fetch(
+            lab.c1.name(),
+            C1,
+            81,
+            client.name(),
+            SocketAddr::from((EXTERNAL, 8081)),
+            20 * MB,
+        )
+        .unwrap();
+        assert!(t.exact, "hairpin from {seen_as}: {t:?}");
+        assert_eq!(seen.ip(), std::net::IpAddr::V4(seen_as), "hairpin client");
+    }
+
     let errors_after: Vec<u64> = [&lab.c1, &lab.c2, &lab.outside]
         .iter()
         .map(|n| tcp_csum_errors(n.name()))
