@@ -206,7 +206,8 @@ static __always_inline int nat_slice(const struct pd_steer_cfg *c, __u32 p)
 
 /* Steers packet v, or its reply when `reversed` (an ICMP error goes with
  * the flow of the packet it quotes, which went the other way). From the
- * inside: a hairpin (to a mapped port of the NAT address) by its client; a
+ * inside: a hairpin (to a mapped port of the NAT address) by its client,
+ * before the mapped-port rule (the client may send from a mapped port); a
  * packet to a gateway with a port of the range (the answer to a hairpin NAT
  * gave that port) by its slice; a mapped port's packets by their remote
  * end; east-west flows by both ends alike; anything else, leaving through

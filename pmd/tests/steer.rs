@@ -11,6 +11,7 @@ use pmd::afpacket::{ArpDelivery, Bridged, PacketFilter, PacketPort};
 use pmd::netns::{in_netns, unique_name, NetnsGuard};
 use pmd::steer::{
     mix, FragmentThreads, MappedPort, NatSteer, Side, SteerError, SteerPlan, SteerProgram,
+    MAX_FRAGMENTED,
 };
 use pmd::tap::TapPort;
 use pmd::wire::MacAddr;
@@ -246,6 +247,9 @@ fn the_program_picks_the_thread_the_reference_picks_for_thousands_of_generated_f
             seen.iter().all(|&n| n > 0),
             "every thread gets frames under {plan:?}: {seen:?}"
         );
+        // The reference remembers every first fragment; the program's LRU
+        // map holds this many before it evicts.
+        assert!(firsts.len() < MAX_FRAGMENTED, "{} datagrams", firsts.len());
     }
     assert_eq!(compared, plans.len() * 20_000);
     assert!(

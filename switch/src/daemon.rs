@@ -924,24 +924,13 @@ fn can_spread(
     plans: &[(PortId, PortPlan, usize)],
     g: usize,
 ) -> bool {
-    let mut nets = cfg
-        .networks
-        .iter()
-        .zip(net_group)
-        .filter(|(_, ng)| **ng == g)
-        .peekable();
-    if nets.peek().is_none() || !nets.all(|(n, _)| n.mode == NetworkMode::Nat) {
+    let nets: Vec<_> = networks_of_group(cfg, net_group, g).collect();
+    if nets.is_empty() || nets.iter().any(|n| n.mode != NetworkMode::Nat) {
         return false;
     }
     // What the steering program holds: past that the group keeps one
     // thread rather than steer some flows to a thread without their state.
-    let names: Vec<&str> = cfg
-        .networks
-        .iter()
-        .zip(net_group)
-        .filter(|(_, ng)| **ng == g)
-        .map(|(n, _)| n.name.as_str())
-        .collect();
+    let names: Vec<&str> = nets.iter().map(|n| n.name.as_str()).collect();
     let mappings = cfg
         .port_mappings
         .iter()
@@ -972,6 +961,19 @@ fn can_spread(
     })
 }
 
+/// The networks of group `g` (`net_group` is each network's group).
+fn networks_of_group<'a>(
+    cfg: &'a Config,
+    net_group: &'a [usize],
+    g: usize,
+) -> impl Iterator<Item = &'a crate::config::NetworkCfg> {
+    cfg.networks
+        .iter()
+        .zip(net_group)
+        .filter(move |(_, ng)| **ng == g)
+        .map(|(n, _)| n)
+}
+
 /// Loads the steering programs of group `g`, spread over `threads`.
 fn group_steer(
     cfg: &Config,
@@ -982,12 +984,8 @@ fn group_steer(
     g: usize,
     threads: usize,
 ) -> Result<GroupSteer> {
-    let networks: Vec<(String, ipnet::Ipv4Net, Option<std::net::Ipv4Addr>)> = cfg
-        .networks
-        .iter()
-        .zip(net_group)
-        .filter(|(_, ng)| **ng == g)
-        .map(|(n, _)| (n.name.clone(), n.subnet, n.gateway))
+    let networks = networks_of_group(cfg, net_group, g)
+        .map(|n| (n.name.clone(), n.subnet, n.gateway))
         .collect();
     let uplink = plans
         .iter()

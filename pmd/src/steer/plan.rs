@@ -135,7 +135,8 @@ pub const MAX_FRAGMENTED: usize = 16384;
 /// each one's first fragment went to, so its later fragments (which carry
 /// no ports) follow it to the thread that holds its connection and the
 /// NAT's record of its translation. As `pd_steer_frags` in the program,
-/// unbounded here (the tests stay below [`MAX_FRAGMENTED`]).
+/// unbounded here (the comparison test asserts it stays below
+/// [`MAX_FRAGMENTED`], where the program's map would start evicting).
 #[derive(Debug, Default)]
 pub struct FragmentThreads {
     first_went_to: HashMap<DatagramId, u16>,
@@ -235,7 +236,8 @@ impl SteerPlan {
 
     /// Steers packet `p`, or its reply when `reversed`. From the inside:
     /// - a hairpin (from a container to a mapped port of the NAT address)
-    ///   by its client's address and port;
+    ///   by its client's address and port, before the rule for mapped
+    ///   ports, since the client may send from a mapped port of its own;
     /// - a packet to a gateway with a port of the range, the answer to a
     ///   hairpin that NAT gave that port, by the slice that holds it;
     /// - the packets of a mapped port (source = its endpoint) by their
@@ -387,6 +389,26 @@ mod tests {
         }
     }
 
+    /// The outside and inside plans of `nat_plan` with UDP host port 8080
+    /// mapped to 10.0.0.5:`internal_port`, the inside on 10.0.0.0/24.
+    fn mapped_plans(internal_port: u16) -> (SteerPlan, SteerPlan) {
+        let outside = SteerPlan {
+            mapped: vec![MappedPort {
+                proto: 17,
+                host_port: 8080,
+                internal_ip: Ipv4Addr::new(10, 0, 0, 5),
+                internal_port,
+            }],
+            ..nat_plan(Side::Outside)
+        };
+        let inside = SteerPlan {
+            side: Side::Inside,
+            subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), 24)],
+            ..outside.clone()
+        };
+        (outside, inside)
+    }
+
     #[test]
     fn a_nat_reply_goes_to_the_thread_whose_slice_holds_its_port() {
         let plan = SteerPlan {
@@ -407,21 +429,7 @@ mod tests {
     #[test]
     fn both_directions_of_a_flow_meet_on_one_thread() {
         let nat = Ipv4Addr::new(192, 0, 2, 1);
-        let outside = SteerPlan {
-            mapped: vec![MappedPort {
-                proto: 17,
-                host_port: 8080,
-                internal_ip: Ipv4Addr::new(10, 0, 0, 5),
-                internal_port: 4000,
-            }],
-            ..nat_plan(Side::Outside)
-        };
-        let inside = SteerPlan {
-            side: Side::Inside,
-            subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), 24)],
-            gateways: vec![],
-            ..outside.clone()
-        };
+        let (outside, inside) = mapped_plans(4000);
         let slices = split_range((1000, 1999), 4);
         let mut used = [false; 4];
         for port in 0..500u16 {
@@ -523,22 +531,8 @@ mod tests {
     #[test]
     fn an_icmp_error_goes_to_the_thread_of_the_flow_it_quotes() {
         let nat = Ipv4Addr::new(192, 0, 2, 1);
-        let outside = SteerPlan {
-            // The published port of the DNAT case below.
-            mapped: vec![MappedPort {
-                proto: 17,
-                host_port: 8080,
-                internal_ip: Ipv4Addr::new(10, 0, 0, 5),
-                internal_port: 80,
-            }],
-            ..nat_plan(Side::Outside)
-        };
-        let inside = SteerPlan {
-            side: Side::Inside,
-            subnets: vec![(Ipv4Addr::new(10, 0, 0, 0), 24)],
-            gateways: vec![],
-            ..outside.clone()
-        };
+        // The published port of the DNAT case below.
+        let (outside, inside) = mapped_plans(80);
         let (server, router) = ([198, 51, 100, 7], [203, 0, 113, 1]);
         for i in 0..200u16 {
             // A container's flow, translated to port 1000 + 5i: its reply
